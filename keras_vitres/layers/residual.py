@@ -1,0 +1,324 @@
+"""Residual blocks and shortcut connections of the ResNet paper (He et al., arXiv:1512.03385, §3.3 and §4).
+
+Shortcut options (paper §4.1, Table 3):
+    "A": identity; where the shape changes, subsample with stride 2 and zero-pad the new channels. No parameters.
+    "B": identity, and a projection (1x1 convolution + BN) only where the shape changes.
+    "C": a projection on every block.
+    None: no shortcut at all, the "plain" network of the degradation experiment (paper Fig. 1, 4, 6).
+
+Strided 3x3 convolutions pad one pixel on every side and then run "valid", as PyTorch does: this is what
+torchvision/timm weights assume, and `padding="same"` (which pads only bottom/right for even inputs) does not
+reproduce it. Unstrided convolutions use "same", which is the same symmetric padding.
+"""
+
+import keras
+from keras import ops
+
+SHORTCUT_OPTIONS = ("A", "B", "C", None)
+BOTTLENECK_VERSIONS = ("v1", "v1.5")
+
+
+def check_shortcut(shortcut):
+    """Raises a ValueError naming `shortcut` unless it is one of the paper's options."""
+    if shortcut not in SHORTCUT_OPTIONS:
+        raise ValueError(
+            f"`shortcut` must be 'A' (zero-padding identity), 'B' (projection where the shape changes), "
+            f"'C' (projection everywhere) or None (plain network); received shortcut={shortcut!r}."
+        )
+
+
+def _serialize(obj, module):
+    return None if obj is None else module.serialize(module.get(obj))
+
+
+class _ConvBNMixin:
+    """Creates the convolution + batch-norm pairs shared by shortcuts and blocks, with fixed names."""
+
+    def _make_conv(self, filters, kernel_size, strides, name):
+        pad = None
+        if strides > 1 and kernel_size > 1:
+            pad = keras.layers.ZeroPadding2D(kernel_size // 2, dtype=self.dtype_policy, name=f"{name}_pad")
+        conv = keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="valid" if pad is not None or kernel_size == 1 else "same",
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+        return pad, conv
+
+    def _make_bn(self, name):
+        return keras.layers.BatchNormalization(
+            momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype_policy, name=name
+        )
+
+    @staticmethod
+    def _apply_conv(pad, conv, x):
+        return conv(x if pad is None else pad(x))
+
+    @staticmethod
+    def _build_conv(pad, conv, input_shape):
+        if pad is not None:
+            pad.build(input_shape)
+            input_shape = pad.compute_output_shape(input_shape)
+        conv.build(input_shape)
+        return conv.compute_output_shape(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="keras_vitres")
+class Shortcut(_ConvBNMixin, keras.layers.Layer):
+    """The shortcut branch of a residual block, for the paper's options A, B and C (arXiv:1512.03385, §3.3).
+
+    Args:
+        filters: int. Channels of the block's output.
+        strides: int. Spatial stride of the block.
+        option: "A", "B" or "C" (see the module docstring).
+        use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer: as in the blocks.
+
+    Which path is taken is decided from the input's channels when the layer is built: `mode` is then
+    "identity", "zero_pad" or "projection".
+    """
+
+    def __init__(
+        self,
+        filters,
+        strides=1,
+        option="B",
+        use_bias=False,
+        bn_epsilon=1e-5,
+        bn_momentum=0.9,
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if option is None:
+            raise ValueError("`option` of a Shortcut must be 'A', 'B' or 'C'; received option=None.")
+        check_shortcut(option)
+        self.filters = filters
+        self.strides = strides
+        self.option = option
+        self.use_bias = use_bias
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.mode = None
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        reshapes = self.strides != 1 or channels != self.filters
+        if self.option == "C" or (self.option == "B" and reshapes):
+            self.mode = "projection"
+            _, self.conv = self._make_conv(self.filters, 1, self.strides, "conv")
+            self.bn = self._make_bn("bn")
+            self.bn.build(self._build_conv(None, self.conv, input_shape))
+        elif reshapes:
+            if channels > self.filters:
+                raise ValueError(
+                    f"Shortcut option 'A' can only add channels; received {channels} input channels for "
+                    f"filters={self.filters}."
+                )
+            self.mode = "zero_pad"
+        else:
+            self.mode = "identity"
+
+    def call(self, x, training=None):
+        if self.mode == "projection":
+            return self.bn(self.conv(x), training=training)
+        if self.mode == "zero_pad":
+            if self.strides > 1:
+                x = x[:, :: self.strides, :: self.strides, :]
+            extra = self.filters - x.shape[-1]
+            return ops.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        def down(size):
+            return None if size is None else -(-size // self.strides)
+
+        return (input_shape[0], down(input_shape[1]), down(input_shape[2]), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            strides=self.strides,
+            option=self.option,
+            use_bias=self.use_bias,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
+            kernel_initializer=_serialize(self.kernel_initializer, keras.initializers),
+            kernel_regularizer=_serialize(self.kernel_regularizer, keras.regularizers),
+        )
+        return config
+
+
+class _ResidualBlock(_ConvBNMixin, keras.layers.Layer):
+    """Arguments and shortcut handling shared by the basic and bottleneck blocks."""
+
+    def __init__(
+        self,
+        filters,
+        strides=1,
+        shortcut="B",
+        use_bias=False,
+        bn_epsilon=1e-5,
+        bn_momentum=0.9,
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_shortcut(shortcut)
+        if not isinstance(strides, int) or strides < 1:
+            raise ValueError(f"`strides` must be a positive int; received strides={strides!r}.")
+        self.filters = filters
+        self.strides = strides
+        self.shortcut = shortcut
+        self.use_bias = use_bias
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.shortcut_branch = None
+        if shortcut is not None:
+            self.shortcut_branch = Shortcut(
+                self.output_filters,
+                strides,
+                option=shortcut,
+                use_bias=use_bias,
+                bn_epsilon=bn_epsilon,
+                bn_momentum=bn_momentum,
+                kernel_initializer=kernel_initializer,
+                kernel_regularizer=kernel_regularizer,
+                dtype=self.dtype_policy,
+                name="shortcut",
+            )
+
+    @property
+    def output_filters(self):
+        return self.filters
+
+    def _merge(self, inputs, residual, training):
+        if self.shortcut_branch is not None:
+            residual = residual + self.shortcut_branch(inputs, training=training)
+        return ops.relu(residual)
+
+    def compute_output_shape(self, input_shape):
+        def down(size):
+            return None if size is None else -(-size // self.strides)
+
+        return (input_shape[0], down(input_shape[1]), down(input_shape[2]), self.output_filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            strides=self.strides,
+            shortcut=self.shortcut,
+            use_bias=self.use_bias,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
+            kernel_initializer=_serialize(self.kernel_initializer, keras.initializers),
+            kernel_regularizer=_serialize(self.kernel_regularizer, keras.regularizers),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vitres")
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions with a shortcut: relu(BN(conv(relu(BN(conv(x))))) + shortcut(x)) (paper Fig. 2, 5 left).
+
+    Used by the CIFAR nets and ResNet-18/34.
+
+    Args:
+        filters: int. Output channels.
+        strides: int. Stride of the first convolution (2 at the first block of a downsampling stage).
+        shortcut: "A", "B", "C" or None (plain block).
+        use_bias: bool. Biases on the convolutions (the paper's nets and torchvision have none).
+        bn_epsilon, bn_momentum: BatchNormalization settings.
+        kernel_initializer: initializer of the convolution kernels (He et al. 2015, "he_normal").
+        kernel_regularizer: regularizer of the convolution kernels (the paper's weight decay).
+    """
+
+    def __init__(self, filters, strides=1, shortcut="B", **kwargs):
+        super().__init__(filters, strides=strides, shortcut=shortcut, **kwargs)
+        self.conv1_pad, self.conv1 = self._make_conv(filters, 3, strides, "conv1")
+        self.bn1 = self._make_bn("bn1")
+        self.conv2_pad, self.conv2 = self._make_conv(filters, 3, 1, "conv2")
+        self.bn2 = self._make_bn("bn2")
+
+    def build(self, input_shape):
+        shape = self._build_conv(self.conv1_pad, self.conv1, input_shape)
+        self.bn1.build(shape)
+        shape = self._build_conv(self.conv2_pad, self.conv2, shape)
+        self.bn2.build(shape)
+        if self.shortcut_branch is not None:
+            self.shortcut_branch.build(input_shape)
+
+    def call(self, inputs, training=None):
+        x = ops.relu(self.bn1(self._apply_conv(self.conv1_pad, self.conv1, inputs), training=training))
+        x = self.bn2(self._apply_conv(self.conv2_pad, self.conv2, x), training=training)
+        return self._merge(inputs, x, training)
+
+
+@keras.saving.register_keras_serializable(package="keras_vitres")
+class BottleneckBlock(_ResidualBlock):
+    """1x1 reduce, 3x3, 1x1 expand, with a shortcut (paper Fig. 5 right; ResNet-50/101/152).
+
+    Args:
+        filters: int. Channels of the 1x1 and 3x3 convolutions; the block outputs `filters * expansion`.
+        strides: int. Stride of the block.
+        expansion: int. Output width multiplier (4 in the paper).
+        version: "v1" puts the stride on the first 1x1 convolution (the paper, keras.applications);
+            "v1.5" puts it on the 3x3 convolution (torchvision, timm), which is slightly more accurate.
+        shortcut, use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer: as in `BasicBlock`.
+    """
+
+    def __init__(self, filters, strides=1, shortcut="B", expansion=4, version="v1", **kwargs):
+        if version not in BOTTLENECK_VERSIONS:
+            raise ValueError(f"`version` must be 'v1' or 'v1.5'; received version={version!r}.")
+        if not isinstance(expansion, int) or expansion < 1:
+            raise ValueError(f"`expansion` must be a positive int; received expansion={expansion!r}.")
+        self.expansion = expansion
+        self.version = version
+        super().__init__(filters, strides=strides, shortcut=shortcut, **kwargs)
+        stride_1x1, stride_3x3 = (strides, 1) if version == "v1" else (1, strides)
+        self.conv1_pad, self.conv1 = self._make_conv(filters, 1, stride_1x1, "conv1")
+        self.bn1 = self._make_bn("bn1")
+        self.conv2_pad, self.conv2 = self._make_conv(filters, 3, stride_3x3, "conv2")
+        self.bn2 = self._make_bn("bn2")
+        self.conv3_pad, self.conv3 = self._make_conv(filters * expansion, 1, 1, "conv3")
+        self.bn3 = self._make_bn("bn3")
+
+    @property
+    def output_filters(self):
+        return self.filters * self.expansion
+
+    def build(self, input_shape):
+        shape = input_shape
+        for pad, conv, bn in (
+            (self.conv1_pad, self.conv1, self.bn1),
+            (self.conv2_pad, self.conv2, self.bn2),
+            (self.conv3_pad, self.conv3, self.bn3),
+        ):
+            shape = self._build_conv(pad, conv, shape)
+            bn.build(shape)
+        if self.shortcut_branch is not None:
+            self.shortcut_branch.build(input_shape)
+
+    def call(self, inputs, training=None):
+        x = ops.relu(self.bn1(self._apply_conv(self.conv1_pad, self.conv1, inputs), training=training))
+        x = ops.relu(self.bn2(self._apply_conv(self.conv2_pad, self.conv2, x), training=training))
+        x = self.bn3(self._apply_conv(self.conv3_pad, self.conv3, x), training=training)
+        return self._merge(inputs, x, training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(expansion=self.expansion, version=self.version)
+        return config

@@ -1,0 +1,152 @@
+"""Transformer encoder block of the Vision Transformer (arXiv:2010.11929, eq. 2-3) and stochastic depth."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_vitres")
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: drops a whole residual branch per sample (Huang et al., arXiv:1603.09382).
+
+    During training each sample's branch is zeroed with probability `rate` and the survivors are scaled by
+    1 / (1 - rate), so the expectation is unchanged; at inference the layer is the identity.
+
+    Args:
+        rate: float in [0, 1). Probability of dropping the branch.
+        seed: int or None. Seed of the layer's random generator.
+    """
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"`rate` must be in [0, 1); received rate={rate!r}.")
+        self.rate = rate
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        mask = ops.floor(keep + keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype))
+        return x * mask / ops.cast(keep, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vitres")
+class TransformerBlock(keras.layers.Layer):
+    """Pre-norm encoder block: x + MSA(LN(x)), then x + MLP(LN(x)) (arXiv:2010.11929, eq. 2-3).
+
+    Attention is `keras.layers.MultiHeadAttention`, whose kernels (hidden, heads, head_dim) have the layout of
+    the official checkpoints and which uses the backend's fused attention where it can. The MLP has two dense
+    layers with GELU in between; dropout follows each dense layer and the attention output, as in the paper's
+    Appendix B.1.
+
+    Args:
+        num_heads: int. Number of attention heads; must divide `hidden_dim`.
+        hidden_dim: int. Token width D.
+        mlp_dim: int. Width of the MLP's hidden layer (4 D in the paper).
+        dropout_rate: float. Dropout after the attention and each MLP dense layer.
+        attention_dropout_rate: float. Dropout on the attention weights.
+        drop_path_rate: float. Stochastic depth rate of both residual branches.
+        layer_norm_epsilon: float. LayerNorm epsilon (1e-6 in the reference code).
+        approximate_gelu: bool. Use the tanh approximation of GELU, as flax does and as the published `.npz`
+            checkpoints were trained; False (exact GELU) matches timm and keras-hub.
+
+    Call arguments:
+        x: (batch, tokens, hidden_dim).
+        return_attention_scores: bool. Also return the attention weights (batch, heads, tokens, tokens).
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        hidden_dim,
+        mlp_dim,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.0,
+        drop_path_rate=0.0,
+        layer_norm_epsilon=1e-6,
+        approximate_gelu=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"`hidden_dim` must be divisible by `num_heads`; received hidden_dim={hidden_dim}, num_heads={num_heads}."
+            )
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.mlp_dim = mlp_dim
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.drop_path_rate = drop_path_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.approximate_gelu = approximate_gelu
+
+        dense_init = dict(kernel_initializer="glorot_uniform", bias_initializer=keras.initializers.RandomNormal(stddev=1e-6))
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="attention_norm"
+        )
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads=num_heads,
+            key_dim=hidden_dim // num_heads,
+            dropout=attention_dropout_rate,
+            dtype=self.dtype_policy,
+            name="attention",
+        )
+        self.attention_dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="attention_dropout")
+        self.mlp_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="mlp_norm")
+        self.mlp_dense_1 = keras.layers.Dense(mlp_dim, dtype=self.dtype_policy, name="mlp_dense_1", **dense_init)
+        self.mlp_dense_2 = keras.layers.Dense(hidden_dim, dtype=self.dtype_policy, name="mlp_dense_2", **dense_init)
+        self.mlp_dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="mlp_dropout")
+        self.drop_path = DropPath(drop_path_rate, dtype=self.dtype_policy, name="drop_path")
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.hidden_dim:
+            raise ValueError(
+                f"TransformerBlock(hidden_dim={self.hidden_dim}) received tokens of width {input_shape[-1]} "
+                f"(input shape {tuple(input_shape)})."
+            )
+        self.attention_norm.build(input_shape)
+        self.attention.build(input_shape, input_shape)
+        self.mlp_norm.build(input_shape)
+        self.mlp_dense_1.build(input_shape)
+        self.mlp_dense_2.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+
+    def call(self, x, training=None, return_attention_scores=False):
+        y = self.attention_norm(x)
+        if return_attention_scores:
+            y, scores = self.attention(y, y, training=training, return_attention_scores=True)
+        else:
+            y = self.attention(y, y, training=training)
+        x = x + self.drop_path(self.attention_dropout(y, training=training), training=training)
+
+        y = self.mlp_norm(x)
+        y = keras.activations.gelu(self.mlp_dense_1(y), approximate=self.approximate_gelu)
+        y = self.mlp_dropout(y, training=training)
+        y = self.mlp_dropout(self.mlp_dense_2(y), training=training)
+        x = x + self.drop_path(y, training=training)
+        return (x, scores) if return_attention_scores else x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            hidden_dim=self.hidden_dim,
+            mlp_dim=self.mlp_dim,
+            dropout_rate=self.dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+            drop_path_rate=self.drop_path_rate,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            approximate_gelu=self.approximate_gelu,
+        )
+        return config

@@ -1,0 +1,8 @@
+"""Functional-API builders: the general `ResNet`, `VisionTransformer` and `HybridViT`, and model utilities."""
+
+from keras_vitres.models.features import feature_extractor
+from keras_vitres.models.hybrid import HybridViT
+from keras_vitres.models.resnet import ResNet
+from keras_vitres.models.vit import VisionTransformer, resize_vit
+
+__all__ = ["HybridViT", "ResNet", "VisionTransformer", "feature_extractor", "resize_vit"]

@@ -1,0 +1,88 @@
+"""The ResNet + ViT hybrid (arXiv:2010.11929, §3.1 "Hybrid Architecture" and Appendix D.2 / Table 5).
+
+The patch embedding is applied to a ResNet feature map with "patch size" 1: for R50+ViT-B/16 the ResNet-50 trunk
+keeps its stem and first three stages, stage 3 grows from 6 to 9 blocks and stage 4 is dropped, so a 224x224
+image becomes a 14x14 grid of 1024-channel features, each projected to one token.
+
+The paper's trunk is BiT's ResNet (group norm, weight standardisation, pre-activation); this one is the
+package's ResNet v1.5 bottleneck trunk with batch norm, the form that Keras users train and fine-tune.
+"""
+
+import keras
+
+from keras_vitres.layers.embedding import PatchEmbedding, grid_size_for
+from keras_vitres.models.common import check_input_shape, load_weights
+from keras_vitres.models.resnet import resnet_stages, resnet_stem
+from keras_vitres.models.vit import check_vit_args, vit_encoder, vit_head
+
+
+def HybridViT(
+    *,
+    resnet_stage_blocks=(3, 4, 9),
+    resnet_stage_filters=(64, 128, 256),
+    resnet_version="v1.5",
+    hidden_dim=768,
+    num_layers=12,
+    num_heads=12,
+    mlp_dim=3072,
+    use_class_token=True,
+    representation_size=None,
+    dropout_rate=0.0,
+    attention_dropout_rate=0.0,
+    drop_path_rate=0.0,
+    layer_norm_epsilon=1e-6,
+    approximate_gelu=False,
+    include_top=True,
+    weights=None,
+    input_shape=(224, 224, 3),
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="r50_vit",
+):
+    """Builds a ResNet-trunk + ViT hybrid as a functional `keras.Model` (arXiv:2010.11929, §3.1).
+
+    Args:
+        resnet_stage_blocks: bottleneck blocks per ResNet stage ((3, 4, 9) for the paper's R50 trunk).
+        resnet_stage_filters: filters per stage; outputs have 4x as many channels.
+        resnet_version: "v1" or "v1.5" bottlenecks.
+        The other arguments are those of `VisionTransformer`; the total stride is 4 * 2**(stages - 1) (16 for
+        three stages), so H and W must be multiples of it.
+
+    Returns:
+        A `keras.Model`.
+    """
+    check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation)
+    input_shape = check_input_shape(input_shape, require_size=True)
+    stride = 4 * 2 ** (len(resnet_stage_blocks) - 1)
+    grid_size = grid_size_for(input_shape, stride)
+
+    inputs = keras.Input(input_shape, name="images")
+    x = resnet_stem(inputs, "imagenet", resnet_stage_filters[0])
+    x = resnet_stages(x, "bottleneck", resnet_stage_blocks, resnet_stage_filters, shortcut="B", version=resnet_version)
+    tokens = PatchEmbedding(1, hidden_dim, name="patch_embedding")(x)
+    x = vit_encoder(
+        tokens,
+        grid_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+        mlp_dim=mlp_dim,
+        use_class_token=use_class_token,
+        dropout_rate=dropout_rate,
+        attention_dropout_rate=attention_dropout_rate,
+        drop_path_rate=drop_path_rate,
+        layer_norm_epsilon=layer_norm_epsilon,
+        approximate_gelu=approximate_gelu,
+    )
+    x = vit_head(
+        x,
+        use_class_token=use_class_token,
+        include_top=include_top,
+        pooling=pooling,
+        representation_size=representation_size,
+        classes=classes,
+        classifier_activation=classifier_activation,
+    )
+    model = keras.Model(inputs, x, name=name)
+    return load_weights(model, weights)

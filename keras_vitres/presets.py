@@ -1,0 +1,171 @@
+"""The preset registry: one row per named model, with its configuration, pinned parameter counts and paper table.
+
+`params` is `model.count_params()` (BatchNorm moving statistics included); `trainable_params` counts weights,
+biases and BN scale/offset only, the figure that torchvision/timm publish. Both are pinned by the test suite for
+every row, and a row without them fails it.
+"""
+
+import difflib
+
+from keras_vitres.models.hybrid import HybridViT
+from keras_vitres.models.resnet import ResNet
+from keras_vitres.models.vit import VisionTransformer
+
+BUILDERS = {"ResNet": ResNet, "VisionTransformer": VisionTransformer, "HybridViT": HybridViT}
+
+RESNET_PAPER = "arXiv:1512.03385"
+VIT_PAPER = "arXiv:2010.11929"
+
+
+def _cifar(depth, shortcut, params, trainable):
+    kind = "ResNet" if shortcut else "Plain"
+    return dict(
+        builder="ResNet",
+        builder_name=f"{kind}{'Net' if not shortcut else ''}{depth}",
+        config=dict(depth=depth, stem="cifar", shortcut=shortcut),
+        params=params,
+        trainable_params=trainable,
+        paper=f"{RESNET_PAPER} §4.2, Table 6" if shortcut else f"{RESNET_PAPER} §4.2, Fig. 6 (plain)",
+        description=f"CIFAR {'ResNet' if shortcut else 'plain net'}-{depth}, 16/32/64 filters"
+        + (", shortcut option A" if shortcut else ", no shortcuts"),
+    )
+
+
+def _imagenet(depth, shortcut, params, trainable, keras_layout=False):
+    config = dict(depth=depth, stem="imagenet", shortcut=shortcut)
+    if keras_layout:
+        config.update(use_bias=True, bn_epsilon=1.001e-5)
+    name = "ResNet" if shortcut else "PlainNet"
+    return dict(
+        builder="ResNet",
+        builder_name=None if keras_layout else f"{name}{depth}",
+        config=config,
+        params=params,
+        trainable_params=trainable,
+        paper=f"{RESNET_PAPER} Table 1" + ("" if shortcut else " (plain, Fig. 4)"),
+        description=(
+            f"ImageNet ResNet-{depth} with conv biases, the layout of keras.applications' weight files"
+            if keras_layout
+            else f"ImageNet {'ResNet' if shortcut else 'plain net'}-{depth}"
+            + (", shortcut option B" if shortcut else ", no shortcuts")
+        ),
+    )
+
+
+VIT_SIZES = {  # ViT paper Table 1: hidden D, layers, heads, MLP
+    "tiny": ("Ti", dict(hidden_dim=192, num_layers=12, num_heads=3, mlp_dim=768)),
+    "small": ("S", dict(hidden_dim=384, num_layers=12, num_heads=6, mlp_dim=1536)),
+    "base": ("B", dict(hidden_dim=768, num_layers=12, num_heads=12, mlp_dim=3072)),
+    "large": ("L", dict(hidden_dim=1024, num_layers=24, num_heads=16, mlp_dim=4096)),
+    "huge": ("H", dict(hidden_dim=1280, num_layers=32, num_heads=16, mlp_dim=5120)),
+}
+VIT_PARAMS = {  # 224x224, 1000 classes, class token, no pre-logits (shared/REFERENCE.md)
+    ("tiny", 32): 6_131_560, ("tiny", 16): 5_717_416, ("tiny", 14): 5_694_376,
+    ("small", 32): 22_878_952, ("small", 16): 22_050_664, ("small", 14): 22_004_584,
+    ("base", 32): 88_224_232, ("base", 16): 86_567_656, ("base", 14): 86_475_496,
+    ("large", 32): 306_535_400, ("large", 16): 304_326_632, ("large", 14): 304_203_752,
+    ("huge", 32): 634_960_360, ("huge", 16): 632_199_400, ("huge", 14): 632_045_800,
+}  # fmt: skip
+
+
+def _vit(size, patch):
+    short, dims = VIT_SIZES[size]
+    params = VIT_PARAMS[(size, patch)]
+    return dict(
+        builder="VisionTransformer",
+        builder_name=f"ViT{short}{patch}",
+        config=dict(patch_size=patch, **dims),
+        params=params,
+        trainable_params=params,
+        paper=f"{VIT_PAPER} Table 1" + (" (Ti/S sizes: DeiT, arXiv:2012.12877)" if size in ("tiny", "small") else ""),
+        description=f"ViT-{short}/{patch} at 224x224",
+    )
+
+
+PRESETS = {
+    **{f"resnet{d}": _cifar(d, "A", p, t) for d, p, t in (
+        (20, 271_098, 269_722), (32, 466_426, 464_154), (44, 661_754, 658_586),
+        (56, 857_082, 853_018), (110, 1_736_058, 1_727_962), (1202, 19_510_906, 19_421_274))},
+    # Option A shortcuts have no parameters, so a plain net counts exactly as its residual twin.
+    **{f"plain{d}": _cifar(d, None, p, t) for d, p, t in (
+        (20, 271_098, 269_722), (32, 466_426, 464_154), (44, 661_754, 658_586),
+        (56, 857_082, 853_018), (110, 1_736_058, 1_727_962))},
+    "resnet18": _imagenet(18, "B", 11_699_112, 11_689_512),
+    "resnet34": _imagenet(34, "B", 21_814_696, 21_797_672),
+    "resnet50": _imagenet(50, "B", 25_610_152, 25_557_032),
+    "resnet101": _imagenet(101, "B", 44_654_504, 44_549_160),
+    "resnet152": _imagenet(152, "B", 60_344_232, 60_192_808),
+    # Plain: ResNet-18/34 less their three projection shortcuts (173,824 trainable, 1,792 BN statistics).
+    "plain18": _imagenet(18, None, 11_523_496, 11_515_688),
+    "plain34": _imagenet(34, None, 21_639_080, 21_623_848),
+    "resnet50_keras": _imagenet(50, "B", 25_636_712, 25_583_592, keras_layout=True),
+    "resnet101_keras": _imagenet(101, "B", 44_707_176, 44_601_832, keras_layout=True),
+    "resnet152_keras": _imagenet(152, "B", 60_419_944, 60_268_520, keras_layout=True),
+    **{f"vit_{size}_patch{patch}_224": _vit(size, patch) for size in VIT_SIZES for patch in (16, 32, 14)},
+    "vit_base_patch16_224_in21k": dict(
+        builder="VisionTransformer",
+        builder_name=None,
+        config=dict(patch_size=16, representation_size=768, classes=21843, **VIT_SIZES["base"][1]),
+        params=103_186_515,
+        trainable_params=103_186_515,
+        paper=f"{VIT_PAPER} §3.1 and §4.1 (ImageNet-21k pre-training head with pre-logits)",
+        description="ViT-B/16 as pre-trained on ImageNet-21k: 768-wide pre-logits, 21,843 classes",
+    ),
+    "r50_vit_base_patch16_224": dict(
+        builder="HybridViT",
+        builder_name="R50ViTB16",
+        config=dict(**VIT_SIZES["base"][1]),
+        params=98_698_920,
+        trainable_params=98_659_112,
+        paper=f"{VIT_PAPER} §3.1, Table 5 (R50x1+ViT-B/16)",
+        description="Hybrid: ResNet-50 trunk (stages 3/4/9, stride 16) feeding 1x1 patches to ViT-B",
+    ),
+}  # fmt: skip
+
+
+def list_presets():
+    """Returns the names of every registered preset, sorted."""
+    return sorted(PRESETS)
+
+
+def get_preset(name):
+    """Returns the registry row of a preset, or raises a ValueError that suggests close names."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(str(name), PRESETS, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"Unknown preset: received name={name!r}.{hint} `list_presets()` lists all {len(PRESETS)}.")
+    return PRESETS[name]
+
+
+def build_model(name, **overrides):
+    """Builds the preset `name`; keyword arguments override its configuration (e.g. `classes=10`).
+
+    Example:
+
+    >>> model = build_model("resnet20")
+    >>> model.name, model.count_params()
+    ('resnet20', 271098)
+    """
+    row = get_preset(name)
+    config = {**row["config"], "name": name, **overrides}
+    return BUILDERS[row["builder"]](**config)
+
+
+def _named_builder(preset):
+    row = PRESETS[preset]
+
+    def builder(**kwargs):
+        return build_model(preset, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = row["builder_name"]
+    builder.__doc__ = (
+        f"{row['description']} ({row['paper']}).\n\n"
+        f"Preset `{preset}`: {row['params']:,} parameters ({row['trainable_params']:,} trainable). Keyword arguments "
+        f"override the preset's configuration and are those of `{row['builder']}` (`include_top`, `weights`, "
+        f"`input_shape`, `pooling`, `classes`, `classifier_activation`, ...).\n\nReturns:\n    A `keras.Model`.\n"
+    )
+    return builder
+
+
+NAMED_BUILDERS = {row["builder_name"]: _named_builder(name) for name, row in PRESETS.items() if row["builder_name"]}
+globals().update(NAMED_BUILDERS)
