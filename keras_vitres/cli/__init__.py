@@ -1,0 +1,1 @@
+"""The `keras-vitres` command. Nothing in the library imports this package."""

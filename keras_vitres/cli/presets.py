@@ -1,0 +1,29 @@
+"""`keras-vitres presets`: the registry as a table, optionally built to check the pinned counts."""
+
+import json
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("presets", help="list the registered presets with parameter counts and papers")
+    parser.add_argument("--filter", default="", help="only presets whose name contains this text")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--build", action="store_true", help="build each listed preset and print its summary")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from keras_vitres.presets import PRESETS, build_model
+
+    names = [n for n in sorted(PRESETS) if args.filter in n]
+    if args.json:
+        print(json.dumps({n: {k: v for k, v in PRESETS[n].items()} for n in names}, indent=2, default=str))
+        return 0
+    width = max(len(n) for n in names) if names else 10
+    print(f"{'preset':<{width}}  {'builder':<12} {'parameters':>12}  paper")
+    for n in names:
+        row = PRESETS[n]
+        print(f"{n:<{width}}  {row['builder_name'] or '-':<12} {row['params']:>12,}  {row['paper']}")
+        if args.build:
+            model = build_model(n)
+            print(f"{'':<{width}}  built: {model.count_params():,} parameters, output {model.output_shape}")
+    return 0
