@@ -47,4 +47,4 @@ def feature_extractor(model, layer_names=None):
         if name not in known:
             raise ValueError(f"`layer_names` names {name!r}, which is not a layer of model {model.name!r}.")
         outputs[key] = model.get_layer(name).output
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    return keras.Model(model.input, outputs, name=f"{model.name}_features")

@@ -136,7 +136,7 @@ def VisionTransformer(
 
     >>> model = VisionTransformer(patch_size=8, hidden_dim=64, num_layers=2, num_heads=2, mlp_dim=128,
     ...                           input_shape=(32, 32, 3), classes=10)
-    >>> model.get_layer("position_embedding").embedding.shape
+    >>> tuple(model.get_layer("position_embedding").embedding.shape)
     (1, 17, 64)
     >>> model.output_shape
     (None, 10)

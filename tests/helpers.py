@@ -1,0 +1,47 @@
+"""Checks every layer and model of the package must pass (the keras-hub pattern of shared test helpers)."""
+
+import os
+
+import keras
+import numpy as np
+
+
+def assert_config_round_trip(layer):
+    """get_config() -> from_config() gives a layer with the same config."""
+    config = layer.get_config()
+    clone = layer.__class__.from_config(config)
+    assert clone.get_config() == config
+    return clone
+
+
+def assert_keras_round_trip(model, inputs, tmp_path, atol=1e-6):
+    """Saves `model` as .keras and reloads it with safe_mode=True; outputs must be identical."""
+    path = os.path.join(tmp_path, f"{model.name}.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    expected = keras.ops.convert_to_numpy(model(inputs, training=False))
+    actual = keras.ops.convert_to_numpy(restored(inputs, training=False))
+    np.testing.assert_allclose(actual, expected, atol=atol, rtol=0)
+    return restored
+
+
+def run_layer_test(layer, input_shape, expected_output_shape, tmp_path, batch_size=2):
+    """Config round trip, output shape, one training step through a model, and a .keras round trip."""
+    clone = assert_config_round_trip(layer)
+    assert clone.name == layer.name
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch_size, *input_shape)).astype("float32")
+    inputs = keras.Input(input_shape)
+    outputs = layer(inputs)
+    assert tuple(outputs.shape) == (None, *expected_output_shape)
+    pooled = keras.layers.Flatten()(outputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(pooled))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    before = [keras.ops.convert_to_numpy(w).copy() for w in layer.trainable_weights]
+    history = model.fit(x, np.ones((batch_size, 1), "float32"), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    after = [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights]
+    if before:
+        assert any(not np.array_equal(b, a) for b, a in zip(before, after)), "a training step changed no weight"
+    assert_keras_round_trip(model, x, tmp_path)

@@ -1,0 +1,183 @@
+"""Every layer: config round trip, shapes, a training step, .keras round trip, and numerics against NumPy."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vitres.layers import (
+    BasicBlock,
+    BottleneckBlock,
+    ClassToken,
+    DropPath,
+    PatchEmbedding,
+    PositionEmbedding,
+    Shortcut,
+    TokenPooling,
+    TransformerBlock,
+    resample_position_embedding,
+)
+from tests import reference
+from tests.helpers import run_layer_test
+
+pytestmark = pytest.mark.backend_agnostic
+
+LAYER_CASES = [
+    (PatchEmbedding(4, 8, name="patches"), (16, 12, 3), (12, 8)),
+    (ClassToken(name="cls"), (5, 8), (6, 8)),
+    (PositionEmbedding((2, 3), num_prefix_tokens=1, name="pos"), (7, 8), (7, 8)),
+    (TokenPooling("avg", name="pool"), (5, 8), (8,)),
+    (DropPath(0.5, seed=1, name="drop"), (5, 8), (5, 8)),
+    (TransformerBlock(2, 8, 16, dropout_rate=0.1, drop_path_rate=0.1, name="block"), (5, 8), (5, 8)),
+    (Shortcut(16, strides=2, option="B", name="shortcut"), (8, 8, 8), (4, 4, 16)),
+    (Shortcut(16, strides=2, option="A", name="shortcut_a"), (8, 8, 8), (4, 4, 16)),
+    (BasicBlock(16, strides=2, shortcut="A", name="basic"), (8, 8, 8), (4, 4, 16)),
+    (BasicBlock(8, shortcut=None, name="plain"), (8, 8, 8), (8, 8, 8)),
+    (BottleneckBlock(4, strides=2, shortcut="C", version="v1.5", name="bottleneck"), (8, 8, 8), (4, 4, 16)),
+]
+
+
+@pytest.mark.parametrize("layer, input_shape, output_shape", LAYER_CASES, ids=lambda v: getattr(v, "name", None))
+def test_layer_contract(layer, input_shape, output_shape, tmp_path):
+    run_layer_test(layer, input_shape, output_shape, tmp_path)
+
+
+def test_every_public_layer_is_covered():
+    import keras_vitres.layers as layers
+
+    covered = {type(case[0]).__name__ for case in LAYER_CASES}
+    public = {name for name in layers.__all__ if isinstance(getattr(layers, name), type)}
+    assert public <= covered, f"layers without a contract test: {public - covered}"
+
+
+@pytest.mark.parametrize("option, strides, channels, mode, params", [
+    ("A", 1, 16, "identity", 0), ("A", 2, 8, "zero_pad", 0), ("B", 1, 16, "identity", 0),
+    ("B", 2, 8, "projection", 8 * 16 + 4 * 16), ("C", 1, 16, "projection", 16 * 16 + 4 * 16),
+])  # fmt: skip
+def test_shortcut_options_follow_the_paper(option, strides, channels, mode, params):
+    layer = Shortcut(16, strides=strides, option=option)
+    layer.build((None, 8, 8, channels))
+    assert layer.mode == mode
+    assert layer.count_params() == params
+
+
+def test_option_a_subsamples_and_zero_pads():
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 4)).astype("float32")
+    y = keras.ops.convert_to_numpy(Shortcut(8, strides=2, option="A")(x))
+    np.testing.assert_array_equal(y[..., 2:6], x[:, ::2, ::2, :])
+    np.testing.assert_array_equal(y[..., :2], 0)
+    np.testing.assert_array_equal(y[..., 6:], 0)
+
+
+@pytest.mark.parametrize("strides, size", [(1, 6), (2, 6), (2, 7)])
+def test_basic_block_matches_numpy_with_symmetric_padding(strides, size):
+    """Strided 3x3 convs pad one pixel on every side (PyTorch's convention), also for even inputs."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, size, size, 4)).astype("float32")
+    block = BasicBlock(8, strides=strides, shortcut="B")
+    block(x)
+    for weight in block.weights:  # random BN statistics, so inference-mode BN is checked too
+        if "moving_variance" in weight.path:
+            weight.assign(rng.uniform(0.5, 2.0, weight.shape).astype("float32"))
+        elif "moving_mean" in weight.path or "gamma" in weight.path or "beta" in weight.path:
+            weight.assign(rng.standard_normal(weight.shape).astype("float32"))
+    w = {wt.path.split("/", 1)[1]: keras.ops.convert_to_numpy(wt).astype("float64") for wt in block.weights}
+
+    def bn(v, prefix):
+        return reference.batch_norm(
+            v, w[f"{prefix}/gamma"], w[f"{prefix}/beta"], w[f"{prefix}/moving_mean"], w[f"{prefix}/moving_variance"], 1e-5
+        )
+
+    y = np.maximum(bn(reference.conv2d(x, w["conv1/kernel"], stride=strides, padding=1), "bn1"), 0)
+    y = bn(reference.conv2d(y, w["conv2/kernel"], padding=1), "bn2")
+    if "shortcut/conv/kernel" in w:
+        short = bn(reference.conv2d(x, w["shortcut/conv/kernel"], stride=strides), "shortcut/bn")
+    else:
+        short = x
+    expected = np.maximum(y + short, 0)
+    actual = keras.ops.convert_to_numpy(block(x, training=False))
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("version, strided_conv", [("v1", "conv1"), ("v1.5", "conv2")])
+def test_bottleneck_version_sets_where_the_stride_is(version, strided_conv):
+    block = BottleneckBlock(4, strides=2, version=version)
+    block.build((None, 8, 8, 16))
+    strides = {name: getattr(block, name).strides for name in ("conv1", "conv2", "conv3")}
+    assert strides[strided_conv] == (2, 2)
+    assert sum(s == (2, 2) for s in strides.values()) == 1
+    assert block.compute_output_shape((None, 8, 8, 16)) == (None, 4, 4, 16)
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_transformer_block_matches_numpy(approximate):
+    """x + MSA(LN(x)), then x + MLP(LN(x)) with GELU (ViT paper eq. 2-3)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 5, 8)).astype("float32")
+    block = TransformerBlock(2, 8, 16, approximate_gelu=approximate)
+    block(x)
+    for weight in block.weights:
+        weight.assign(rng.standard_normal(weight.shape).astype("float32") * 0.3)
+    w = {wt.path.split("/", 1)[1]: keras.ops.convert_to_numpy(wt).astype("float64") for wt in block.weights}
+    y = reference.layer_norm(x, w["attention_norm/gamma"], w["attention_norm/beta"])
+    attention, weights = reference.multi_head_attention(
+        y,
+        w["attention/query/kernel"], w["attention/query/bias"],
+        w["attention/key/kernel"], w["attention/key/bias"],
+        w["attention/value/kernel"], w["attention/value/bias"],
+        w["attention/attention_output/kernel"], w["attention/attention_output/bias"],
+    )  # fmt: skip
+    h = x + attention
+    y = reference.layer_norm(h, w["mlp_norm/gamma"], w["mlp_norm/beta"])
+    y = reference.gelu(y @ w["mlp_dense_1/kernel"] + w["mlp_dense_1/bias"], approximate)
+    expected = h + y @ w["mlp_dense_2/kernel"] + w["mlp_dense_2/bias"]
+    actual, scores = block(x, return_attention_scores=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(actual), expected, atol=1e-4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scores), weights, atol=1e-5)
+
+
+def test_patch_embedding_projects_each_patch():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 8, 12, 3)).astype("float32")
+    layer = PatchEmbedding(4, 5)
+    tokens = keras.ops.convert_to_numpy(layer(x))
+    kernel = keras.ops.convert_to_numpy(layer.projection.kernel)
+    bias = keras.ops.convert_to_numpy(layer.projection.bias)
+    patch = x[0, 4:8, 8:12, :]  # row 1, column 2 of a 2x3 grid -> token 1 * 3 + 2
+    np.testing.assert_allclose(tokens[0, 5], np.einsum("ijc,ijcd->d", patch, kernel) + bias, atol=1e-5)
+
+
+def test_drop_path_drops_whole_samples_and_keeps_the_mean():
+    x = np.ones((4000, 3), "float32")
+    y = keras.ops.convert_to_numpy(DropPath(0.25, seed=0)(x, training=True))
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
+    assert np.all((y == 0).all(axis=1) | (y != 0).all(axis=1))
+    assert abs(y.mean() - 1.0) < 0.05
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(DropPath(0.25)(x, training=False)), x)
+
+
+def test_resample_position_embedding_keeps_prefix_and_interpolates():
+    grid = np.arange(4, dtype="float32").reshape(1, 4, 1)  # a linear ramp over a 1x4 grid
+    embedding = np.concatenate([np.full((1, 1, 1), 7.0, "float32"), grid], axis=1)
+    resized = keras.ops.convert_to_numpy(resample_position_embedding(embedding, (1, 4), (2, 8)))
+    assert resized.shape == (1, 1 + 16, 1)
+    assert resized[0, 0, 0] == 7.0
+    rows = resized[0, 1:, 0].reshape(2, 8)
+    np.testing.assert_allclose(rows[0], rows[1])
+    assert np.all(np.diff(rows[0]) >= 0) and rows[0, 0] == 0.0 and rows[0, -1] == 3.0
+    same = resample_position_embedding(embedding, (1, 4), (1, 4))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(same), embedding)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: TransformerBlock(5, 8, 16), "hidden_dim=8, num_heads=5"),
+    (lambda: BasicBlock(8, shortcut="D"), "shortcut='D'"),
+    (lambda: BottleneckBlock(8, version="v2"), "version='v2'"),
+    (lambda: DropPath(1.5), "rate=1.5"),
+    (lambda: PositionEmbedding(0), "grid_size=0"),
+    (lambda: TokenPooling("cls"), "mode='cls'"),
+    (lambda: PatchEmbedding(4, 8)(np.zeros((1, 10, 8, 3), "float32")), "patch_size=4"),
+    (lambda: PositionEmbedding(2)(np.zeros((1, 6, 8), "float32")), "expects 5 tokens"),
+])  # fmt: skip
+def test_bad_arguments_name_the_value(make, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make()

@@ -1,0 +1,220 @@
+"""Builders: keras.applications arguments, saving, mixed precision, features, resolution change, bad input."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_vitres
+from keras_vitres import HybridViT, ResNet, VisionTransformer, feature_extractor, resize_vit
+from tests.helpers import assert_keras_round_trip
+
+pytestmark = pytest.mark.backend_agnostic
+
+TINY_VIT = dict(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), classes=5)
+TINY_HYBRID = dict(resnet_stage_blocks=(1, 1), resnet_stage_filters=(8, 16), hidden_dim=32, num_layers=1,
+                   num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), classes=5)  # fmt: skip
+
+SMALL_MODELS = {
+    "resnet_a": lambda: ResNet(8, shortcut="A"),
+    "resnet_b": lambda: ResNet(8, shortcut="B"),
+    "resnet_c": lambda: ResNet(8, shortcut="C"),
+    "plain": lambda: ResNet(8, shortcut=None),
+    "bottleneck_v15": lambda: ResNet(stem="imagenet", block="bottleneck", stage_blocks=(1, 1), stage_filters=(8, 16),
+                                     version="v1.5", input_shape=(64, 64, 3), classes=5),  # fmt: skip
+    "vit": lambda: VisionTransformer(**TINY_VIT),
+    "vit_gap_prelogits": lambda: VisionTransformer(**TINY_VIT, use_class_token=False, representation_size=16),
+    "hybrid": lambda: HybridViT(**TINY_HYBRID),
+}
+
+
+def _images(model, batch=2, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (batch, *model.input_shape[1:])).astype("float32")
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL_MODELS))
+def test_keras_round_trip_with_safe_mode(kind, tmp_path):
+    model = SMALL_MODELS[kind]()
+    restored = assert_keras_round_trip(model, _images(model), tmp_path)
+    assert [layer.name for layer in restored.layers] == [layer.name for layer in model.layers]
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL_MODELS))
+def test_one_training_step_lowers_the_loss(kind):
+    model = SMALL_MODELS[kind]()
+    x = _images(model, batch=8)
+    y = np.arange(8) % model.output_shape[-1]
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=5, batch_size=8, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export needs TensorFlow")
+@pytest.mark.parametrize("kind", ["resnet_a", "vit"])
+def test_saved_model_round_trip(kind, tmp_path):
+    import tensorflow as tf
+
+    model = SMALL_MODELS[kind]()
+    x = _images(model)
+    model.export(str(tmp_path / "saved"), format="tf_saved_model", verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "saved"))
+    np.testing.assert_allclose(served.serve(x).numpy(), keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("kind", ["resnet_b", "vit", "hybrid"])
+def test_mixed_precision_keeps_float32_outputs(policy, kind):
+    keras.config.set_dtype_policy(policy)
+    model = SMALL_MODELS[kind]()
+    compute = policy.split("_")[1]
+    blocks = [layer for layer in model.layers if layer.name.startswith(("stage", "encoder_block"))]
+    assert blocks and all(layer.compute_dtype == compute for layer in blocks)
+    assert all(w.dtype == "float32" for w in model.weights)
+    outputs = model(_images(model))
+    assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
+    probabilities = keras.ops.convert_to_numpy(outputs)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-3)
+
+
+def test_include_top_false_and_pooling():
+    assert ResNet(20, include_top=False).output_shape == (None, 8, 8, 64)
+    assert ResNet(20, include_top=False, pooling="avg").output_shape == (None, 64)
+    assert ResNet(18, stem="imagenet", include_top=False, pooling="max").output_shape == (None, 512)
+    assert ResNet(18, stem="imagenet", include_top=False, input_shape=(None, None, 3)).output_shape == (None, None, None, 512)
+    vit = dict(TINY_VIT, include_top=False)
+    assert VisionTransformer(**vit).output_shape == (None, 17, 32)
+    assert VisionTransformer(**vit, pooling="token").output_shape == (None, 32)
+    assert VisionTransformer(**vit, pooling="avg").output_shape == (None, 32)
+    assert VisionTransformer(**vit, use_class_token=False).output_shape == (None, 16, 32)
+
+
+def test_vit_b16_has_the_papers_shapes():
+    model = keras_vitres.ViTB16()
+    assert model.get_layer("patch_embedding").output.shape == (None, 196, 768)
+    assert model.get_layer("position_embedding").embedding.shape == (1, 197, 768)
+    attention = model.get_layer("encoder_block_0").attention
+    assert attention.num_heads == 12 and attention.key_dim == 64
+    assert model.get_layer("encoder_block_0").mlp_dense_1.units == 3072
+    assert sum(layer.name.startswith("encoder_block_") for layer in model.layers) == 12
+
+
+def test_feature_extractor_returns_stages_and_blocks():
+    resnet = keras_vitres.ResNet50(input_shape=(64, 64, 3))
+    features = feature_extractor(resnet)
+    shapes = {k: tuple(v.shape) for k, v in features.output.items()}
+    assert shapes == {"stage1": (None, 16, 16, 256), "stage2": (None, 8, 8, 512), "stage3": (None, 4, 4, 1024),
+                      "stage4": (None, 2, 2, 2048)}  # fmt: skip
+    x = _images(resnet)
+    out = features(x)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(out["stage4"]).mean(axis=(1, 2)),
+        keras.ops.convert_to_numpy(keras.Model(resnet.input, resnet.get_layer("avg_pool").output)(x)),
+        atol=1e-5,
+    )
+    vit_features = feature_extractor(VisionTransformer(**TINY_VIT))
+    assert sorted(vit_features.output) == ["encoder_block_0", "encoder_block_1"]
+    custom = feature_extractor(resnet, {"early": "stem_relu"})
+    assert tuple(custom.output["early"].shape) == (None, 32, 32, 64)
+    with pytest.raises(ValueError, match="'nope'"):
+        feature_extractor(resnet, ["nope"])
+
+
+@pytest.mark.parametrize("kind", ["vit", "hybrid"])
+def test_resize_keeps_weights_and_resamples_position_embedding(kind):
+    model = SMALL_MODELS[kind]()
+    x = _images(model)
+    same = resize_vit(model, model.input_shape[1:])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(same(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-6)
+
+    bigger = resize_vit(model, (64, 48, 3))  # a non-square grid
+    stride = 8  # patch 8 for the tiny ViT; stem 4 x one stride-2 stage for the tiny hybrid
+    assert bigger.input_shape == (None, 64, 48, 3)
+    assert bigger.get_layer("position_embedding").embedding.shape == (1, 1 + (64 // stride) * (48 // stride), 32)
+    old = bigger.get_layer("encoder_block_0").get_weights()
+    for a, b in zip(old, model.get_layer("encoder_block_0").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    prefix = keras.ops.convert_to_numpy(bigger.get_layer("position_embedding").embedding)[0, 0]
+    np.testing.assert_array_equal(prefix, keras.ops.convert_to_numpy(model.get_layer("position_embedding").embedding)[0, 0])
+    assert bigger(_images(bigger)).shape == (2, 5)
+    with pytest.raises(ValueError, match=r"input_shape=\(60, 48, 3\)"):
+        resize_vit(model, (60, 48, 3))
+
+
+def test_weights_argument_loads_a_local_file(tmp_path):
+    source = ResNet(8)
+    path = str(tmp_path / "resnet8.weights.h5")
+    source.save_weights(path)
+    loaded = ResNet(8, weights=path)
+    x = _images(source)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(source(x)), atol=1e-6)
+    source.save(str(tmp_path / "resnet8.keras"))
+    from_keras = ResNet(8, weights=str(tmp_path / "resnet8.keras"))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(from_keras(x)), keras.ops.convert_to_numpy(source(x)), atol=1e-6)
+
+
+def test_mismatched_weights_file_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "resnet14.keras")
+    ResNet(14).save(path)
+    with pytest.raises(ValueError, match="resnet14.keras"):
+        ResNet(8, weights=path)
+    with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
+        ResNet(8, weights=str(tmp_path / "missing.weights.h5"))
+    other = tmp_path / "weights.bin"
+    other.write_bytes(b"\0")
+    with pytest.raises(ValueError, match="unknown file type"):
+        ResNet(8, weights=str(other))
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: ResNet(57), r"6n\+2.*depth=57"),
+    (lambda: ResNet(19, stem="imagenet"), "depth=19"),
+    (lambda: keras_vitres.ResNet20(shortcut="D"), "shortcut='D'"),
+    (lambda: ResNet(20, stem="tiny"), "stem='tiny'"),
+    (lambda: ResNet(20, block="wide"), "block='wide'"),
+    (lambda: ResNet(20, input_shape=(32, 32)), r"input_shape=\(32, 32\)"),
+    (lambda: ResNet(20, pooling="sum", include_top=False), "pooling='sum'"),
+    (lambda: ResNet(20, classes=0), "classes=0"),
+    (lambda: keras_vitres.ViTB16(input_shape=(225, 225, 3)), r"input_shape=\(225, 225, 3\)"),
+    (lambda: VisionTransformer(**dict(TINY_VIT, input_shape=(None, None, 3))), "height and width"),
+    (lambda: VisionTransformer(**dict(TINY_VIT, num_heads=3)), "hidden_dim=32, num_heads=3"),
+    (lambda: VisionTransformer(**dict(TINY_VIT, include_top=False, pooling="token", use_class_token=False)),
+     "pooling='token'"),
+    (lambda: keras_vitres.build_model("resnet_20"), "name='resnet_20'.*resnet20"),
+])  # fmt: skip
+def test_bad_arguments_name_the_argument_and_value(build, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        build()
+
+
+def test_wrong_channel_count_is_a_clear_error():
+    model = ResNet(8)
+    with pytest.raises(ValueError, match=r"expected axis -1 of input shape to have value 3.*\(1, 32, 32, 1\)"):
+        model(np.zeros((1, 32, 32, 1), "float32"))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import keras_vitres.models.features
+    import keras_vitres.models.resnet
+    import keras_vitres.models.vit
+    import keras_vitres.presets
+
+    for module in (keras_vitres.models.resnet, keras_vitres.models.vit, keras_vitres.models.features, keras_vitres.presets):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+@pytest.mark.slow
+def test_resnet1202_builds_and_trains_one_step():
+    import time
+
+    start = time.perf_counter()
+    model = keras_vitres.ResNet1202()
+    build_seconds = time.perf_counter() - start
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
+    x = _images(model, batch=8)
+    history = model.fit(x, np.arange(8) % 10, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert sum(layer.name.startswith("stage") for layer in model.layers) == 600
+    print(f"ResNet-1202 build {build_seconds:.1f} s")
