@@ -1,0 +1,83 @@
+"""Training-time augmentations of the two papers, for tf.data pipelines on raw [0, 255] float32 pixels.
+
+- "cifar": the ResNet paper's §4.2 recipe (after Lee et al. 2015): pad 4 zero pixels on each side, take a random
+  crop of the original size, flip horizontally with probability 1/2.
+- "randaugment": `keras.layers.RandAugment` (Cubuk et al. 2020), the ViT-from-scratch recipes' augmentation
+  (Steiner et al. 2021, "How to train your ViT"), applied to each image so each gets its own operations.
+- "keras_cv_randaugment": keras-cv's `RandAugment`, when the optional `cv` extra is installed.
+- MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019): `keras.layers.MixUp` / `keras.layers.CutMix` on batches
+  with one-hot labels; with both on, each batch gets one of them with probability 1/2 (as timm does).
+"""
+
+import keras
+
+AUGMENTS = ("none", "cifar", "randaugment", "keras_cv_randaugment")
+CV_EXTRA_HINT = "pip install keras-vitres[cv]"
+
+
+def cifar_augment(image, seed, padding=4):
+    """Pads `padding` zero pixels on each side, crops back to the input size at a random offset, flips at random.
+
+    Uses stateless random ops keyed by a per-image `seed` (shape (2,)), so the result is reproducible under a
+    parallel tf.data map and every image gets its own crop (arXiv:1512.03385, §4.2).
+
+    Args:
+        image: float tensor (H, W, C).
+        seed: int tensor of shape (2,).
+        padding: int. Pixels of zero padding on each side.
+    """
+    import tensorflow as tf
+
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
+    shape = tf.shape(image)
+    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
+    image = tf.image.stateless_random_crop(padded, shape, seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+
+
+def randaugment_layer(seed):
+    """Core Keras' RandAugment on raw pixels: 2 operations per image at factor 0.5 (Keras' defaults)."""
+    return keras.layers.RandAugment(value_range=(0, 255), seed=seed)
+
+
+def keras_cv_randaugment_layer(seed):
+    """keras-cv's RandAugment on raw pixels (2 operations per image, magnitude 0.5); needs the `cv` extra."""
+    try:
+        import keras_cv
+    except ImportError as error:
+        raise ImportError(
+            "augment='keras_cv_randaugment' needs keras-cv, an optional extra: `" + CV_EXTRA_HINT + "` "
+            "(or use augment='randaugment', core Keras' layer)."
+        ) from error
+    return keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=0.5, seed=seed)
+
+
+class LabelMixer:
+    """Applies MixUp and/or CutMix to a batch of (images, one-hot labels).
+
+    Args:
+        mixup_alpha: float >= 0. Beta(alpha, alpha) concentration of MixUp's mixing weight; 0 turns MixUp off.
+        cutmix_alpha: float >= 0. Beta(alpha, alpha) concentration of CutMix's area ratio; 0 turns CutMix off.
+        seed: int.
+    """
+
+    def __init__(self, mixup_alpha, cutmix_alpha, seed):
+        self.mixup = keras.layers.MixUp(alpha=mixup_alpha, seed=seed) if mixup_alpha > 0 else None
+        self.cutmix = keras.layers.CutMix(factor=cutmix_alpha, seed=seed + 1) if cutmix_alpha > 0 else None
+
+    @staticmethod
+    def _apply(layer, images, labels):
+        out = layer({"images": images, "labels": labels}, training=True)
+        return out["images"], out["labels"]
+
+    def __call__(self, images, labels, switch_seed):
+        import tensorflow as tf
+
+        if self.mixup is not None and self.cutmix is not None:
+            use_mixup = tf.random.stateless_uniform([], seed=switch_seed) < 0.5
+            return tf.cond(
+                use_mixup,
+                lambda: self._apply(self.mixup, images, labels),
+                lambda: self._apply(self.cutmix, images, labels),
+            )
+        return self._apply(self.mixup or self.cutmix, images, labels)

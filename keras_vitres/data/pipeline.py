@@ -1,0 +1,200 @@
+"""tf.data input pipelines for `model.fit`, and the per-pixel mean of the ResNet paper.
+
+Order of a training pipeline: cache the source -> shuffle -> per image (parallel map): float32, resize,
+"cifar" crop/flip or RandAugment -> batch -> per batch: the `augmenter` hook, keras-cv RandAugment, one-hot
+labels, MixUp/CutMix -> prefetch. Images stay in raw pixel units [0, 255]: normalisation (e.g. subtracting
+`pixel_mean`) belongs to the model's preprocessing layer, so a saved model takes raw pixels.
+"""
+
+import numpy as np
+
+from keras_vitres.data.augment import (
+    AUGMENTS,
+    LabelMixer,
+    cifar_augment,
+    keras_cv_randaugment_layer,
+    randaugment_layer,
+)
+from keras_vitres.data.folder import check_image_size
+
+
+def pixel_mean(x):
+    """Returns the per-pixel mean image of `x`, float32 (H, W, C) (arXiv:1512.03385 §4.2: "the per-pixel mean
+    subtracted"), accumulated in float64.
+
+    Args:
+        x: array (N, H, W, C) of training images.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"`x` must be a non-empty batch of images (N, H, W, C); received x of shape {x.shape}.")
+    return x.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def _check_positive_int(value, name, allow_none=False):
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive int{' or None' if allow_none else ''}; received {name}={value!r}."
+        )
+
+
+def _check_alpha(value, name):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise ValueError(f"`{name}` must be a float >= 0 (0 turns it off); received {name}={value!r}.")
+    return float(value)
+
+
+def _source(x, y, num_classes):
+    """Returns (unbatched tf.data.Dataset of (image, int64 label), number of examples or None)."""
+    import tensorflow as tf
+
+    if isinstance(x, tf.data.Dataset):
+        if y is not None:
+            raise ValueError("`y` must be None when `x` is a tf.data.Dataset of (image, label) pairs.")
+        spec = x.element_spec
+        if not (isinstance(spec, tuple) and len(spec) == 2 and spec[0].shape.rank == 3):
+            raise ValueError(
+                "`x` as a tf.data.Dataset must yield unbatched (image (H, W, C), label) pairs; received element_spec="
+                f"{spec!r}."
+            )
+        cardinality = int(x.cardinality())
+        return x.map(lambda im, lab: (im, tf.cast(lab, tf.int64))), (cardinality if cardinality > 0 else None)
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 4:
+        raise ValueError(f"`x` must be images of shape (N, H, W, C); received x of shape {x.shape}.")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"`y` must be integer class labels of shape ({len(x)},); received y of shape {y.shape} and dtype {y.dtype}."
+        )
+    if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"`y` has labels in [{y.min()}, {y.max()}], outside 0..{num_classes - 1} for num_classes={num_classes}."
+        )
+    return tf.data.Dataset.from_tensor_slices((x, y.astype(np.int64))), len(x)
+
+
+def make_pipeline(x, y=None, *, batch_size, training, num_classes=None, augment="none", augmenter=None,
+                  mixup_alpha=0.0, cutmix_alpha=0.0, image_size=None, one_hot=False, shuffle_buffer=None, seed=0,
+                  cache=True, drop_remainder=False, crop_padding=4, deterministic=True):
+    """Builds a batched, prefetched tf.data.Dataset of (float32 images in [0, 255], labels) for `model.fit`.
+
+    Args:
+        x: uint8 (or float) images (N, H, W, C), or an unbatched tf.data.Dataset of (image, label) such as
+            `image_folder_dataset(...)[0]` (then `y` is None).
+        y: int class labels (N,).
+        batch_size: int. Examples per batch.
+        training: bool. True shuffles and augments; False keeps the order and applies no randomness.
+        num_classes: int. Needed for one-hot labels (`one_hot`, MixUp, CutMix); also checks the labels' range.
+        augment: "none", "cifar" (4-pixel zero pad + random crop back to size + random horizontal flip, ResNet paper
+            §4.2), "randaugment" (`keras.layers.RandAugment`, per image) or "keras_cv_randaugment" (keras-cv's
+            layer; needs `pip install keras-vitres[cv]`). Applied only when `training`.
+        augmenter: optional callable (e.g. a Keras preprocessing layer or `keras.Sequential` of them) applied to
+            each batch of float32 images when `training`, after `augment`.
+        mixup_alpha: float >= 0. MixUp (`keras.layers.MixUp(alpha=...)`) on training batches; 0 is off.
+        cutmix_alpha: float >= 0. CutMix (`keras.layers.CutMix(factor=...)`) on training batches; 0 is off. With
+            both on, each batch gets one of the two, chosen with probability 1/2.
+        image_size: optional int or (height, width) to resize to (bilinear, antialiased when shrinking).
+        one_hot: bool. Float32 one-hot labels (num_classes,). Labels are also one-hot whenever `mixup_alpha` or
+            `cutmix_alpha` is on, in training and evaluation pipelines alike, so one loss fits both.
+        shuffle_buffer: optional int. Shuffle buffer when training; default: the whole dataset (or 10,000 for a
+            dataset of unknown size).
+        seed: int. Seeds the shuffle and every augmentation: the same seed gives the same batches.
+        cache: True caches the source in memory, a str caches it in that file, False does not cache. The cache
+            holds the source (decoded images), so resized copies never fill memory.
+        drop_remainder: bool. Drop the last incomplete batch.
+        crop_padding: int. Zero padding on each side for augment="cifar".
+        deterministic: bool. True runs the Keras/keras-cv random layers in a sequential map, so a seed reproduces
+            the batches exactly; False runs them in parallel (faster on many cores, not reproducible). The
+            "cifar" augmentation is always parallel and reproducible.
+
+    Returns:
+        A tf.data.Dataset of (images float32 (B, H, W, C), labels int64 (B,) or float32 (B, num_classes)).
+    """
+    import tensorflow as tf
+
+    _check_positive_int(batch_size, "batch_size")
+    if not isinstance(training, bool):
+        raise TypeError(f"`training` must be a bool; received training={training!r}.")
+    if augment not in AUGMENTS:
+        raise ValueError(f"`augment` must be one of {AUGMENTS}; received augment={augment!r}.")
+    if augmenter is not None and not callable(augmenter):
+        raise TypeError(f"`augmenter` must be None or a callable on a batch of images; received augmenter={augmenter!r}.")
+    mixup_alpha = _check_alpha(mixup_alpha, "mixup_alpha")
+    cutmix_alpha = _check_alpha(cutmix_alpha, "cutmix_alpha")
+    image_size = check_image_size(image_size)
+    _check_positive_int(shuffle_buffer, "shuffle_buffer", allow_none=True)
+    _check_positive_int(num_classes, "num_classes", allow_none=True)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"`seed` must be an int; received seed={seed!r}.")
+    if not isinstance(crop_padding, int) or isinstance(crop_padding, bool) or crop_padding < 0:
+        raise ValueError(f"`crop_padding` must be an int >= 0; received crop_padding={crop_padding!r}.")
+    if not (isinstance(cache, (bool, str))):
+        raise TypeError(f"`cache` must be a bool or a cache file path; received cache={cache!r}.")
+    seed = int(seed)
+    use_one_hot = bool(one_hot) or mixup_alpha > 0 or cutmix_alpha > 0
+    if use_one_hot and num_classes is None:
+        raise ValueError(
+            "`num_classes` is required for one-hot labels (one_hot=True, mixup_alpha > 0 or cutmix_alpha > 0); "
+            "received num_classes=None."
+        )
+    # The keras-cv import is checked up front, in evaluation pipelines too, so a missing extra fails early.
+    cv_layer = keras_cv_randaugment_layer(seed) if augment == "keras_cv_randaugment" else None
+
+    autotune = tf.data.AUTOTUNE
+    # Stateful Keras layers draw from one seed generator: only a sequential map makes their draws reproducible.
+    random_map = {} if deterministic else {"num_parallel_calls": autotune, "deterministic": False}
+    dataset, size = _source(x, y, num_classes)
+    if cache:
+        dataset = dataset.cache() if cache is True else dataset.cache(cache)
+    if training:
+        buffer = shuffle_buffer or size or 10_000
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def prepare(image, label):
+        image = tf.cast(image, tf.float32)
+        if image_size is not None:
+            image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
+        return image, label
+
+    dataset = dataset.map(prepare, num_parallel_calls=autotune, deterministic=True)
+    if training and augment == "cifar":
+        # A fresh (2,) seed per image, different every epoch and fixed by `seed`.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda pair, s: (cifar_augment(pair[0], s, crop_padding), pair[1]),
+            num_parallel_calls=autotune,
+            deterministic=True,
+        )
+    elif training and augment == "randaugment":
+        layer = randaugment_layer(seed)
+        dataset = dataset.map(
+            lambda image, label: (tf.clip_by_value(layer(image), 0.0, 255.0), label),
+            **random_map,
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+    if training and (augmenter is not None or cv_layer is not None):
+        def augment_batch(images, labels):
+            if augmenter is not None:
+                images = tf.cast(augmenter(images), tf.float32)
+            if cv_layer is not None:
+                images = tf.clip_by_value(tf.cast(cv_layer(images), tf.float32), 0.0, 255.0)
+            return images, labels
+
+        dataset = dataset.map(augment_batch, **random_map)
+    if use_one_hot:
+        dataset = dataset.map(
+            lambda images, labels: (images, tf.one_hot(labels, num_classes, dtype=tf.float32)),
+            num_parallel_calls=autotune,
+            deterministic=True,
+        )
+    if training and (mixup_alpha > 0 or cutmix_alpha > 0):
+        mixer = LabelMixer(mixup_alpha, cutmix_alpha, seed)
+        switch_seeds = tf.data.Dataset.random(seed=seed + 2, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, switch_seeds).map(
+            lambda batch, s: mixer(batch[0], batch[1], s),
+            **random_map,
+        )
+    return dataset.prefetch(autotune)

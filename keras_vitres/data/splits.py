@@ -1,0 +1,107 @@
+"""The in-memory dataset container and the seeded, stratified splits every loader shares."""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DataSplits:
+    """An image-classification dataset held in memory, split into train / validation / test.
+
+    Images are uint8 arrays of shape (N, H, W, 3) in raw pixel units; labels are int64 arrays of shape (N,).
+
+    Attributes:
+        train: (x, y) training images and labels.
+        validation: (x, y) or None. Carved out of the training set by `load_dataset(validation_size=...)` or read
+            from a `validation/` folder.
+        test: (x, y) held-out test images and labels.
+        class_names: list of str; label i is `class_names[i]`.
+        image_shape: (H, W, 3) of every image.
+        skipped: int. Files that could not be decoded and were left out (image folders only).
+        name: str. The dataset name given to `load_dataset`.
+    """
+
+    train: tuple
+    validation: tuple | None
+    test: tuple
+    class_names: list
+    image_shape: tuple
+    skipped: int = 0
+    name: str = ""
+
+    @property
+    def num_classes(self):
+        """The number of classes, `len(class_names)`."""
+        return len(self.class_names)
+
+    def __repr__(self):
+        sizes = ", ".join(
+            f"{split}={len(getattr(self, split)[1])}"
+            for split in ("train", "validation", "test")
+            if getattr(self, split) is not None
+        )
+        return (
+            f"DataSplits(name={self.name!r}, {sizes}, image_shape={self.image_shape}, "
+            f"num_classes={self.num_classes}, skipped={self.skipped})"
+        )
+
+
+def check_count(value, name, upper, allow_none=True):
+    """Validates a count argument (an int in [1, upper)), or raises naming the argument and the valid range."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 < value < upper:
+        raise ValueError(
+            f"`{name}` must be an int count between 1 and {upper - 1} (the number of examples it is taken from "
+            f"is {upper}); received {name}={value!r}."
+        )
+    return int(value)
+
+
+def stratified_split(labels, holdout_size, seed):
+    """Splits indices into (keep, holdout) with `holdout_size` examples held out, in class proportions.
+
+    Each class gives round(holdout_size * class_fraction) examples (largest remainders break ties so the total is
+    exact), drawn with a seeded permutation. Both index arrays are returned in ascending order, so the examples
+    keep their original order; shuffling is the pipeline's job.
+
+    Args:
+        labels: int array of shape (N,).
+        holdout_size: int in [1, N).
+        seed: int. Seed of the draw; the same seed gives the same split.
+
+    Returns:
+        (keep_indices, holdout_indices), int64 arrays.
+    """
+    labels = np.asarray(labels)
+    holdout_size = check_count(holdout_size, "holdout_size", len(labels), allow_none=False)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = holdout_size * counts / len(labels)
+    quota = np.floor(exact).astype(np.int64)
+    # Largest remainders first; ties broken by class order, so the split is a pure function of the labels.
+    order = np.argsort(-(exact - quota), kind="stable")
+    quota[order[: holdout_size - quota.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    holdout = []
+    for cls, take in zip(classes, quota):
+        members = np.flatnonzero(labels == cls)
+        holdout.append(rng.permutation(members)[:take])
+    holdout = np.sort(np.concatenate(holdout)).astype(np.int64)
+    keep = np.setdiff1d(np.arange(len(labels), dtype=np.int64), holdout)
+    return keep, holdout
+
+
+def take(arrays, indices):
+    """Returns (x[indices], y[indices]) for an (x, y) pair."""
+    x, y = arrays
+    return x[indices], y[indices]
+
+
+def carve_validation(train, validation_size, seed):
+    """Splits `validation_size` examples off `train` (stratified, seeded); returns (train, validation)."""
+    validation_size = check_count(validation_size, "validation_size", len(train[1]))
+    if validation_size is None:
+        return train, None
+    keep, holdout = stratified_split(train[1], validation_size, seed)
+    return take(train, keep), take(train, holdout)
