@@ -1,0 +1,34 @@
+"""SavedModel export for TF Serving, with a float-pixel and an encoded-image signature (see `saved_model`)."""
+
+from keras_vitres.export.decoding import decode_image_batch, resize_like_serving
+from keras_vitres.export.preprocessing import (
+    PREPROCESSING_PRESETS,
+    apply_preprocessing_numpy,
+    resolve_preprocessing,
+)
+from keras_vitres.export.saved_model import (
+    BYTES_INPUT,
+    BYTES_SIGNATURE,
+    FLOAT_INPUT,
+    FLOAT_SIGNATURE,
+    classifier_output_kind,
+    export_saved_model,
+    next_version,
+    read_export_metadata,
+)
+
+__all__ = [
+    "BYTES_INPUT",
+    "BYTES_SIGNATURE",
+    "FLOAT_INPUT",
+    "FLOAT_SIGNATURE",
+    "PREPROCESSING_PRESETS",
+    "apply_preprocessing_numpy",
+    "classifier_output_kind",
+    "decode_image_batch",
+    "export_saved_model",
+    "next_version",
+    "read_export_metadata",
+    "resize_like_serving",
+    "resolve_preprocessing",
+]
