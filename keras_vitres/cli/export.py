@@ -1,0 +1,145 @@
+"""`keras-vitres export`: a `.keras` model file or a training run folder -> a SavedModel version for TF Serving."""
+
+import glob
+import json
+import os
+
+RUN_MODEL_FILES = ("model.keras", "final.keras", "final_model.keras", "best.keras")
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model as a SavedModel for TF Serving (float and image-bytes signatures)",
+        description=(
+            "Writes EXPORT_DIR/<version>/ (TF Serving's layout) with two signatures: serving_default takes float "
+            "images named 'images' (raw [0, 255] RGB pixels), serving_bytes takes JPEG/PNG files named "
+            "'image_bytes'. Both return probabilities, top-k classes and scores (and class_names when known)."
+        ),
+    )
+    parser.add_argument("source", help="a .keras model file, or a training run folder that holds one")
+    parser.add_argument("export_dir", help="folder of versions, TF Serving's model_base_path")
+    parser.add_argument("--version", type=int, default=None, help="version number (default: the next free integer)")
+    parser.add_argument(
+        "--class-names",
+        default=None,
+        help="a text file with one class name per line, or a comma-separated list "
+        "(default: 'class_names' from the run folder's JSON config, if any)",
+    )
+    parser.add_argument("--top-k", type=int, default=5, help="classes returned per image (default 5)")
+    parser.add_argument(
+        "--preprocessing",
+        default=None,
+        help="for models without a 'preprocessing' layer: raw, unit, inception, imagenet, caffe, or a JSON dict "
+        'such as \'{"mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7]}\'',
+    )
+    parser.add_argument("--image-size", default=None, help="HxW (or one number) for models that accept any size")
+    parser.add_argument("--output", default="auto", choices=("auto", "probabilities", "logits"), help="what the model returns")
+    parser.add_argument("--overwrite", action="store_true", help="replace --version if it exists")
+    parser.set_defaults(func=run)
+
+
+def find_run_model(run_dir):
+    """Returns the model file of a training run folder, or raises naming what was found."""
+    for name in RUN_MODEL_FILES:
+        path = os.path.join(run_dir, name)
+        if os.path.isfile(path):
+            return path
+    found = sorted(glob.glob(os.path.join(run_dir, "*.keras")))
+    if len(found) == 1:
+        return found[0]
+    raise FileNotFoundError(
+        f"Run folder {run_dir!r} has {'no' if not found else 'several'} .keras model files "
+        f"({', '.join(os.path.basename(f) for f in found) or 'none'}); expected one of {RUN_MODEL_FILES}. "
+        "Pass the model file itself."
+    )
+
+
+def run_class_names(run_dir):
+    """Class names recorded in a run folder's JSON files (a "class_names" list at the top or under "data")."""
+    for path in sorted(glob.glob(os.path.join(run_dir, "*.json"))):
+        try:
+            with open(path) as f:
+                config = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(config, dict):
+            continue
+        for holder in (config, config.get("data")):
+            names = holder.get("class_names") if isinstance(holder, dict) else None
+            if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+                return names
+    return None
+
+
+def parse_class_names(value):
+    if value is None:
+        return None
+    if os.path.isfile(value):
+        with open(value) as f:
+            return [line.strip() for line in f if line.strip()]
+    return [n.strip() for n in value.split(",")]
+
+
+def parse_image_size(value):
+    if value is None:
+        return None
+    parts = value.lower().replace(",", "x").split("x")
+    try:
+        size = [int(p) for p in parts]
+    except ValueError:
+        size = []
+    if len(size) not in (1, 2):
+        raise ValueError(f"--image-size must be HxW or one number; received --image-size={value!r}.")
+    return size[0] if len(size) == 1 else tuple(size)
+
+
+def parse_preprocessing(value):
+    if value is None or not value.lstrip().startswith("{"):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as error:
+        raise ValueError(f"--preprocessing is not valid JSON ({error}); received --preprocessing={value!r}.") from None
+
+
+def run(args):
+    import keras
+
+    import keras_vitres  # noqa: F401  (registers the package's layers for loading)
+    from keras_vitres.export import BYTES_SIGNATURE, FLOAT_SIGNATURE, export_saved_model, read_export_metadata
+
+    source = args.source
+    class_names = parse_class_names(args.class_names)
+    if os.path.isdir(source):
+        if class_names is None:
+            class_names = run_class_names(source)
+        source = find_run_model(source)
+    elif not os.path.isfile(source):
+        raise FileNotFoundError(f"SOURCE not found: {args.source!r} is neither a .keras file nor a run folder.")
+    if not source.endswith(".keras"):
+        raise ValueError(f"SOURCE must be a .keras model file or a run folder; received {args.source!r}.")
+    model = keras.saving.load_model(source, safe_mode=True, compile=False)
+    try:
+        path = export_saved_model(
+            model,
+            args.export_dir,
+            version=args.version,
+            class_names=class_names,
+            top_k=args.top_k,
+            preprocessing=parse_preprocessing(args.preprocessing),
+            image_size=parse_image_size(args.image_size),
+            output=args.output,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as error:  # the command reports it like any other bad argument (exit 2)
+        raise ValueError(f"{error} (use --overwrite)") from None
+    meta = read_export_metadata(path)
+    height, width = meta["image_size"]
+    print(f"exported {model.name} from {source} to {path}")
+    print(f"  {FLOAT_SIGNATURE}: images float32 (batch, {height}, {width}, {meta['channels']}), raw [0, 255] pixels")
+    print(f"  {BYTES_SIGNATURE}: image_bytes string (batch,), JPEG or PNG files")
+    print(f"  outputs: {', '.join(meta['outputs'])} (top {meta['top_k']}); model output: {meta['model_output']}")
+    print(f"  preprocessing ({meta['preprocessing']['source']}): " + json.dumps(
+        {k: v for k, v in meta["preprocessing"].items() if k != "source"}))
+    return 0

@@ -1,0 +1,55 @@
+"""`keras-vitres export`: a .keras file or a run folder -> a TF Serving version folder."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_vitres
+from keras_vitres.cli.main import main
+from keras_vitres.export import read_export_metadata
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "resnet8.keras"
+    keras_vitres.ResNet(8, stem="cifar", classes=3).save(path)
+    return str(path)
+
+
+def test_export_a_keras_file(model_file, tmp_path, capsys):
+    code = main(["export", model_file, str(tmp_path / "served"), "--class-names", "cat, dog, bird",
+                 "--preprocessing", '{"scale": 0.00392156862745098}', "--top-k", "2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "serving_default" in out and "serving_bytes" in out and str(tmp_path / "served" / "1") in out
+    meta = read_export_metadata(tmp_path / "served" / "1")
+    assert meta["class_names"] == ["cat", "dog", "bird"] and meta["top_k"] == 2
+    assert meta["preprocessing"]["scale"] == pytest.approx(1 / 255)
+    served = tf.saved_model.load(str(tmp_path / "served" / "1")).signatures["serving_default"](images=tf.zeros((1, 32, 32, 3)))
+    assert set(np.asarray(served["class_names"]).ravel()) <= {b"cat", b"dog", b"bird"}
+
+
+def test_export_a_run_folder_takes_its_model_and_class_names(model_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    os.link(model_file, run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"model": "resnet8", "data": {"class_names": ["a", "b", "c"]}}))
+    assert main(["export", str(run), str(tmp_path / "served"), "--version", "7"]) == 0
+    meta = read_export_metadata(tmp_path / "served" / "7")
+    assert meta["class_names"] == ["a", "b", "c"] and meta["preprocessing"]["source"] == "none"
+    assert main(["export", str(run), str(tmp_path / "served"), "--version", "7"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_errors_exit_2_with_a_message(model_file, tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.keras"), str(tmp_path / "out")]) == 2
+    assert "neither a .keras file nor a run folder" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), str(tmp_path / "out")]) == 2  # a folder without a model
+    assert "no .keras model files" in capsys.readouterr().err
+    assert main(["export", model_file, str(tmp_path / "out"), "--class-names", "a,b"]) == 2
+    assert "list of 3 strings" in capsys.readouterr().err
+    assert main(["export", model_file, str(tmp_path / "out"), "--preprocessing", "{bad json"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
