@@ -1,0 +1,93 @@
+"""`keras-vitres train`: trains a preset with a recipe and writes a run directory (see keras_vitres.training.runner).
+
+With no flags it trains ResNet-20 on the embedded digits (offline) and prints the test accuracy.
+"""
+
+import json
+import sys
+
+
+def _parse_set(items):
+    """`FIELD=VALUE` pairs; VALUE is read as JSON when it parses (numbers, true/false/null, lists), else a string."""
+    overrides = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"`--set` takes FIELD=VALUE; received {item!r}.")
+        field, value = item.split("=", 1)
+        try:
+            overrides[field.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[field.strip()] = value
+    return overrides
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "train",
+        help="train a preset with a recipe (default: ResNet-20 on the embedded digits)",
+        description="Train a preset with a recipe and write a run directory: config.json, logs (CSV, TensorBoard), "
+        "checkpoints, the final model.keras, curves.png and a one-line summary with the test accuracy. Running the "
+        "same command again resumes an unfinished run.",
+    )
+    parser.add_argument("--recipe", default="digits_resnet",
+                        help="recipe name: digits_resnet (default), cifar_resnet, vit_small_data")
+    parser.add_argument("--preset", help="preset to train (default: the recipe's; see `keras-vitres presets`)")
+    parser.add_argument("--dataset", help="digits, cifar10, cifar100, folder (default: the recipe's)")
+    parser.add_argument("--data-path", help="dataset archive or folder (CIFAR archive, image folder)")
+    parser.add_argument("--epochs", type=int, help="passes over the training set (replaces the recipe's length)")
+    parser.add_argument("--steps", type=int, help="total optimizer steps (replaces the recipe's length)")
+    parser.add_argument("--steps-per-epoch", type=int, help="steps between validations and backups")
+    parser.add_argument("--batch-size", type=int, help="global batch size")
+    parser.add_argument("--lr", type=float, help="base learning rate")
+    parser.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                        help="override any recipe field, e.g. --set warmup_steps=400 (repeatable)")
+    parser.add_argument("--strategy", default="auto", choices=["auto", "one", "mirrored", "multiworker"],
+                        help="distribution (multiworker: JAX backend only)")
+    parser.add_argument("--coordinator", help="multiworker: host:port of process 0")
+    parser.add_argument("--num-processes", type=int, help="multiworker: number of processes")
+    parser.add_argument("--process-id", type=int, help="multiworker: index of this process")
+    parser.add_argument("--mixed-precision", default="auto",
+                        choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                        help="dtype policy (auto: bfloat16/float16 mixed precision on GPU, float32 on CPU)")
+    parser.add_argument("--jit", default="auto", choices=["auto", "on", "off"],
+                        help="XLA compilation (auto: on for GPU, off on CPU)")
+    parser.add_argument("--run-dir", help="run directory (default: runs/PRESET_DATASET)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights, splits, shuffling, augmentation")
+    parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --run-dir")
+    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
+                        help="0 silent, 1 progress bar (default), 2 one line per epoch")
+    parser.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from keras_vitres.training import RECIPES, resolve_config, train
+
+    if args.list_recipes:
+        for name in sorted(RECIPES):
+            recipe = RECIPES[name]
+            print(f"{name:<16} preset {recipe.preset:<22} dataset {recipe.dataset:<8} {recipe.description}")
+        return 0
+    overrides = _parse_set(args.set)
+    flags = dict(epochs=args.epochs, steps=args.steps, steps_per_epoch=args.steps_per_epoch,
+                 batch_size=args.batch_size, learning_rate=args.lr)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    config = resolve_config(
+        args.recipe, preset=args.preset, dataset=args.dataset, data_path=args.data_path, run_dir=args.run_dir,
+        seed=args.seed, strategy=args.strategy, mixed_precision=args.mixed_precision,
+        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit], deterministic=args.deterministic,
+        coordinator=args.coordinator, num_processes=args.num_processes, process_id=args.process_id, **overrides,
+    )
+    if args.print_config:
+        print(json.dumps(config, indent=2))
+        return 0
+    try:
+        result = train(config, verbose=args.verbose, overwrite=args.overwrite)
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        print(f"keras-vitres train: error: {error}", file=sys.stderr)
+        return 2
+    return 1 if result["stopped_on_nan"] else 0

@@ -1,0 +1,205 @@
+"""Training callbacks that Keras does not ship: the ResNet paper's adaptive warmup, a NaN guard that keeps the
+last good weights, a stop at an exact step count, and the learning rate in the logs.
+
+The rest of a run's callbacks are Keras' own (`BackupAndRestore`, `ModelCheckpoint`, `CSVLogger`,
+`TensorBoard`); `keras_vitres.training.runner` puts them together.
+"""
+
+import json
+import math
+import os
+
+import keras
+
+from keras_vitres.training.schedules import find_warmup
+
+
+def _sync_weights(model):
+    """On JAX, fit keeps the state outside the model's variables between epochs; bring it back so they are current."""
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()
+
+
+def base_optimizer(optimizer):
+    """The optimizer that holds the learning rate (unwraps `LossScaleOptimizer` under mixed_float16)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def current_learning_rate(optimizer):
+    """The optimizer's learning rate at its current step, as a Python float."""
+    return float(keras.ops.convert_to_numpy(base_optimizer(optimizer).learning_rate))
+
+
+class AdaptiveWarmup(keras.callbacks.Callback):
+    """Ends a warmup once the running training accuracy passes a threshold (arXiv:1512.03385 §4.2).
+
+    The paper warms ResNet-110 up at lr 0.01 "until the training error is below 80% (about 400 iterations), and
+    then go[es] back to 0.1". The optimizer's learning rate must be a `Warmup(..., adaptive=True)`; after each
+    batch this callback reads the running accuracy (`logs[monitor]`, the epoch's mean so far) and, the first time
+    it reaches `threshold`, calls `Warmup.release(step)`. The switch happens exactly once; if the threshold is
+    never reached the warmup ends at the schedule's `warmup_steps`.
+
+    Args:
+        threshold: float. Accuracy at which the warmup ends (0.2, i.e. training error below 80%).
+        monitor: str. The log entry holding the running training accuracy.
+        state_path: str or None. A JSON file that remembers the release step, so a run resumed by
+            `BackupAndRestore` keeps the schedule it had (the release happened at the same step).
+        verbose: int. 1 prints one line when the warmup ends.
+
+    Attributes:
+        released_at: the step at which the warmup ended, or None.
+    """
+
+    def __init__(self, threshold=0.2, monitor="accuracy", state_path=None, verbose=1):
+        super().__init__()
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise ValueError(f"`threshold` must be a float in (0, 1]; received threshold={threshold!r}.")
+        self.threshold = threshold
+        self.monitor = monitor
+        self.state_path = state_path
+        self.verbose = verbose
+        self.released_at = None
+        self._warmup = None
+
+    def on_train_begin(self, logs=None):
+        optimizer = base_optimizer(self.model.optimizer)
+        self._warmup = find_warmup(getattr(optimizer, "_learning_rate", None))
+        if self._warmup is None:
+            raise ValueError(
+                "AdaptiveWarmup needs an optimizer whose `learning_rate` is a `Warmup(..., adaptive=True)`; "
+                f"received learning_rate={getattr(optimizer, '_learning_rate', None)!r}."
+            )
+        self.released_at = self._warmup.released_at
+        if self.released_at is None and self.state_path and os.path.exists(self.state_path):
+            with open(self.state_path) as f:
+                step = json.load(f).get("released_at")
+            if step is not None:
+                self._release(int(step), note="restored from a previous run")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.released_at is not None:
+            return
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise ValueError(
+                f"AdaptiveWarmup monitors `{self.monitor}`, which is not in the training logs "
+                f"(available: {sorted(logs or {})}); compile the model with metrics=['accuracy']."
+            )
+        value = float(keras.ops.convert_to_numpy(value))
+        if value >= self.threshold:
+            self._release(step, note=f"running training accuracy {value:.3f} >= {self.threshold}")
+        elif step >= self._warmup.warmup_steps:
+            self._release(step, note=f"the warmup's cap of {self._warmup.warmup_steps} steps was reached")
+
+    def _release(self, step, note):
+        self._warmup.release(step)
+        self.released_at = self._warmup.released_at
+        if keras.backend.backend() != "tensorflow":
+            # The TensorFlow train step reads the schedule's variable at every step; a jitted JAX step baked its
+            # value in, so it is traced again, once.
+            self.model.make_train_function(force=True)
+        if self.state_path:
+            with open(self.state_path, "w") as f:
+                json.dump({"released_at": self.released_at}, f)
+        if self.verbose:
+            rate = current_learning_rate(self.model.optimizer)
+            print(f"\nAdaptiveWarmup: warmup ended at step {self.released_at} ({note}); learning rate now {rate:g}.")
+
+
+class TerminateOnNaN(keras.callbacks.Callback):
+    """Stops training when the loss becomes NaN or infinite, and puts back the last good weights.
+
+    Keras' `TerminateOnNaN` stops, but leaves the weights that the diverging update produced. This one keeps a
+    copy of the weights every `snapshot_every` steps and, when the loss of step t is not finite, restores the
+    latest copy that produced a finite loss, then prints (and stores in `message`) which step failed.
+
+    Args:
+        snapshot_every: int. Steps between weight copies (1 keeps the weights of the step just before; a copy
+            costs one device-to-host transfer of the weights).
+
+    Attributes:
+        stopped_at_step: the global step (1-based) whose loss was not finite, or None.
+        restored_step: the step count of the weights that were restored.
+        message: the explanation printed when training stopped, or None.
+    """
+
+    def __init__(self, snapshot_every=1):
+        super().__init__()
+        if not isinstance(snapshot_every, int) or isinstance(snapshot_every, bool) or snapshot_every < 1:
+            raise ValueError(f"`snapshot_every` must be an int >= 1; received snapshot_every={snapshot_every!r}.")
+        self.snapshot_every = snapshot_every
+        self.stopped_at_step = None
+        self.restored_step = None
+        self.message = None
+        self._pending = None  # (step, weights) not yet known to give a finite loss
+        self._good = None  # (step, weights) that gave a finite loss
+        self._start = None  # (step, weights) when training began
+        self._epoch = 0
+
+    def _snapshot(self):
+        _sync_weights(self.model)
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return step, self.model.get_weights()
+
+    def on_train_begin(self, logs=None):
+        self._pending = self._start = self._snapshot()
+        self._good = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = float(keras.ops.convert_to_numpy(loss))
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if math.isfinite(loss):
+            # The loss of this step was computed with the weights held before it: those are good.
+            if self._pending is not None and self._pending[0] == step - 1:
+                self._good = self._pending
+            if step % self.snapshot_every == 0:
+                self._pending = self._snapshot()
+            return
+        _sync_weights(self.model)
+        self.stopped_at_step = step
+        if self._good is not None:
+            good, kept = self._good, "the weights after step {} (the last that gave a finite loss) were restored"
+        else:
+            good, kept = self._start, "the weights of step {}, where this training began, were restored"
+        self.model.set_weights(good[1])
+        self.restored_step = good[0]
+        kept = kept.format(good[0])
+        self.message = (
+            f"TerminateOnNaN: the training loss became {loss} at step {step} (epoch {self._epoch + 1}, batch "
+            f"{batch + 1}); training stopped and {kept}. Try a lower learning rate, gradient clipping, or float32."
+        )
+        print(f"\n{self.message}")
+        self.model.stop_training = True
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stops training after exactly `total_steps` optimizer updates (the paper stops at 64k iterations).
+
+    Args:
+        total_steps: int. Number of updates after which training stops, even in the middle of an epoch.
+    """
+
+    def __init__(self, total_steps):
+        super().__init__()
+        if not isinstance(total_steps, int) or isinstance(total_steps, bool) or total_steps < 1:
+            raise ValueError(f"`total_steps` must be an int >= 1; received total_steps={total_steps!r}.")
+        self.total_steps = total_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= self.total_steps:
+            self.model.stop_training = True
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the optimizer's current `learning_rate` to the epoch logs, so CSV and TensorBoard logs record it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = current_learning_rate(self.model.optimizer)

@@ -1,0 +1,56 @@
+"""The loss and accuracy curves of a run, drawn from its CSV log (matplotlib, Agg backend, no display needed)."""
+
+import csv
+import math
+
+
+def read_log(csv_path):
+    """Reads a `keras.callbacks.CSVLogger` file into {column: [float, ...]} (empty cells become NaN)."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            columns.setdefault(key, []).append(number)
+    return columns
+
+
+def plot_curves(csv_path, png_path, title=""):
+    """Writes a PNG with two panels, loss and accuracy per epoch, training and validation.
+
+    Args:
+        csv_path: str. The run's CSV log (columns epoch, loss, accuracy, val_loss, val_accuracy, ...).
+        png_path: str. Where to write the figure.
+        title: str. Figure title.
+
+    Returns:
+        `png_path`, or None when the log holds no epoch yet.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = read_log(csv_path)
+    if not columns.get("epoch"):
+        return None
+    epochs = [e + 1 for e in columns["epoch"]]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
+            if key in columns:
+                axis.plot(epochs, columns[key], marker="o", markersize=3, label=label)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)
+    return png_path

@@ -1,0 +1,272 @@
+"""Training recipes: the papers' settings as rows of data, selectable by name, every field overridable.
+
+| recipe | source |
+|---|---|
+| "cifar_resnet" | ResNet paper §4.2: CIFAR-10, batch 128, SGD 0.9, lr 0.1 /10 at 32k and 48k, stop at 64k, wd 1e-4 |
+| "vit_small_data" | ViT from scratch on small data: AdamW, warmup + cosine, label smoothing, RandAugment, MixUp/CutMix |
+| "digits_resnet" | the offline default: ResNet-20 on the embedded digits, > 97% test accuracy in a few CPU minutes |
+
+`get_recipe(name, preset=None, **overrides)` returns the `Recipe` with the row's per-preset adjustments (e.g. the
+warmup the paper gives ResNet-110 and -1202) and then `overrides` applied.
+"""
+
+import dataclasses
+import difflib
+
+from keras_vitres.data.augment import AUGMENTS
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "linear", "constant")
+WEIGHT_DECAY_MODES = ("l2", "decoupled")
+PREPROCESSINGS = ("pixel_mean", "rescale", "none")
+WARMUP_MODES = ("linear", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Every setting of a training run that is not about where it runs.
+
+    Attributes:
+        name: the recipe's name.
+        description: one line.
+        preset: default preset (see `keras_vitres.list_presets()`).
+        dataset: default dataset name for `keras_vitres.data.load_dataset`.
+        model_overrides: builder arguments on top of the preset (e.g. a ViT's `patch_size` for 32x32 images);
+            `input_shape` and `classes` always come from the data.
+        batch_size: global batch size (split across replicas and processes).
+        optimizer: "sgd" (with `momentum`, `nesterov`) or "adamw".
+        learning_rate: the base (peak) learning rate.
+        momentum, nesterov: SGD settings.
+        weight_decay: the decay coefficient.
+        weight_decay_mode: "l2": an L2 penalty `weight_decay / 2 * ||w||^2` on every convolution and dense kernel
+            through the builder's `kernel_regularizer` (gradient `weight_decay * w`, the paper's SGD weight decay;
+            ResNet builders only); "decoupled": the optimizer's own `weight_decay` (AdamW's), which skips biases,
+            normalisation scales, tokens and position embeddings.
+        schedule: "step" (divide by `1 / decay_factor` at `decay_boundaries`), "cosine", "linear" (decay to
+            `final_learning_rate` at the last step) or "constant".
+        decay_boundaries: steps of the step decay.
+        decay_factor: multiplier at each boundary.
+        final_learning_rate: rate at the end of a cosine or linear decay.
+        warmup_steps: warmup length in steps (its cap when `warmup_until_accuracy` is set).
+        warmup_epochs: warmup length in epochs; when set, it replaces `warmup_steps`.
+        warmup_mode: "linear" (from `warmup_learning_rate` up to the rate the schedule reaches) or "constant"
+            (hold `warmup_learning_rate`).
+        warmup_learning_rate: the warmup's starting (linear) or held (constant) rate.
+        warmup_until_accuracy: None, or the running training accuracy that ends the warmup early (the paper's
+            ResNet-110 rule: 0.2, i.e. training error below 80%).
+        steps: total optimizer steps (the paper's 64k); when set, it decides the length instead of `epochs`.
+        epochs: number of passes over the training set, when `steps` is None.
+        steps_per_epoch: steps between validations and backups; None = one pass over the training set.
+        validation_size: examples held out of the training set for validation (the paper's 45k/5k: 5000), or None.
+        augment: "none", "cifar" (4-pixel pad, 32x32 random crop, horizontal flip), "randaugment" (core Keras)
+            or "keras_cv_randaugment" (keras-cv's layer, with the `cv` extra).
+        mixup_alpha, cutmix_alpha: MixUp / CutMix strengths (0 = off); either makes the labels one-hot.
+        label_smoothing: label smoothing of the cross-entropy.
+        preprocessing: the model's first layer: "pixel_mean" (subtract the training set's per-pixel mean, paper
+            §4.2), "rescale" (pixels to [-1, 1], ViT) or "none".
+        image_size: resize images to this square size in the pipeline, or None.
+        gradient_clip_norm: clip the global gradient norm (ViT: 1), or None.
+        preset_overrides: {preset name: {field: value}} applied when the run uses that preset.
+    """
+
+    name: str
+    description: str = ""
+    preset: str = "resnet20"
+    dataset: str = "digits"
+    model_overrides: dict = dataclasses.field(default_factory=dict)
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    weight_decay_mode: str = "l2"
+    schedule: str = "constant"
+    decay_boundaries: tuple = ()
+    decay_factor: float = 0.1
+    final_learning_rate: float = 0.0
+    warmup_steps: int = 0
+    warmup_epochs: float | None = None
+    warmup_mode: str = "linear"
+    warmup_learning_rate: float = 0.0
+    warmup_until_accuracy: float | None = None
+    steps: int | None = None
+    epochs: int | None = 10
+    steps_per_epoch: int | None = None
+    validation_size: int | None = None
+    augment: str = "none"
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    label_smoothing: float = 0.0
+    preprocessing: str = "pixel_mean"
+    image_size: int | None = None
+    gradient_clip_norm: float | None = None
+    preset_overrides: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        choices = dict(
+            optimizer=OPTIMIZERS,
+            schedule=SCHEDULES,
+            weight_decay_mode=WEIGHT_DECAY_MODES,
+            preprocessing=PREPROCESSINGS,
+            augment=AUGMENTS,
+            warmup_mode=WARMUP_MODES,
+        )
+        for field, valid in choices.items():
+            if getattr(self, field) not in valid:
+                raise ValueError(f"`{field}` must be one of {valid}; received {field}={getattr(self, field)!r}.")
+        for field in ("batch_size", "steps", "epochs", "steps_per_epoch", "validation_size", "image_size"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"`{field}` must be a positive int{'' if field == 'batch_size' else ' or None'}; "
+                                 f"received {field}={value!r}.")
+        if self.steps is None and self.epochs is None:
+            raise ValueError("Give the run a length: `steps` or `epochs`; received steps=None and epochs=None.")
+        for field in ("learning_rate", "momentum", "weight_decay", "final_learning_rate", "warmup_learning_rate",
+                      "mixup_alpha", "cutmix_alpha", "label_smoothing", "decay_factor"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"`{field}` must be a number >= 0; received {field}={value!r}.")
+        if not isinstance(self.warmup_steps, int) or isinstance(self.warmup_steps, bool) or self.warmup_steps < 0:
+            raise ValueError(f"`warmup_steps` must be an int >= 0; received warmup_steps={self.warmup_steps!r}.")
+        bounds = list(self.decay_boundaries)
+        if any(not isinstance(b, int) or b < 1 for b in bounds) or bounds != sorted(set(bounds)):
+            raise ValueError(
+                f"`decay_boundaries` must be increasing positive ints; received decay_boundaries={self.decay_boundaries!r}."
+            )
+        if self.schedule == "step" and not bounds:
+            raise ValueError("schedule='step' needs `decay_boundaries`; received decay_boundaries=().")
+        if self.warmup_until_accuracy is not None and not 0 < self.warmup_until_accuracy <= 1:
+            raise ValueError(
+                f"`warmup_until_accuracy` must be None or in (0, 1]; received warmup_until_accuracy={self.warmup_until_accuracy!r}."
+            )
+        if self.warmup_epochs is not None and (isinstance(self.warmup_epochs, bool) or
+                                               not isinstance(self.warmup_epochs, (int, float)) or self.warmup_epochs < 0):
+            raise ValueError(f"`warmup_epochs` must be None or a number >= 0; received warmup_epochs={self.warmup_epochs!r}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"`label_smoothing` must be in [0, 1); received label_smoothing={self.label_smoothing!r}.")
+        if not isinstance(self.model_overrides, dict) or {"input_shape", "classes"} & set(self.model_overrides):
+            raise ValueError(
+                "`model_overrides` must be a dict of builder arguments without `input_shape` and `classes` (they "
+                f"come from the data); received model_overrides={self.model_overrides!r}."
+            )
+        object.__setattr__(self, "decay_boundaries", tuple(bounds))
+
+    def to_dict(self):
+        """The recipe as a JSON-ready dict (tuples become lists)."""
+        row = dataclasses.asdict(self)
+        row["decay_boundaries"] = list(self.decay_boundaries)
+        return row
+
+
+PAPER_CIFAR_WARMUP = dict(  # arXiv:1512.03385 §4.2: ResNet-110 (and -1202) warm up at 0.01 until error < 80%
+    warmup_mode="constant", warmup_learning_rate=0.01, warmup_until_accuracy=0.2, warmup_steps=4000
+)
+
+RECIPES = {
+    "cifar_resnet": Recipe(
+        name="cifar_resnet",
+        description="ResNet paper §4.2 on CIFAR-10: SGD 0.9, lr 0.1 /10 at 32k and 48k, 64k steps, wd 1e-4",
+        preset="resnet20",
+        dataset="cifar10",
+        batch_size=128,
+        optimizer="sgd",
+        learning_rate=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        weight_decay_mode="l2",
+        schedule="step",
+        decay_boundaries=(32000, 48000),
+        decay_factor=0.1,
+        steps=64000,
+        epochs=None,
+        validation_size=5000,
+        augment="cifar",
+        preprocessing="pixel_mean",
+        preset_overrides={"resnet110": PAPER_CIFAR_WARMUP, "resnet1202": PAPER_CIFAR_WARMUP},
+    ),
+    "vit_small_data": Recipe(
+        name="vit_small_data",
+        description="ViT-Ti/4 from scratch on 32x32 data: AdamW, warmup + cosine, RandAugment, MixUp/CutMix",
+        preset="vit_tiny_patch16_224",
+        dataset="cifar10",
+        model_overrides=dict(patch_size=4, drop_path_rate=0.1),
+        batch_size=128,
+        optimizer="adamw",
+        learning_rate=1e-3,
+        weight_decay=0.05,
+        weight_decay_mode="decoupled",
+        schedule="cosine",
+        final_learning_rate=1e-5,
+        warmup_epochs=5,
+        warmup_mode="linear",
+        epochs=200,
+        validation_size=5000,
+        augment="randaugment",
+        mixup_alpha=0.8,
+        cutmix_alpha=1.0,
+        label_smoothing=0.1,
+        preprocessing="rescale",
+        gradient_clip_norm=1.0,
+    ),
+    "digits_resnet": Recipe(
+        name="digits_resnet",
+        description="ResNet-20 on the embedded digits (offline default): > 97% test accuracy in minutes on a CPU",
+        preset="resnet20",
+        dataset="digits",
+        batch_size=64,
+        optimizer="sgd",
+        learning_rate=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        weight_decay_mode="l2",
+        schedule="cosine",
+        warmup_steps=50,
+        warmup_mode="linear",
+        epochs=12,
+        augment="none",
+        preprocessing="pixel_mean",
+    ),
+}
+
+
+def list_recipes():
+    """Returns the names of the registered recipes, sorted."""
+    return sorted(RECIPES)
+
+
+def get_recipe(name, preset=None, **overrides):
+    """Returns the recipe `name` for `preset` (default: the recipe's), with `overrides` applied.
+
+    Args:
+        name: a registered recipe name, or a `Recipe`.
+        preset: the preset the run trains; the recipe's `preset_overrides` for it are applied first.
+        **overrides: any `Recipe` field.
+
+    Returns:
+        A `Recipe`.
+
+    Example:
+
+    >>> get_recipe("cifar_resnet", preset="resnet110").warmup_learning_rate
+    0.01
+    >>> get_recipe("cifar_resnet", batch_size=64).batch_size
+    64
+    """
+    if isinstance(name, Recipe):
+        recipe = name
+    elif name not in RECIPES:
+        close = difflib.get_close_matches(str(name), RECIPES, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"Unknown recipe: received name={name!r}.{hint} Recipes: {list_recipes()}.")
+    else:
+        recipe = RECIPES[name]
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        hints = {u: difflib.get_close_matches(u, fields, n=1) for u in unknown}
+        hint = "; ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
+        raise ValueError(f"Unknown recipe field(s): {hint}. Fields: {sorted(fields)}.")
+    preset = preset or overrides.get("preset") or recipe.preset
+    adjusted = {**recipe.preset_overrides.get(preset, {}), **overrides, "preset": preset}
+    return dataclasses.replace(recipe, **adjusted)
