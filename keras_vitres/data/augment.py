@@ -5,8 +5,9 @@
 - "randaugment": `keras.layers.RandAugment` (Cubuk et al. 2020), the ViT-from-scratch recipes' augmentation
   (Steiner et al. 2021, "How to train your ViT"), applied to each image so each gets its own operations.
 - "keras_cv_randaugment": keras-cv's `RandAugment`, when the optional `cv` extra is installed.
-- MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019): `keras.layers.MixUp` / `keras.layers.CutMix` on batches
-  with one-hot labels; with both on, each batch gets one of them with probability 1/2 (as timm does).
+- MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019): `keras.layers.MixUp` and `CutMix` below (the core layer
+  with the paper's Beta(alpha, alpha) ratio and exact-area labels) on batches with one-hot labels; with both on,
+  each batch gets one of them with probability 1/2 (as timm does).
 """
 
 import keras
@@ -52,6 +53,40 @@ def keras_cv_randaugment_layer(seed):
     return keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=0.5, seed=seed)
 
 
+@keras.saving.register_keras_serializable(package="keras_vitres")
+class CutMix(keras.layers.CutMix):
+    """`keras.layers.CutMix` with the CutMix paper's mixing ratio and exact label weights (arXiv:1905.04899, §3.1).
+
+    Two changes to the core layer: the ratio is drawn from Beta(alpha, alpha) for a fixed `alpha` (the core layer
+    draws alpha itself uniformly from [0, factor] per batch, and caps it at 1), and each label's weight is the
+    fraction of pixels actually pasted, as the paper's "adjust lambda to the exact area" (and timm) do. The core
+    layer weights labels by the unrounded box area, which on a 32x32 image can be off by several percent.
+
+    Args:
+        alpha: float > 0. Beta(alpha, alpha) concentration of the kept-area ratio; 1 is the paper's uniform ratio.
+        seed: optional int.
+    """
+
+    def __init__(self, alpha=1.0, seed=None, **kwargs):
+        kwargs.pop("factor", None)
+        super().__init__(factor=1.0, seed=seed, **kwargs)
+        self.alpha = alpha
+        self.factor = (float(alpha), float(alpha))  # the core layer samples alpha from U(factor): fixed here
+
+    def transform_labels(self, labels, transformation, training=True):
+        if training and transformation is not None:
+            masks = self.backend.cast(transformation["batch_masks"], self.compute_dtype)
+            pasted = self.backend.numpy.mean(masks, axis=(1, 2, 3))
+            transformation = dict(transformation, mix_weight=1.0 - pasted)
+        return super().transform_labels(labels, transformation, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("factor", None)
+        config["alpha"] = self.alpha
+        return config
+
+
 class LabelMixer:
     """Applies MixUp and/or CutMix to a batch of (images, one-hot labels).
 
@@ -63,7 +98,7 @@ class LabelMixer:
 
     def __init__(self, mixup_alpha, cutmix_alpha, seed):
         self.mixup = keras.layers.MixUp(alpha=mixup_alpha, seed=seed) if mixup_alpha > 0 else None
-        self.cutmix = keras.layers.CutMix(factor=cutmix_alpha, seed=seed + 1) if cutmix_alpha > 0 else None
+        self.cutmix = CutMix(alpha=cutmix_alpha, seed=seed + 1) if cutmix_alpha > 0 else None
 
     @staticmethod
     def _apply(layer, images, labels):

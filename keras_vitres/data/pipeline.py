@@ -93,8 +93,9 @@ def make_pipeline(x, y=None, *, batch_size, training, num_classes=None, augment=
         augmenter: optional callable (e.g. a Keras preprocessing layer or `keras.Sequential` of them) applied to
             each batch of float32 images when `training`, after `augment`.
         mixup_alpha: float >= 0. MixUp (`keras.layers.MixUp(alpha=...)`) on training batches; 0 is off.
-        cutmix_alpha: float >= 0. CutMix (`keras.layers.CutMix(factor=...)`) on training batches; 0 is off. With
-            both on, each batch gets one of the two, chosen with probability 1/2.
+        cutmix_alpha: float >= 0. CutMix (`keras.layers.CutMix` with a fixed Beta(alpha, alpha) ratio and labels
+            weighted by the pasted area, see `augment.CutMix`) on training batches; 0 is off. With both on, each
+            batch gets one of the two, chosen with probability 1/2.
         image_size: optional int or (height, width) to resize to (bilinear, antialiased when shrinking).
         one_hot: bool. Float32 one-hot labels (num_classes,). Labels are also one-hot whenever `mixup_alpha` or
             `cutmix_alpha` is on, in training and evaluation pipelines alike, so one loss fits both.
