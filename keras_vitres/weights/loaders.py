@@ -1,0 +1,146 @@
+"""One loader per file format, registered in `keras_vitres.models.common.WEIGHT_LOADERS` by suffix.
+
+Each loader opens the file with a reader from `readers` (which refuses what could run code or reach outside the
+file), recognises the checkpoint family from its tensor names, maps it onto the model (`resnet`, `vit`) and assigns
+it with `mapping.assign_weights` (which checks every declared shape before reading data).
+"""
+
+import os
+
+from keras_vitres.weights import resnet, vit
+from keras_vitres.weights.mapping import assign_weights
+from keras_vitres.weights.readers import (
+    KerasH5Tensors,
+    KerasModelTensors,
+    NpzTensors,
+    SafetensorsTensors,
+    TensorFile,
+    is_legacy_keras_h5,
+    open_hdf5,
+)
+
+STATE_DICT_PREFIXES = ("module.", "model.", "state_dict.")  # left by DataParallel and training wrappers
+
+
+class _Renamed(TensorFile):
+    """A TensorFile seen without a prefix that every key shares."""
+
+    def __init__(self, inner, prefix):
+        super().__init__(inner.path)
+        self.format_name, self._inner, self._prefix = inner.format_name, inner, prefix
+        for key in inner.keys():
+            self._shapes[key[len(prefix) :]] = inner.shape(key)
+            self._dtypes[key[len(prefix) :]] = inner.dtype(key)
+
+    def read(self, key):
+        return self._inner.read(self._prefix + key)
+
+    def close(self):
+        self._inner.close()
+
+
+def _strip_wrapper_prefix(tensor_file):
+    keys = tensor_file.keys()
+    for prefix in STATE_DICT_PREFIXES:
+        if keys and all(k.startswith(prefix) for k in keys):
+            return _Renamed(tensor_file, prefix)
+    return tensor_file
+
+
+def _has_head(model):
+    return "predictions" in {layer.name for layer in model.layers}
+
+
+def load_npz(model, path):
+    """Loads an official (google-research/vision_transformer) or big_vision ViT `.npz` into a ViT model.
+
+    The head is left at its initialisation when the number of classes differs, and the position embedding is
+    resampled to the model's patch grid. Returns a dict: number of weights loaded, whether the head was reset and
+    whether the position embedding was resampled.
+    """
+    with NpzTensors(path) as tensor_file:
+        sources = vit.npz_vit_sources(model, tensor_file)
+        return assign_weights(
+            model,
+            tensor_file,
+            sources,
+            ignorable=vit.npz_vit_ignorable(model, tensor_file),
+            position_grid=vit.position_grid(model),
+        )
+
+
+def load_safetensors(model, path):
+    """Loads a timm / torchvision state dict saved as `.safetensors` (ResNet v1.5 or ViT), without PyTorch."""
+    with SafetensorsTensors(path) as opened:
+        tensor_file = _strip_wrapper_prefix(opened)
+        if vit.torch_vit_flavour(tensor_file):
+            sources = vit.torch_vit_sources(model, tensor_file)
+            return assign_weights(
+                model,
+                tensor_file,
+                sources,
+                ignorable=vit.torch_vit_ignorable(model, tensor_file),
+                position_grid=vit.position_grid(model),
+            )
+        if "conv1.weight" in tensor_file and "layer1.0.conv1.weight" in tensor_file:
+            if not resnet.is_resnet(model):
+                raise ValueError(f"`weights` file {os.fspath(path)!r} holds a ResNet; model {model.name!r} is not one.")
+            sources = resnet.torch_resnet_sources(model, tensor_file)
+            has_head = _has_head(model)
+            return assign_weights(
+                model,
+                tensor_file,
+                sources,
+                ignorable=lambda k: resnet.torch_resnet_ignorable(k) or (not has_head and k.startswith("fc.")),
+            )
+        raise ValueError(
+            f"`weights` file {os.fspath(path)!r} is not a timm/torchvision ResNet or ViT state dict (no 'conv1.weight' + "
+            f"'layer1.0.conv1.weight', 'patch_embed.proj.weight' or 'conv_proj.weight'); its first tensors are "
+            f"{tensor_file.keys()[:5]}."
+        )
+
+
+def _load_keras_applications(model, tensor_file):
+    if not resnet.is_resnet(model):
+        raise ValueError(f"keras.applications ResNet weights need a ResNet; model {model.name!r} is not one.")
+    sources = resnet.keras_applications_sources(model, tensor_file)
+    has_head = _has_head(model)
+    return assign_weights(
+        model, tensor_file, sources, ignorable=lambda k: not has_head and k.split("/")[0] in resnet.KERAS_HEADS
+    )
+
+
+def load_h5(model, path):
+    """Loads an HDF5 weight file after checking that it is self-contained (no external links or datasets).
+
+    keras.applications ResNet files (legacy layout, layer names such as `conv1_conv`, `conv2_block1_0_conv`, `probs`)
+    are converted by name into the v1 ImageNet ResNets with conv biases (presets `resnet50_keras`, ...); any other
+    file (`.weights.h5` written by Keras 3, a legacy file of the same architecture) goes to Keras' own loader.
+    """
+    path = os.fspath(path)
+    h5file = open_hdf5(path)
+    try:
+        if is_legacy_keras_h5(h5file):
+            tensor_file = KerasH5Tensors(path, h5file)
+            if "conv1_conv" in tensor_file.layer_names() and "stem_conv" in {layer.name for layer in model.layers}:
+                return _load_keras_applications(model, tensor_file)
+    finally:
+        h5file.close()
+    try:
+        model.load_weights(path)
+    except Exception as error:  # Keras raises several types for a file that does not fit the model
+        raise ValueError(f"`weights` file {path!r} does not fit model {model.name!r}: {error}") from error
+    return dict(loaded=len(model.weights), head_reset=False, resampled=False)
+
+
+def load_keras_applications(model, source):
+    """Copies the weights of a live `keras.applications` ResNet50/101/152 model into a package ResNet.
+
+    Useful for weights in formats without layer names (Keras 3 `.weights.h5`): build the keras.applications model,
+    load its file there (or pass `weights="imagenet"` where the network is reachable), then convert.
+
+    Args:
+        model: a package ResNet with conv biases, v1 bottlenecks (e.g. `build_model("resnet50_keras")`).
+        source: the keras.applications model.
+    """
+    return _load_keras_applications(model, KerasModelTensors(source))

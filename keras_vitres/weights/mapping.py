@@ -1,0 +1,227 @@
+"""Assigning a file's tensors to a model's weights, checked against the headers before any data is read.
+
+A converter maps every weight of the model (by its Keras path, e.g. "stage1_block1/conv1/kernel") to a
+`Source`: the file tensor it comes from and the `Transform` that converts the file's layout into the model's.
+`assign_weights` then
+  1. checks that each file tensor exists, is floating point and has the shape the transform needs, and stops at
+     the first that does not fit with an error naming the tensor, the shape expected and the shape in the file;
+  2. refuses file tensors that nothing uses (unless the converter says they may be ignored), so an architecture
+     difference never passes silently;
+  3. reads each file tensor once, converts it and assigns it.
+Two roles relax step 1: "head" (the classifier is left at its initialisation, with a warning, when the file has
+no head or one for another number of classes) and "position" (the position embedding is resampled to the model's
+patch grid, arXiv:2010.11929 §3.2).
+"""
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+
+from keras_vitres.weights.readers import check_float
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """How a file tensor becomes a model weight.
+
+    Attributes:
+        describe: str. The conversion in words, for error messages.
+        source_shape: function(target_shape) -> the file shape this conversion needs.
+        apply: function(array, target_shape) -> the array in the model's layout.
+    """
+
+    describe: str
+    source_shape: callable
+    apply: callable
+
+
+IDENTITY = Transform("as stored", lambda t: tuple(t), lambda a, t: a)
+
+
+def transpose(perm, describe=None):
+    """The model's weight is the file tensor transposed by `perm` (e.g. (2, 3, 1, 0): OIHW -> HWIO)."""
+    perm = tuple(perm)
+    return Transform(
+        describe or f"transposed {perm}",
+        lambda t: tuple(t[perm.index(j)] for j in range(len(perm))),
+        lambda a, t: np.transpose(a, perm),
+    )
+
+
+TORCH_CONV = transpose((2, 3, 1, 0), "PyTorch (out, in, kh, kw) -> Keras (kh, kw, in, out)")
+TORCH_LINEAR = transpose((1, 0), "PyTorch (out, in) -> Keras (in, out)")
+
+
+def fused_qkv_kernel(index):
+    """timm's `qkv.weight` (3 D, D) holds q, k and v stacked; part `index` becomes a (D, heads, head_dim) kernel."""
+
+    def apply(a, t):
+        width = t[1] * t[2]
+        return a[index * width : (index + 1) * width].T.reshape(t)
+
+    return Transform(f"part {index} of 3 of a fused (3*D, D) PyTorch qkv weight", lambda t: (3 * t[1] * t[2], t[0]), apply)
+
+
+def fused_qkv_bias(index):
+    def apply(a, t):
+        width = t[0] * t[1]
+        return a[index * width : (index + 1) * width].reshape(t)
+
+    return Transform(f"part {index} of 3 of a fused (3*D,) qkv bias", lambda t: (3 * t[0] * t[1],), apply)
+
+
+def torch_attention_output():
+    """PyTorch's output projection (D, heads * head_dim) -> Keras' (heads, head_dim, D)."""
+    return Transform(
+        "PyTorch (D, heads*head_dim) -> Keras (heads, head_dim, D)",
+        lambda t: (t[2], t[0] * t[1]),
+        lambda a, t: a.T.reshape(t),
+    )
+
+
+def stacked(index, num_layers, inner=IDENTITY):
+    """big_vision's scanned layout: one tensor holds all `num_layers` blocks on its first axis."""
+    return Transform(
+        f"block {index} of {num_layers} stacked on the first axis, then {inner.describe}",
+        lambda t: (num_layers, *inner.source_shape(t)),
+        lambda a, t: inner.apply(a[index], t),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a model weight comes from: a file tensor, its transform and its role ("weight", "head", "position")."""
+
+    key: str
+    transform: Transform = IDENTITY
+    role: str = "weight"
+    file_prefix_tokens: int = 0  # "position" only: tokens before the patch grid in the file's embedding
+
+
+def _square_grid(tokens):
+    side = math.isqrt(tokens) if tokens >= 0 else 0
+    return (side, side) if side * side == tokens and side > 0 else None
+
+
+def resample_position(array, target_shape, file_prefix_tokens, target_prefix_tokens, target_grid):
+    """Converts a (1, prefix + gh*gw, D) position embedding to the model's prefix tokens and patch grid."""
+    from keras_vitres.layers.embedding import resample_position_embedding
+
+    grid = _square_grid(array.shape[1] - file_prefix_tokens)
+    embedding = np.asarray(resample_position_embedding(array.astype("float32"), grid, target_grid, file_prefix_tokens))
+    if target_prefix_tokens > file_prefix_tokens:  # the file's class token had no position embedding (big_vision)
+        embedding = np.concatenate([np.zeros((1, 1, embedding.shape[2]), embedding.dtype), embedding], axis=1)
+    return embedding.reshape(target_shape)
+
+
+def describe_shape(shape):
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, position_grid=None, head_note=""):
+    """Loads `tensor_file` into `model` following `sources` ({model weight path: Source}).
+
+    Args:
+        model: the Keras model.
+        tensor_file: a `TensorFile` (see `readers`).
+        sources: dict {Keras weight path: Source}; must cover every weight of the model.
+        ignorable: function(file key) -> bool: file tensors the model may leave unused.
+        position_grid: (prefix_tokens, (gh, gw)) of the model's position embedding, for the "position" role.
+        head_note: text added to the head-reset warning.
+
+    Returns:
+        dict with "loaded" (number of weights), "head_reset" (bool), "resampled" (bool).
+    """
+    path, name = tensor_file.path, model.name
+    variables = {v.path: v for v in model.weights}
+    missing = [p for p in variables if p not in sources]
+    if missing:
+        raise ValueError(
+            f"{tensor_file.format_name} weights cannot be mapped onto model {name!r}: no file tensor corresponds to "
+            f"its weights {missing[:5]}{' ...' if len(missing) > 5 else ''}."
+        )
+
+    def mismatch(key, file_shape, target, transform, target_shape):
+        return ValueError(
+            f"`weights` file {path!r} does not fit model {name!r}: tensor {key!r} has shape "
+            f"{describe_shape(file_shape)} in the file, expected {describe_shape(transform.source_shape(target_shape))} "
+            f"for the model's {target!r} {describe_shape(target_shape)} ({transform.describe})."
+        )
+
+    head = {p: s for p, s in sources.items() if s.role == "head"}
+    head_reset = False
+    for target, source in head.items():
+        target_shape = tuple(variables[target].shape)
+        if source.key not in tensor_file or tensor_file.shape(source.key) != source.transform.source_shape(target_shape):
+            head_reset = True
+
+    plan, resampled = [], False
+    for target, variable in variables.items():
+        source = sources[target]
+        if source.role == "head" and head_reset:
+            continue
+        target_shape = tuple(variable.shape)
+        if source.key not in tensor_file:
+            raise ValueError(
+                f"`weights` file {path!r} does not fit model {name!r}: it has no tensor {source.key!r}, expected with "
+                f"shape {describe_shape(source.transform.source_shape(target_shape))} for the model's {target!r}."
+            )
+        check_float(tensor_file, source.key)
+        file_shape = tensor_file.shape(source.key)
+        if source.role == "position":
+            prefix, grid = position_grid
+            tokens = file_shape[1] - source.file_prefix_tokens if len(file_shape) == 3 else -1
+            if len(file_shape) != 3 or file_shape[0] != 1 or file_shape[2] != target_shape[2] or not _square_grid(tokens):
+                raise ValueError(
+                    f"`weights` file {path!r} does not fit model {name!r}: position embedding {source.key!r} has shape "
+                    f"{describe_shape(file_shape)} in the file, expected (1, {source.file_prefix_tokens} + a square grid "
+                    f"of patches, {target_shape[2]}) for the model's {target!r} {describe_shape(target_shape)}."
+                )
+            if source.file_prefix_tokens > prefix:
+                raise ValueError(
+                    f"`weights` file {path!r} does not fit model {name!r}: its position embedding {source.key!r} "
+                    f"{describe_shape(file_shape)} covers a class token, but the model has none "
+                    "(build it with use_class_token=True)."
+                )
+            resampled = resampled or file_shape[1] - source.file_prefix_tokens != target_shape[1] - prefix
+        elif file_shape != source.transform.source_shape(target_shape):
+            raise mismatch(source.key, file_shape, target, source.transform, target_shape)
+        plan.append((target, source))
+
+    used = {source.key for source in sources.values()}
+    unused = [k for k in tensor_file.keys() if k not in used and not ignorable(k)]
+    if unused:
+        raise ValueError(
+            f"`weights` file {path!r} does not fit model {name!r}: the model has no place for its tensors "
+            f"{unused[:5]}{f' and {len(unused) - 5} more' if len(unused) > 5 else ''} (shape "
+            f"{describe_shape(tensor_file.shape(unused[0]))} for the first); the file describes another architecture."
+        )
+
+    if head_reset:  # warned only once the rest of the file is known to fit
+        shapes = {s.key: tensor_file.shape(s.key) for s in head.values() if s.key in tensor_file}
+        warnings.warn(
+            f"`weights` file {path!r}: the classifier head {list(shapes) or '(absent)'} "
+            f"{'has shapes ' + str(list(shapes.values())) if shapes else 'is not in the file'}, which does not fit "
+            f"model {name!r}'s {[tuple(variables[p].shape) for p in head]}; the head is left at its initialisation "
+            f"(train it, e.g. for fine-tuning).{head_note}",
+            stacklevel=3,
+        )
+
+    by_key = {}
+    for target, source in plan:
+        by_key.setdefault(source.key, []).append((target, source))
+    for key, uses in by_key.items():  # each file tensor is read once, however many weights it feeds
+        array = np.asarray(tensor_file.read(key))
+        if tuple(array.shape) != tensor_file.shape(key):
+            raise ValueError(f"`weights` file {path!r}: tensor {key!r} holds {array.shape}, not the declared {tensor_file.shape(key)}.")
+        for target, source in uses:
+            variable = variables[target]
+            target_shape = tuple(variable.shape)
+            if source.role == "position":
+                value = resample_position(array, target_shape, source.file_prefix_tokens, *position_grid)
+            else:
+                value = source.transform.apply(array, target_shape)
+            variable.assign(np.asarray(value, dtype="float32").astype(variable.dtype))
+    return dict(loaded=len(plan), head_reset=head_reset, resampled=resampled)
