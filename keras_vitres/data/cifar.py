@@ -136,7 +136,7 @@ class _Source:
         # Members are found by base name under the official folder (or at the top level of a repacked archive).
         self.index = {}
         for member in names:
-            head, base = os.path.split(member[2:] if member.startswith("./") else member)
+            head, base = os.path.split(member.removeprefix("./"))
             if base in self.members and head in (self.folder_name, ""):
                 self.index.setdefault(base, member)
         missing = [m for m in self.members if m not in self.index]

@@ -9,6 +9,8 @@
 | "tfds:NAME" | tensorflow_datasets, when installed (optional) | from the dataset | from the dataset |
 """
 
+import os
+
 import numpy as np
 
 from keras_vitres.data import cifar, digits, folder
@@ -41,28 +43,28 @@ def _load_tfds(name, path, image_size):
     import tensorflow as tf
 
     image_size = folder.check_image_size(image_size)
-    builder = tfds.builder(name, data_dir=path)
-    builder.download_and_prepare()
-    label_feature = builder.info.features["label"]
+    try:
+        datasets, info = tfds.load(name, split=["train", "test"], as_supervised=True, with_info=True, data_dir=path)
+    except Exception as error:  # unknown name, missing split, no network to download and prepare it
+        raise RuntimeError(
+            f"could not load TFDS dataset {name!r} with 'train' and 'test' splits as (image, label) pairs: {error}"
+        ) from error
+    label_names = list(info.features[info.supervised_keys[1]].names)
+
+    def prepare(image, label):
+        image = tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
+        if image_size is not None:
+            image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+        return image, tf.cast(label, tf.int64)
+
     splits = []
-    for split in ("train", "test"):
-        if split not in builder.info.splits:
-            raise ValueError(f"TFDS dataset {name!r} has no {split!r} split; it has {sorted(builder.info.splits)}.")
-        dataset = builder.as_dataset(split=split, as_supervised=True)
-
-        def prepare(image, label):
-            image = tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
-            if image_size is not None:
-                image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
-                image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-            return image, tf.cast(label, tf.int64)
-
+    for dataset in datasets:
         pairs = list(dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).as_numpy_iterator())
-        shapes = {p[0].shape for p in pairs}
-        if len(shapes) > 1:
+        if len({p[0].shape for p in pairs}) > 1:
             raise ValueError(f"TFDS dataset {name!r} has images of several sizes; pass image_size=(height, width).")
         splits.append((np.stack([p[0] for p in pairs]), np.asarray([p[1] for p in pairs], dtype=np.int64)))
-    return splits[0], splits[1], list(label_feature.names)
+    return splits[0], splits[1], label_names
 
 
 def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=None, image_size=None,
@@ -91,6 +93,8 @@ def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=No
         raise TypeError(f"`name` must be a dataset name string; received name={name!r}.")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"`seed` must be an int; received seed={seed!r}.")
+    if isinstance(path, str):
+        path = os.path.expanduser(path)
     validation, skipped = None, 0
     if name == "digits":
         _refuse(name, path=path, label_mode=label_mode, test_size=test_size)

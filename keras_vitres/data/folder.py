@@ -49,7 +49,7 @@ def scan_folder(directory, class_names=None):
     Returns:
         (files, labels, class_names): sorted file paths, int64 labels, and the class names.
     """
-    directory = os.fspath(directory)
+    directory = os.path.expanduser(os.fspath(directory))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"`directory` is not a folder: directory={directory!r}.")
     found = _sub_dirs(directory)
