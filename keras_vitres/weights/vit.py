@@ -46,13 +46,13 @@ def is_vit(model):
 
 def check_vit(model, source_name):
     names = {layer.name for layer in model.layers}
+    if "patch_embedding" not in names:
+        raise ValueError(f"{source_name} weights are for a Vision Transformer; model {model.name!r} is not one.")
     if "stem_conv" in names:
         raise ValueError(
             f"{source_name} weights cannot be loaded into the hybrid model {model.name!r}: the published R50+ViT "
             "checkpoints use a BiT ResNet (group norm, weight standardisation) that the hybrid does not have."
         )
-    if "patch_embedding" not in names:
-        raise ValueError(f"{source_name} weights are for a Vision Transformer; model {model.name!r} is not one.")
 
 
 def position_grid(model):
@@ -85,11 +85,9 @@ def count_blocks(model):
     return sum(1 for layer in model.layers if isinstance(layer, TransformerBlock))
 
 
-def _first_present(tensor_file, candidates, what):
-    for key in candidates:
-        if key in tensor_file:
-            return key
-    raise ValueError(f"`weights` file {tensor_file.path!r} has no {what}; looked for {candidates}.")
+def _first_present(tensor_file, candidates):
+    """The first candidate name the file has; else the first, which `assign_weights` reports as missing in order."""
+    return next((key for key in candidates if key in tensor_file), candidates[0])
 
 
 def npz_vit_sources(model, tensor_file):
@@ -110,9 +108,7 @@ def npz_vit_sources(model, tensor_file):
     attention = "MultiHeadDotProductAttention_1" if f"{first}/MultiHeadDotProductAttention_1/query/kernel" in tensor_file else "MultiHeadDotProductAttention_0"
     mlp_norm = "LayerNorm_2" if f"{first}/LayerNorm_2/scale" in tensor_file else "LayerNorm_1"
     mlp = "MlpBlock_3" if f"{first}/MlpBlock_3/Dense_0/kernel" in tensor_file else "MlpBlock_0"
-    position = _first_present(
-        tensor_file, [f"{root}Transformer/posembed_input/pos_embedding", f"{root}pos_embedding"], "position embedding"
-    )
+    position = _first_present(tensor_file, [f"{root}Transformer/posembed_input/pos_embedding", f"{root}pos_embedding"])
     parts = {
         "attention_norm": "LayerNorm_0",
         "mlp_norm": mlp_norm,
