@@ -1,0 +1,199 @@
+"""The small, seeded training runs the analyses share: data preparation, a training loop, error curves.
+
+The papers' figures come from long CIFAR/ImageNet runs; here every analysis reproduces its figure's *form* on data
+that ships offline (`load_dataset("digits")`, 1,437 / 360 real handwritten digits upscaled to 32x32) or on any
+dataset `keras_vitres.data.load_dataset` reads, with the ResNet paper's optimiser (SGD, momentum 0.9, §4.2).
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AnalysisData:
+    """Float32 arrays ready for `model.fit`: per-pixel mean subtracted, scaled to about [-1, 1].
+
+    Attributes:
+        x_train, y_train: training images (N, H, W, C) and int labels (N,).
+        x_val, y_val: the held-out images and labels the error curves are measured on (the dataset's
+            validation split when it has one, else its test split, as the paper's figures plot test error).
+        num_classes: int.
+        name: the dataset name.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    num_classes: int
+    name: str = ""
+
+    @property
+    def image_shape(self):
+        """(H, W, C) of the images."""
+        return tuple(self.x_train.shape[1:])
+
+
+def _check_positive(value, name):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int; received {name}={value!r}.")
+    return int(value)
+
+
+def load_analysis_data(dataset="digits", *, image_size=None, train_size=None, val_size=None, seed=0, path=None,
+                       normalize=True):
+    """Loads a dataset with `keras_vitres.data.load_dataset` and prepares it for the analyses.
+
+    Images are converted to float32; with `normalize` the training set's per-pixel mean is subtracted (ResNet
+    paper §4.2) and the result divided by 128, so pixels lie in about [-1, 1].
+
+    Args:
+        dataset: a name `load_dataset` accepts ("digits", the offline default; "cifar10"; "folder"; ...).
+        image_size: int or (height, width); "digits" and "folder" only (digits are 32x32 by default).
+        train_size: optional int. Keep a seeded random subset of `train_size` training examples.
+        val_size: optional int. Keep a seeded random subset of `val_size` held-out examples.
+        seed: int. Seed of the subset.
+        path: where the data is (see `load_dataset`).
+        normalize: bool. False keeps raw pixel values in [0, 255], as models trained elsewhere by this package
+            take them.
+
+    Returns:
+        An `AnalysisData`.
+    """
+    from keras_vitres.data import load_dataset
+
+    options = {} if image_size is None else {"image_size": image_size}
+    splits = load_dataset(dataset, path=path, **options)
+    x_train, y_train = splits.train
+    x_val, y_val = splits.validation if splits.validation is not None else splits.test
+    rng = np.random.default_rng(seed)
+    if train_size is not None:
+        train_size = _check_positive(train_size, "train_size")
+        keep = np.sort(rng.permutation(len(y_train))[:train_size])
+        x_train, y_train = x_train[keep], y_train[keep]
+    if val_size is not None:
+        val_size = _check_positive(val_size, "val_size")
+        keep = np.sort(rng.permutation(len(y_val))[:val_size])
+        x_val, y_val = x_val[keep], y_val[keep]
+    mean = x_train.astype(np.float64).mean(axis=0) if normalize else 0.0
+    divisor = 128.0 if normalize else 1.0
+
+    def scale(x):
+        return ((x.astype(np.float64) - mean) / divisor).astype(np.float32)
+
+    return AnalysisData(
+        x_train=scale(x_train),
+        y_train=np.asarray(y_train, np.int64),
+        x_val=scale(x_val),
+        y_val=np.asarray(y_val, np.int64),
+        num_classes=splits.num_classes,
+        name=splits.name,
+    )
+
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclasses.dataclass
+class TrainingSettings:
+    """How the analyses train each network; the same settings (and seed) for every network compared.
+
+    Attributes:
+        epochs: int. Passes over the training set.
+        batch_size: int. Examples per step (128 in the paper).
+        learning_rate: float. Initial SGD learning rate; it follows a cosine decay to 0 over the run.
+        momentum: float. SGD momentum (0.9 in the paper).
+        weight_decay: float. L2 weight decay of the convolution kernels (1e-4 in the paper), as a
+            `kernel_regularizer`; 0 turns it off.
+        optimizer: "sgd" (SGD with `momentum`, the ResNet paper) or "adam" (Adam, beta1 0.9, beta2 0.999, the
+            ViT paper's choice for training from scratch, §3 and Appendix B.1).
+        seed: int. Seeds the weights and the batch order, so networks differ only by their architecture.
+    """
+
+    epochs: int = 3
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    optimizer: str = "sgd"
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_positive(self.epochs, "epochs")
+        _check_positive(self.batch_size, "batch_size")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0; received learning_rate={self.learning_rate!r}.")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"`momentum` must be in [0, 1); received momentum={self.momentum!r}.")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"`weight_decay` must be >= 0; received weight_decay={self.weight_decay!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}; received optimizer={self.optimizer!r}.")
+
+    def regularizer(self):
+        """The kernel regularizer for the builders' `kernel_regularizer` argument (None without weight decay)."""
+        import keras
+
+        # The paper's weight decay w <- w - lr * wd * w is the gradient of (wd / 2) * |w|^2.
+        return keras.regularizers.L2(self.weight_decay / 2) if self.weight_decay else None
+
+
+def set_seed(seed):
+    """Seeds Python, NumPy and the backend, so a network built next gets the same initial weights."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+
+
+def train_classifier(model, data, settings):
+    """Trains `model` (softmax outputs) and returns its per-epoch error curves.
+
+    The training error of an epoch is measured while training (running average, BN in training mode), as the
+    thin curves of the paper's Fig. 1 and 6; the validation error is measured at the end of each epoch.
+
+    Args:
+        model: a compiled-or-not `keras.Model` ending in a softmax over `data.num_classes` classes.
+        data: an `AnalysisData`.
+        settings: a `TrainingSettings`.
+
+    Returns:
+        {"train_error": [float] * epochs, "val_error": [float] * epochs}, errors as fractions in [0, 1].
+    """
+    import keras
+
+    steps = settings.epochs * -(-len(data.y_train) // settings.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps)
+    if settings.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(schedule, momentum=settings.momentum)
+    else:
+        optimizer = keras.optimizers.Adam(schedule)
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    set_seed(settings.seed)  # the same batch order for every network of a comparison
+    history = model.fit(
+        data.x_train,
+        data.y_train,
+        batch_size=settings.batch_size,
+        epochs=settings.epochs,
+        validation_data=(data.x_val, data.y_val),
+        shuffle=True,
+        verbose=0,
+    )
+    return {
+        "train_error": [1.0 - float(a) for a in history.history["accuracy"]],
+        "val_error": [1.0 - float(a) for a in history.history["val_accuracy"]],
+    }
+
+
+def predict_probabilities(model, x, batch_size=256):
+    """Returns `model`'s outputs on `x` as a float64 NumPy array, in inference mode."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+
+def error_rate(probabilities, labels):
+    """The fraction of examples whose most probable class is not the label."""
+    return float(np.mean(np.argmax(probabilities, axis=-1) != np.asarray(labels)))
