@@ -42,7 +42,7 @@ def plot_curves(csv_path, png_path, title=""):
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, metric in zip(axes, ("loss", "accuracy")):
         for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
-            if key in columns:
+            if any(not math.isnan(v) for v in columns.get(key, [])):  # CSVLogger writes "NA" without validation
                 axis.plot(epochs, columns[key], marker="o", markersize=3, label=label)
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)

@@ -62,7 +62,8 @@ class Distribution:
         return self.strategy.scope()
 
     def process_batch(self, dataset, global_batch_size):
-        """This process's slice of every global batch of `dataset` (all of it with one process).
+        """This process's slice of every global batch of `dataset` (x, y[, sample_weight]); all of it with one
+        process.
 
         Every process builds the same global batches (same seed, same order) and keeps rows
         [i * b, (i + 1) * b) with b = global_batch_size / num_processes, so the processes together train on
@@ -72,7 +73,7 @@ class Distribution:
             return dataset
         rows = global_batch_size // self.num_processes
         start = self.process_id * rows
-        return dataset.map(lambda x, y: (x[start : start + rows], y[start : start + rows]))
+        return dataset.map(lambda *batch: tuple(part[start : start + rows] for part in batch))
 
 
 def local_accelerators():

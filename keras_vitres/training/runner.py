@@ -399,6 +399,11 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     if initial_epoch:
         train_data = train_data.skip(initial_epoch * steps_per_epoch)
     train_data = distribution.process_batch(train_data, global_batch)
+    if distribution.backend == "tensorflow" and distribution.name == "one":
+        # Keras' fit draws a batch from a first iterator to build the model under a tf.distribute strategy and
+        # on JAX, then trains on a new iterator; the reshuffling pipeline gives each iterator its own order. The
+        # one-device TensorFlow path draws that batch here, so every strategy trains on the same stream.
+        next(iter(train_data))
     evaluate_args = (recipe, num_classes, global_batch, recipe.image_size, distribution)
     validation_data = _eval_pipeline(*splits.validation, *evaluate_args) if splits.validation else None
 
@@ -444,7 +449,7 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     result = dict(
         summary=line, test_accuracy=float(scores["accuracy"]), test_loss=float(scores["loss"]), steps=steps_done,
         total_steps=total_steps, epochs=epochs, wall_time_s=round(wall, 1), stopped_on_nan=nan_guard.stopped_at_step,
-        message=nan_guard.message, run_dir=run_dir, model=model_path,
+        message=nan_guard.message, run_dir=run_dir, model=model_path, class_names=list(splits.class_names),
         best_checkpoint=os.path.join(run_dir, BEST_FILE) if os.path.exists(os.path.join(run_dir, BEST_FILE)) else None,
     )
     with open(os.path.join(run_dir, SUMMARY_FILE), "w") as f:

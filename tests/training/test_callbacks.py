@@ -1,0 +1,132 @@
+"""Callbacks: the adaptive warmup switches exactly once, the NaN guard keeps the last good weights, exact stops."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vitres.training import AdaptiveWarmup, LearningRateLogger, StepDecay, StopAtStep, TerminateOnNaN, Warmup
+
+
+def separable_data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int32")
+    return x, y
+
+
+def small_model(learning_rate):
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(learning_rate), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+class RecordSteps(keras.callbacks.Callback):
+    """Learning rate used by every step, and the running accuracy after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates, self.accuracies = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.accuracies.append(float(logs["accuracy"]))
+
+
+def test_adaptive_warmup_switches_exactly_once_when_accuracy_passes_the_threshold(tmp_path, capsys):
+    schedule = Warmup(StepDecay(0.5, boundaries=(10_000,)), warmup_steps=1000, warmup_learning_rate=0.05,
+                      mode="constant", adaptive=True)
+    model = small_model(schedule)
+    state = os.fspath(tmp_path / "warmup.json")
+    record, warmup = RecordSteps(), AdaptiveWarmup(threshold=0.75, state_path=state)
+    x, y = separable_data()
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[record, warmup])
+
+    rates = np.array(record.rates)
+    switches = np.flatnonzero(np.diff(rates) != 0)
+    assert len(switches) == 1, rates  # exactly one switch, and never back
+    step = switches[0] + 1  # the first step run at the released rate
+    assert warmup.released_at == step == schedule.released_at
+    assert np.allclose(rates[:step], 0.05) and np.allclose(rates[step:], 0.5)
+    # It switched right after the first step whose running accuracy reached the threshold.
+    first = int(np.argmax(np.array(record.accuracies) >= 0.75))
+    assert step == first + 1
+    assert 1 < step < 48
+    with open(state) as f:
+        assert json.load(f) == {"released_at": step}
+    assert f"warmup ended at step {step}" in capsys.readouterr().out
+
+    # A resumed run (new schedule, same state file) keeps the release step without waiting again.
+    again = Warmup(StepDecay(0.5, boundaries=(10_000,)), 1000, 0.05, mode="constant", adaptive=True)
+    resumed = small_model(again)
+    resumed.fit(x[:16], y[:16], batch_size=16, epochs=1, verbose=0, callbacks=[AdaptiveWarmup(0.99, state_path=state)])
+    assert again.released_at == step
+
+
+def test_adaptive_warmup_ends_at_the_cap_if_accuracy_never_passes():
+    schedule = Warmup(0.1, warmup_steps=5, warmup_learning_rate=0.01, mode="constant", adaptive=True)
+    model = small_model(schedule)
+    record, warmup = RecordSteps(), AdaptiveWarmup(threshold=1.0, verbose=0)
+    x, y = separable_data(n=160)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[record, warmup])
+    assert warmup.released_at == 5
+    np.testing.assert_allclose(record.rates, [0.01] * 5 + [0.1] * 5, rtol=1e-6)
+
+
+def test_adaptive_warmup_needs_an_adaptive_schedule():
+    model = small_model(0.1)
+    x, y = separable_data(n=32)
+    with pytest.raises(ValueError, match="adaptive=True"):
+        model.fit(x, y, batch_size=16, verbose=0, callbacks=[AdaptiveWarmup()])
+    with pytest.raises(ValueError, match="threshold"):
+        AdaptiveWarmup(threshold=20)
+
+
+def test_terminate_on_nan_names_the_step_and_restores_the_last_good_weights(capsys):
+    # Regression with a far too large learning rate: the loss grows to inf, then NaN, within a few steps.
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.5), "mse")
+    x, y = separable_data(n=320)
+
+    class Record(keras.callbacks.Callback):
+        weights, losses = {}, {}
+
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(self.model.optimizer.iterations)
+            self.weights[step], self.losses[step] = self.model.get_weights(), float(logs["loss"])
+
+    guard, record = TerminateOnNaN(), Record()
+    model.fit(x * 10, y.astype("float32"), batch_size=16, epochs=2, verbose=0, shuffle=False,
+              callbacks=[record, guard])
+    bad = min(step for step, loss in record.losses.items() if not np.isfinite(loss))
+    assert bad >= 3
+    assert guard.stopped_at_step == bad == int(model.optimizer.iterations)  # stopped right there
+    # The loss of step bad-1 (computed with the weights after step bad-2) was finite: those are the last good ones.
+    assert guard.restored_step == bad - 2
+    for restored, good in zip(model.get_weights(), record.weights[bad - 2]):
+        np.testing.assert_array_equal(restored, good)
+    out = capsys.readouterr().out
+    assert f"at step {bad} (epoch 1, batch {bad})" in out and f"weights after step {bad - 2}" in out
+    assert guard.message in out
+    with pytest.raises(ValueError, match="snapshot_every"):
+        TerminateOnNaN(snapshot_every=0)
+
+
+def test_stop_at_step_stops_mid_epoch_and_the_lr_is_logged(tmp_path):
+    model = small_model(0.05)
+    x, y = separable_data(n=64)
+    csv_path = os.fspath(tmp_path / "log.csv")
+    model.fit(x, y, batch_size=16, epochs=5, verbose=0,
+              callbacks=[StopAtStep(6), LearningRateLogger(), keras.callbacks.CSVLogger(csv_path)])
+    assert int(model.optimizer.iterations) == 6  # 4 steps per epoch: stopped in the second epoch
+    with open(csv_path) as f:
+        header, *rows = f.read().splitlines()
+    assert "learning_rate" in header.split(",") and len(rows) == 2
+    assert float(rows[0].split(",")[header.split(",").index("learning_rate")]) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="total_steps"):
+        StopAtStep(0)
