@@ -34,7 +34,9 @@ def add_parser(subparsers):
         'such as \'{"mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7]}\'',
     )
     parser.add_argument("--image-size", default=None, help="HxW (or one number) for models that accept any size")
-    parser.add_argument("--output", default="auto", choices=("auto", "probabilities", "logits"), help="what the model returns")
+    parser.add_argument(
+        "--output", default="auto", choices=("auto", "probabilities", "logits"), help="what the model returns"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --version if it exists")
     parser.set_defaults(func=run)
 
@@ -140,6 +142,8 @@ def run(args):
     print(f"  {FLOAT_SIGNATURE}: images float32 (batch, {height}, {width}, {meta['channels']}), raw [0, 255] pixels")
     print(f"  {BYTES_SIGNATURE}: image_bytes string (batch,), JPEG or PNG files")
     print(f"  outputs: {', '.join(meta['outputs'])} (top {meta['top_k']}); model output: {meta['model_output']}")
-    print(f"  preprocessing ({meta['preprocessing']['source']}): " + json.dumps(
-        {k: v for k, v in meta["preprocessing"].items() if k != "source"}))
+    print(
+        f"  preprocessing ({meta['preprocessing']['source']}): "
+        + json.dumps({k: v for k, v in meta["preprocessing"].items() if k != "source"})
+    )
     return 0

@@ -91,7 +91,9 @@ def resolve_preprocessing(preprocessing, channels=3):
         )
     order = spec.get("channel_order", "rgb")
     if order not in CHANNEL_ORDERS:
-        raise ValueError(f"`preprocessing['channel_order']` must be 'rgb' or 'bgr'; received preprocessing={preprocessing!r}.")
+        raise ValueError(
+            f"`preprocessing['channel_order']` must be 'rgb' or 'bgr'; received preprocessing={preprocessing!r}."
+        )
     if order == "bgr" and channels != 3:
         raise ValueError(f"channel_order='bgr' needs 3 channels; the model takes {channels}.")
     scale = _number(spec.get("scale", 1.0), "scale", preprocessing)

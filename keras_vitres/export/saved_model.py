@@ -93,7 +93,9 @@ def _check_image_size(image_size, model_size):
         return tuple(model_size)
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
-        raise ValueError(f"`image_size` must be an int or (height, width) of positive ints; received image_size={image_size!r}.")
+        raise ValueError(
+            f"`image_size` must be an int or (height, width) of positive ints; received image_size={image_size!r}."
+        )
     if any(m is not None and m != s for m, s in zip(model_size, size)):
         raise ValueError(f"`image_size` must match the model's input {model_size}; received image_size={image_size!r}.")
     return size
@@ -116,7 +118,9 @@ def _resolve_version(export_dir, version, overwrite):
     if version is None:
         return next_version(export_dir)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"`version` must be a positive int (TF Serving's version folders); received version={version!r}.")
+        raise ValueError(
+            f"`version` must be a positive int (TF Serving's version folders); received version={version!r}."
+        )
     if os.path.exists(os.path.join(export_dir, str(version))) and not overwrite:
         raise FileExistsError(
             f"Version {version} already exists in {export_dir!r}; pass overwrite=True to replace it, or "
@@ -272,14 +276,18 @@ def export_saved_model(
             model_name=model.name,
             version=version,
             signatures={
-                FLOAT_SIGNATURE: {"inputs": {FLOAT_INPUT: f"float32 (batch, {image_size[0]}, {image_size[1]}, {channels})"}},
+                FLOAT_SIGNATURE: {
+                    "inputs": {FLOAT_INPUT: f"float32 (batch, {image_size[0]}, {image_size[1]}, {channels})"}
+                },
                 BYTES_SIGNATURE: {"inputs": {BYTES_INPUT: "string (batch,): JPEG or PNG files"}},
             },
             outputs=["probabilities", "classes", "scores"] + (["class_names"] if names else []),
             image_size=list(image_size),
             channels=channels,
             pixel_range="raw RGB pixels in [0, 255]",
-            preprocessing=dict(spec, source="model layer" if has_layer else ("none" if is_identity(spec) else "export")),
+            preprocessing=dict(
+                spec, source="model layer" if has_layer else ("none" if is_identity(spec) else "export")
+            ),
             model_output=kind,
             top_k=top_k,
             class_names=names,

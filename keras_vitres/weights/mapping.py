@@ -61,7 +61,9 @@ def fused_qkv_kernel(index):
         width = t[1] * t[2]
         return a[index * width : (index + 1) * width].T.reshape(t)
 
-    return Transform(f"part {index} of 3 of a fused (3*D, D) PyTorch qkv weight", lambda t: (3 * t[1] * t[2], t[0]), apply)
+    return Transform(
+        f"part {index} of 3 of a fused (3*D, D) PyTorch qkv weight", lambda t: (3 * t[1] * t[2], t[0]), apply
+    )
 
 
 def fused_qkv_bias(index):
@@ -154,7 +156,9 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
     head_reset = False
     for target, source in head.items():
         target_shape = tuple(variables[target].shape)
-        if source.key not in tensor_file or tensor_file.shape(source.key) != source.transform.source_shape(target_shape):
+        if source.key not in tensor_file or tensor_file.shape(source.key) != source.transform.source_shape(
+            target_shape
+        ):
             head_reset = True
 
     plan, resampled = [], False
@@ -173,7 +177,12 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
         if source.role == "position":
             prefix, grid = position_grid
             tokens = file_shape[1] - source.file_prefix_tokens if len(file_shape) == 3 else -1
-            if len(file_shape) != 3 or file_shape[0] != 1 or file_shape[2] != target_shape[2] or not _square_grid(tokens):
+            if (
+                len(file_shape) != 3
+                or file_shape[0] != 1
+                or file_shape[2] != target_shape[2]
+                or not _square_grid(tokens)
+            ):
                 raise ValueError(
                     f"`weights` file {path!r} does not fit model {name!r}: position embedding {source.key!r} has shape "
                     f"{describe_shape(file_shape)} in the file, expected (1, {source.file_prefix_tokens} + a square grid "
@@ -215,7 +224,9 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
     for key, uses in by_key.items():  # each file tensor is read once, however many weights it feeds
         array = np.asarray(tensor_file.read(key))
         if tuple(array.shape) != tensor_file.shape(key):
-            raise ValueError(f"`weights` file {path!r}: tensor {key!r} holds {array.shape}, not the declared {tensor_file.shape(key)}.")
+            raise ValueError(
+                f"`weights` file {path!r}: tensor {key!r} holds {array.shape}, not the declared {tensor_file.shape(key)}."
+            )
         for target, source in uses:
             variable = variables[target]
             target_shape = tuple(variable.shape)

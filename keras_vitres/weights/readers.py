@@ -255,10 +255,10 @@ def refuse_pickle(model, path):
     raise ValueError(
         f"`weights` file {path!r} is a PyTorch pickle; loading a pickle can run arbitrary code, so keras-vitres "
         "refuses it. Convert it once to safetensors, in an environment you trust, then pass the .safetensors file:\n"
-        "    python -c \"import torch; from safetensors.torch import save_file; "
+        '    python -c "import torch; from safetensors.torch import save_file; '
         f"sd = torch.load({path!r}, map_location='cpu', weights_only=True); "
         "sd = sd.get('state_dict', sd.get('model', sd)); "
-        f"save_file({{k: v.contiguous() for k, v in sd.items()}}, {target!r})\"\n"
+        f'save_file({{k: v.contiguous() for k, v in sd.items()}}, {target!r})"\n'
         "(Hugging Face hosts most timm checkpoints as model.safetensors already.)"
     )
 

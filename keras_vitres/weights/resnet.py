@@ -16,7 +16,7 @@ import re
 import warnings
 
 from keras_vitres.layers.residual import BottleneckBlock
-from keras_vitres.weights.mapping import TORCH_CONV, TORCH_LINEAR, IDENTITY, Source
+from keras_vitres.weights.mapping import IDENTITY, TORCH_CONV, TORCH_LINEAR, Source
 
 STEM = re.compile(r"^stem_(conv|bn)/(\w+)$")
 BLOCK = re.compile(r"^stage(\d+)_block(\d+)/(conv\d|bn\d|shortcut/conv|shortcut/bn)/(\w+)$")

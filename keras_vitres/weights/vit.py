@@ -105,7 +105,11 @@ def npz_vit_sources(model, tensor_file):
         k.startswith(f"{root}Transformer/encoderblock/") for k in tensor_file.keys()
     )
     first = f"{root}Transformer/encoderblock{'' if scan else '_0'}"
-    attention = "MultiHeadDotProductAttention_1" if f"{first}/MultiHeadDotProductAttention_1/query/kernel" in tensor_file else "MultiHeadDotProductAttention_0"
+    attention = (
+        "MultiHeadDotProductAttention_1"
+        if f"{first}/MultiHeadDotProductAttention_1/query/kernel" in tensor_file
+        else "MultiHeadDotProductAttention_0"
+    )
     mlp_norm = "LayerNorm_2" if f"{first}/LayerNorm_2/scale" in tensor_file else "LayerNorm_1"
     mlp = "MlpBlock_3" if f"{first}/MlpBlock_3/Dense_0/kernel" in tensor_file else "MlpBlock_0"
     position = _first_present(tensor_file, [f"{root}Transformer/posembed_input/pos_embedding", f"{root}pos_embedding"])
@@ -124,7 +128,9 @@ def npz_vit_sources(model, tensor_file):
         elif path == "class_token/token":
             sources[path] = Source(f"{root}cls")
         elif path == "position_embedding/embedding":
-            sources[path] = Source(position, role="position", file_prefix_tokens=file_prefix_tokens(tensor_file, position))
+            sources[path] = Source(
+                position, role="position", file_prefix_tokens=file_prefix_tokens(tensor_file, position)
+            )
         elif top == "encoder_norm":
             sources[path] = Source(f"{root}Transformer/encoder_norm/{LN[weight]}")
         elif top == "pre_logits":

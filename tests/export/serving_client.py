@@ -45,11 +45,15 @@ def main(requests_path, results_path, export_dirs):
             for data in files:
                 image = tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32)
                 if tuple(image.shape[:2]) != tuple(meta["image_size"]):
-                    image = tf.image.resize(image, meta["image_size"], method=meta["resize_method"], antialias=meta["antialias"])
+                    image = tf.image.resize(
+                        image, meta["image_size"], method=meta["resize_method"], antialias=meta["antialias"]
+                    )
                 pixels.append(image)
             results[f"{kind}_{i}_pixels"] = tf.stack(pixels).numpy()
             results[f"{kind}_{i}_via_float"] = serve(images=tf.stack(pixels))["probabilities"].numpy()
-    imported = [m for m, module in sys.modules.items() if module is not None and m.split(".")[0] in ("keras", "keras_vitres")]
+    imported = [
+        m for m, module in sys.modules.items() if module is not None and m.split(".")[0] in ("keras", "keras_vitres")
+    ]
     results["keras_imported"] = np.array(imported, dtype=str)
     np.savez(results_path, **results)
 

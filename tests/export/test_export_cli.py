@@ -20,15 +20,28 @@ def model_file(tmp_path_factory):
 
 
 def test_export_a_keras_file(model_file, tmp_path, capsys):
-    code = main(["export", model_file, str(tmp_path / "served"), "--class-names", "cat, dog, bird",
-                 "--preprocessing", '{"scale": 0.00392156862745098}', "--top-k", "2"])
+    code = main(
+        [
+            "export",
+            model_file,
+            str(tmp_path / "served"),
+            "--class-names",
+            "cat, dog, bird",
+            "--preprocessing",
+            '{"scale": 0.00392156862745098}',
+            "--top-k",
+            "2",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "serving_default" in out and "serving_bytes" in out and str(tmp_path / "served" / "1") in out
     meta = read_export_metadata(tmp_path / "served" / "1")
     assert meta["class_names"] == ["cat", "dog", "bird"] and meta["top_k"] == 2
     assert meta["preprocessing"]["scale"] == pytest.approx(1 / 255)
-    served = tf.saved_model.load(str(tmp_path / "served" / "1")).signatures["serving_default"](images=tf.zeros((1, 32, 32, 3)))
+    served = tf.saved_model.load(str(tmp_path / "served" / "1")).signatures["serving_default"](
+        images=tf.zeros((1, 32, 32, 3))
+    )
     assert set(np.asarray(served["class_names"]).ravel()) <= {b"cat", b"dog", b"bird"}
 
 

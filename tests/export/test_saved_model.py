@@ -13,7 +13,12 @@ from PIL import Image
 from skimage import data as photos
 
 import keras_vitres
-from keras_vitres.export import apply_preprocessing_numpy, export_saved_model, read_export_metadata, resolve_preprocessing
+from keras_vitres.export import (
+    apply_preprocessing_numpy,
+    export_saved_model,
+    read_export_metadata,
+    resolve_preprocessing,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CIFAR_NORMALISATION = {"mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7]}
@@ -28,16 +33,30 @@ def encode(image, fmt, **kwargs):
 
 def photo_batch(size):
     """Real photographs (scikit-image's cat and astronaut), as encoded files and as exact-size pixels."""
-    small = [np.asarray(Image.fromarray(p).resize(size[::-1], Image.BILINEAR)) for p in (photos.chelsea(), photos.astronaut())]
+    small = [
+        np.asarray(Image.fromarray(p).resize(size[::-1], Image.BILINEAR))
+        for p in (photos.chelsea(), photos.astronaut())
+    ]
     png = [encode(p, "PNG") for p in small]  # already at the model's size: decoded pixels are exact
-    jpeg = [encode(photos.astronaut(), "JPEG", quality=90), encode(photos.chelsea(), "JPEG", quality=85)]  # resized in-graph
+    jpeg = [
+        encode(photos.astronaut(), "JPEG", quality=90),
+        encode(photos.chelsea(), "JPEG", quality=85),
+    ]  # resized in-graph
     return np.stack(small).astype("float32"), png, jpeg
 
 
 def tiny_vit():
     model = keras_vitres.VisionTransformer(
-        patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), classes=10,
-        classifier_activation=None, approximate_gelu=True, name="tiny_vit",
+        patch_size=8,
+        hidden_dim=32,
+        num_layers=2,
+        num_heads=2,
+        mlp_dim=64,
+        input_shape=(32, 32, 3),
+        classes=10,
+        classifier_activation=None,
+        approximate_gelu=True,
+        name="tiny_vit",
     )
     head = model.get_layer("predictions")  # zero-initialised: give it weights, or every class scores the same
     rng = np.random.default_rng(1)
@@ -46,8 +65,14 @@ def tiny_vit():
 
 
 def keras_probabilities(model, images, preprocessing):
-    scores = keras.ops.convert_to_numpy(model(apply_preprocessing_numpy(images, resolve_preprocessing(preprocessing)), training=False))
-    return scores if model.layers[-1].activation.__name__ == "softmax" else keras.ops.convert_to_numpy(keras.ops.softmax(scores))
+    scores = keras.ops.convert_to_numpy(
+        model(apply_preprocessing_numpy(images, resolve_preprocessing(preprocessing)), training=False)
+    )
+    return (
+        scores
+        if model.layers[-1].activation.__name__ == "softmax"
+        else keras.ops.convert_to_numpy(keras.ops.softmax(scores))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +81,20 @@ def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
     rng = np.random.default_rng(0)
     cases = [
-        dict(model=keras_vitres.ResNet(8, stem="cifar"), preprocessing=CIFAR_NORMALISATION,
-             class_names=["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]),
+        dict(
+            model=keras_vitres.ResNet(8, stem="cifar"),
+            preprocessing=CIFAR_NORMALISATION,
+            class_names=["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+        ),
         dict(model=tiny_vit(), preprocessing="inception", class_names=None),
     ]
     requests = {}
     for i, case in enumerate(cases):
         case["path"] = export_saved_model(
-            case["model"], root / case["model"].name, class_names=case["class_names"], top_k=3,
+            case["model"],
+            root / case["model"].name,
+            class_names=case["class_names"],
+            top_k=3,
             preprocessing=case["preprocessing"],
         )
         case["float"] = rng.uniform(0, 255, (5, 32, 32, 3)).astype("float32")
@@ -73,9 +104,16 @@ def exports(tmp_path_factory):
             requests.update({f"{kind}_{i}_{j}": np.frombuffer(f, np.uint8) for j, f in enumerate(files)})
     np.savez(root / "requests.npz", **requests)
     subprocess.run(
-        [sys.executable, os.path.join(HERE, "serving_client.py"), str(root / "requests.npz"), str(root / "results.npz"),
-         *[c["path"] for c in cases]],
-        check=True, env=SUBPROCESS_ENV, timeout=300,
+        [
+            sys.executable,
+            os.path.join(HERE, "serving_client.py"),
+            str(root / "requests.npz"),
+            str(root / "results.npz"),
+            *[c["path"] for c in cases],
+        ],
+        check=True,
+        env=SUBPROCESS_ENV,
+        timeout=300,
     )
     results = dict(np.load(root / "results.npz", allow_pickle=False))
     return cases, results
@@ -125,7 +163,9 @@ def test_bytes_signature_matches_float_path_on_real_photos(exports):
         np.testing.assert_allclose(results[f"png_{i}_probabilities"], expected, atol=1e-5, rtol=0)
         # JPEG at 512x512 and 300x451, decoded and resized inside the graph: same as the float path on the
         # pixels TensorFlow decodes and resizes the same way.
-        np.testing.assert_allclose(results[f"jpeg_{i}_probabilities"], results[f"jpeg_{i}_via_float"], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(
+            results[f"jpeg_{i}_probabilities"], results[f"jpeg_{i}_via_float"], atol=1e-5, rtol=0
+        )
         expected = keras_probabilities(case["model"], results[f"jpeg_{i}_pixels"], case["preprocessing"])
         np.testing.assert_allclose(results[f"jpeg_{i}_probabilities"], expected, atol=1e-5, rtol=0)
         assert results[f"jpeg_{i}_classes"].shape == (2, 3)
@@ -135,7 +175,11 @@ def test_saved_model_cli_lists_both_signatures(exports):
     cases, _ = exports
     shown = subprocess.run(
         ["saved_model_cli", "show", "--all", "--dir", cases[0]["path"]],
-        check=True, capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=300,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=SUBPROCESS_ENV,
+        timeout=300,
     ).stdout
     default = shown.split("signature_def['serving_default']")[1].split("Method name")[0]
     as_bytes = shown.split("signature_def['serving_bytes']")[1].split("Method name")[0]
@@ -197,7 +241,9 @@ def test_models_of_any_size_need_an_image_size(tmp_path):
     with pytest.raises(ValueError, match="image_size"):
         export_saved_model(model, tmp_path)
     path = export_saved_model(model, tmp_path, image_size=(24, 40), preprocessing="unit")
-    served = tf.saved_model.load(path).signatures["serving_bytes"](image_bytes=tf.constant([encode(photos.chelsea(), "PNG")]))
+    served = tf.saved_model.load(path).signatures["serving_bytes"](
+        image_bytes=tf.constant([encode(photos.chelsea(), "PNG")])
+    )
     assert served["probabilities"].shape == (1, 10)
     assert read_export_metadata(path)["image_size"] == [24, 40]
 

@@ -56,8 +56,14 @@ def random_official_vit(rng, *, patch, channels=3, hidden, layers, heads, mlp, c
             p[b + f"MultiHeadDotProductAttention_1/{part}/bias"] = normal(heads, head_dim)
         p[b + "MultiHeadDotProductAttention_1/out/kernel"] = normal(heads, head_dim, hidden, scale=0.2)
         p[b + "MultiHeadDotProductAttention_1/out/bias"] = normal(hidden)
-        p[b + "MlpBlock_3/Dense_0/kernel"], p[b + "MlpBlock_3/Dense_0/bias"] = normal(hidden, mlp, scale=0.2), normal(mlp)
-        p[b + "MlpBlock_3/Dense_1/kernel"], p[b + "MlpBlock_3/Dense_1/bias"] = normal(mlp, hidden, scale=0.2), normal(hidden)
+        p[b + "MlpBlock_3/Dense_0/kernel"], p[b + "MlpBlock_3/Dense_0/bias"] = (
+            normal(hidden, mlp, scale=0.2),
+            normal(mlp),
+        )
+        p[b + "MlpBlock_3/Dense_1/kernel"], p[b + "MlpBlock_3/Dense_1/bias"] = (
+            normal(mlp, hidden, scale=0.2),
+            normal(hidden),
+        )
     return p
 
 
@@ -69,15 +75,24 @@ def vit_forward(p, images, *, num_heads, approximate_gelu=True):
     gh, gw = h // size, w // size
     patches = images.reshape(n, gh, size, gw, size, channels).transpose(0, 1, 3, 2, 4, 5).reshape(n, gh * gw, -1)
     x = patches @ kernel.reshape(-1, hidden) + p["embedding/bias"]
-    x = np.concatenate([np.broadcast_to(p["cls"], (n, 1, hidden)), x], axis=1) + p["Transformer/posembed_input/pos_embedding"]
+    x = (
+        np.concatenate([np.broadcast_to(p["cls"], (n, 1, hidden)), x], axis=1)
+        + p["Transformer/posembed_input/pos_embedding"]
+    )
     i = 0
     while f"Transformer/encoderblock_{i}/LayerNorm_0/scale" in p:
         b = f"Transformer/encoderblock_{i}/"
         a = b + "MultiHeadDotProductAttention_1/"
         y = layer_norm(x, p[b + "LayerNorm_0/scale"], p[b + "LayerNorm_0/bias"])
-        q, k, v = (np.einsum("ntd,dhk->nthk", y, p[a + f"{s}/kernel"]) + p[a + f"{s}/bias"] for s in ("query", "key", "value"))
+        q, k, v = (
+            np.einsum("ntd,dhk->nthk", y, p[a + f"{s}/kernel"]) + p[a + f"{s}/bias"] for s in ("query", "key", "value")
+        )
         weights = softmax(np.einsum("nqhk,nshk->nhqs", q, k) / math.sqrt(q.shape[-1]))
-        x = x + np.einsum("nqhk,hkd->nqd", np.einsum("nhqs,nshk->nqhk", weights, v), p[a + "out/kernel"]) + p[a + "out/bias"]
+        x = (
+            x
+            + np.einsum("nqhk,hkd->nqd", np.einsum("nhqs,nshk->nqhk", weights, v), p[a + "out/kernel"])
+            + p[a + "out/bias"]
+        )
         y = layer_norm(x, p[b + "LayerNorm_2/scale"], p[b + "LayerNorm_2/bias"])
         y = gelu(y @ p[b + "MlpBlock_3/Dense_0/kernel"] + p[b + "MlpBlock_3/Dense_0/bias"], approximate_gelu)
         x = x + y @ p[b + "MlpBlock_3/Dense_1/kernel"] + p[b + "MlpBlock_3/Dense_1/bias"]
@@ -88,19 +103,27 @@ def vit_forward(p, images, *, num_heads, approximate_gelu=True):
     return x @ p["head/kernel"] + p["head/bias"]
 
 
-BIG_VISION_BLOCK = {"LayerNorm_0": "LayerNorm_0", "MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
-                    "LayerNorm_2": "LayerNorm_1", "MlpBlock_3": "MlpBlock_0"}
+BIG_VISION_BLOCK = {
+    "LayerNorm_0": "LayerNorm_0",
+    "MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
+    "LayerNorm_2": "LayerNorm_1",
+    "MlpBlock_3": "MlpBlock_0",
+}
 
 
 def official_to_big_vision(p, scan=False):
     """The same function under big_vision's names: `params/` prefix, no position embedding for the class token
     (folded into `cls`), renumbered block parts, optionally all blocks stacked (scan); plus optimiser state."""
     pos = p["Transformer/posembed_input/pos_embedding"]
-    out = {"params/cls": p["cls"] + pos[:, :1], "params/pos_embedding": pos[:, 1:], "opt/state/count": np.zeros(1, "float32")}
+    out = {
+        "params/cls": p["cls"] + pos[:, :1],
+        "params/pos_embedding": pos[:, 1:],
+        "opt/state/count": np.zeros(1, "float32"),
+    }
     blocks = {}
     for key, value in p.items():
         if key.startswith("Transformer/encoderblock_"):
-            index, rest = key[len("Transformer/encoderblock_"):].split("/", 1)
+            index, rest = key[len("Transformer/encoderblock_") :].split("/", 1)
             part, tail = rest.split("/", 1)
             blocks.setdefault(f"{BIG_VISION_BLOCK[part]}/{tail}", {})[int(index)] = value
         elif key not in ("cls", "Transformer/posembed_input/pos_embedding"):
@@ -133,7 +156,9 @@ def official_to_timm(p):
         b, t = f"Transformer/encoderblock_{i}/", f"blocks.{i}."
         a = b + "MultiHeadDotProductAttention_1/"
         sd[t + "norm1.weight"], sd[t + "norm1.bias"] = p[b + "LayerNorm_0/scale"], p[b + "LayerNorm_0/bias"]
-        sd[t + "attn.qkv.weight"] = np.concatenate([p[a + f"{s}/kernel"].reshape(hidden, hidden).T for s in ("query", "key", "value")])
+        sd[t + "attn.qkv.weight"] = np.concatenate(
+            [p[a + f"{s}/kernel"].reshape(hidden, hidden).T for s in ("query", "key", "value")]
+        )
         sd[t + "attn.qkv.bias"] = np.concatenate([p[a + f"{s}/bias"].reshape(-1) for s in ("query", "key", "value")])
         sd[t + "attn.proj.weight"] = p[a + "out/kernel"].reshape(hidden, hidden).T
         sd[t + "attn.proj.bias"] = p[a + "out/bias"]
@@ -234,7 +259,9 @@ def random_torch_resnet(rng, *, bottleneck, stage_blocks, stage_filters, classes
     sd = {}
 
     def conv(name, out_channels, in_channels, k):
-        sd[f"{name}.weight"] = rng.normal(0, math.sqrt(2 / (in_channels * k * k)), (out_channels, in_channels, k, k)).astype("float32")
+        sd[f"{name}.weight"] = rng.normal(
+            0, math.sqrt(2 / (in_channels * k * k)), (out_channels, in_channels, k, k)
+        ).astype("float32")
 
     def bn(name, c):
         sd[f"{name}.weight"] = rng.uniform(0.5, 1.5, c).astype("float32")

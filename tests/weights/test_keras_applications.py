@@ -19,14 +19,20 @@ def randomise(model, seed=0):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             c = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c), rng.uniform(0.5, 2.0, c)])
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c), rng.uniform(0.5, 2.0, c)]
+            )
         elif isinstance(layer, keras.layers.Conv2D):
             kernel, *bias = layer.get_weights()
             fan_in = np.prod(kernel.shape[:3])
-            layer.set_weights([rng.normal(0, np.sqrt(2 / fan_in), kernel.shape)] + [rng.normal(0, 0.1, b.shape) for b in bias])
+            layer.set_weights(
+                [rng.normal(0, np.sqrt(2 / fan_in), kernel.shape)] + [rng.normal(0, 0.1, b.shape) for b in bias]
+            )
         elif isinstance(layer, keras.layers.Dense):
             kernel, bias = layer.get_weights()
-            layer.set_weights([rng.normal(0, 1 / np.sqrt(kernel.shape[0]), kernel.shape), rng.normal(0, 0.1, bias.shape)])
+            layer.set_weights(
+                [rng.normal(0, 1 / np.sqrt(kernel.shape[0]), kernel.shape), rng.normal(0, 0.1, bias.shape)]
+            )
     return model
 
 
@@ -48,14 +54,31 @@ def small_keras_resnet(classes=7, include_top=True, pooling=None):
         return keras_resnet.stack_residual_blocks_v1(x, 16, 2, name="conv3")
 
     return keras_resnet.ResNet(
-        stack_fn, False, True, name="small_resnet", include_top=include_top, weights=None, input_shape=(64, 64, 3),
-        pooling=pooling, classes=classes, classifier_activation=None,
+        stack_fn,
+        False,
+        True,
+        name="small_resnet",
+        include_top=include_top,
+        weights=None,
+        input_shape=(64, 64, 3),
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=None,
     )
 
 
 def small_ours(**kwargs):
-    config = dict(stem="imagenet", block="bottleneck", stage_blocks=(2, 2), stage_filters=(64, 16), use_bias=True,
-                  bn_epsilon=1.001e-5, input_shape=(64, 64, 3), classes=7, classifier_activation=None)
+    config = dict(
+        stem="imagenet",
+        block="bottleneck",
+        stage_blocks=(2, 2),
+        stage_filters=(64, 16),
+        use_bias=True,
+        bn_epsilon=1.001e-5,
+        input_shape=(64, 64, 3),
+        classes=7,
+        classifier_activation=None,
+    )
     return keras_vitres.ResNet(**{**config, **kwargs})
 
 
@@ -70,7 +93,9 @@ def small_file(tmp_path_factory):
 def test_published_layout_loads_through_weights_argument(small_file):
     path, images, expected, _ = small_file
     model = small_ours(weights=path)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images, training=False)), expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(images, training=False)), expected, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_full_model_legacy_h5_and_live_model(small_file, tmp_path):
@@ -78,11 +103,15 @@ def test_full_model_legacy_h5_and_live_model(small_file, tmp_path):
     source.save(tmp_path / "full.h5")  # legacy full-model file: weights under /model_weights
     model = small_ours()
     load_h5(model, tmp_path / "full.h5")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images, training=False)), expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(images, training=False)), expected, atol=1e-4, rtol=1e-4
+    )
     model = small_ours()
     report = load_keras_applications(model, source)
     assert report["loaded"] == len(model.weights) and not report["head_reset"]
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images, training=False)), expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(images, training=False)), expected, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_other_class_count_resets_the_head_and_keeps_the_features(small_file):
@@ -92,15 +121,22 @@ def test_other_class_count_resets_the_head_and_keeps_the_features(small_file):
     with pytest.warns(UserWarning, match="left at its initialisation"):
         model = small_ours(classes=3, weights=path)
     trunk = keras.Model(model.input, model.get_layer("avg_pool").output)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(trunk(images, training=False)), expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(trunk(images, training=False)), expected, atol=1e-4, rtol=1e-4
+    )
     notop = small_ours(include_top=False, pooling="avg", weights=path)  # the file's head is simply not needed
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(notop(images, training=False)), expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(notop(images, training=False)), expected, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_mismatched_model_names_the_first_tensor_that_does_not_fit(small_file):
     path, *_ = small_file
-    with pytest.raises(ValueError, match=r"tensor 'conv3_block1_0_conv/kernel' has shape \(1, 1, 256, 64\) in the file, "
-                                         r"expected \(1, 1, 256, 128\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tensor 'conv3_block1_0_conv/kernel' has shape \(1, 1, 256, 64\) in the file, "
+        r"expected \(1, 1, 256, 128\)",
+    ):
         small_ours(stage_filters=(64, 32), weights=path)
     with pytest.raises(ValueError, match="no tensor 'conv2_block3_1_conv/kernel'"):
         small_ours(stage_blocks=(3, 2), weights=path)

@@ -23,7 +23,9 @@ def predict(model, images):
 
 
 def write(path, state_dict, **metadata):
-    save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, str(path), metadata=metadata or {"format": "pt"})
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in state_dict.items()}, str(path), metadata=metadata or {"format": "pt"}
+    )
     return str(path)
 
 
@@ -35,9 +37,16 @@ RESNETS = {
 
 def our_resnet(kind, **kwargs):
     config = RESNETS[kind]
-    defaults = dict(stem="imagenet", block="bottleneck" if config["bottleneck"] else "basic",
-                    stage_blocks=config["stage_blocks"], stage_filters=config["stage_filters"], version="v1.5",
-                    input_shape=(40, 40, 3), classes=6, classifier_activation=None)
+    defaults = dict(
+        stem="imagenet",
+        block="bottleneck" if config["bottleneck"] else "basic",
+        stage_blocks=config["stage_blocks"],
+        stage_filters=config["stage_filters"],
+        version="v1.5",
+        input_shape=(40, 40, 3),
+        classes=6,
+        classifier_activation=None,
+    )
     return keras_vitres.ResNet(**{**defaults, **kwargs})
 
 
@@ -59,24 +68,38 @@ def test_resnet_checks(tmp_path):
     with pytest.raises(ValueError, match="use_bias=False"):
         our_resnet("bottleneck_v1.5", use_bias=True, weights=path)
     broken = dict(state_dict, **{"layer1.0.conv2.weight": state_dict["layer1.0.conv2.weight"][:, :4]})
-    with pytest.raises(ValueError, match=r"tensor 'layer1.0.conv2.weight' has shape \(8, 4, 3, 3\) in the file, expected "
-                                         r"\(8, 8, 3, 3\) for the model's 'stage1_block1/conv2/kernel' \(3, 3, 8, 8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tensor 'layer1.0.conv2.weight' has shape \(8, 4, 3, 3\) in the file, expected "
+        r"\(8, 8, 3, 3\) for the model's 'stage1_block1/conv2/kernel' \(3, 3, 8, 8\)",
+    ):
         our_resnet("bottleneck_v1.5", weights=write(tmp_path / "broken.safetensors", broken))
     with pytest.raises(ValueError, match="is not one"):
-        keras_vitres.VisionTransformer(patch_size=8, hidden_dim=32, num_layers=1, num_heads=2, mlp_dim=64,
-                                       input_shape=(32, 32, 3), weights=path)
+        keras_vitres.VisionTransformer(
+            patch_size=8, hidden_dim=32, num_layers=1, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), weights=path
+        )
     wrapped = write(tmp_path / "ddp.safetensors", {f"module.{k}": v for k, v in state_dict.items()})
     with pytest.warns(UserWarning, match="left at its initialisation"):
         model = our_resnet("bottleneck_v1.5", classes=4, weights=wrapped)  # DataParallel prefix, new head
-    np.testing.assert_array_equal(model.get_layer("stem_conv").kernel.numpy(), state_dict["conv1.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv").kernel.numpy(), state_dict["conv1.weight"].transpose(2, 3, 1, 0)
+    )
 
 
 VIT = dict(patch=8, hidden=32, layers=2, heads=2, mlp=64, classes=5, grid=4)
 
 
 def our_vit(**kwargs):
-    config = dict(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3),
-                  classes=5, classifier_activation=None)
+    config = dict(
+        patch_size=8,
+        hidden_dim=32,
+        num_layers=2,
+        num_heads=2,
+        mlp_dim=64,
+        input_shape=(32, 32, 3),
+        classes=5,
+        classifier_activation=None,
+    )
     return keras_vitres.VisionTransformer(**{**config, **kwargs})
 
 
@@ -117,15 +140,20 @@ def test_bfloat16_files_and_gelu_warning(vit_checkpoint, tmp_path):
     state_dict = {k: v.astype(ml_dtypes.bfloat16) for k, v in official_to_timm(params).items()}
     with pytest.warns(UserWarning, match="exact GELU"):
         model = our_vit(approximate_gelu=True, weights=write(tmp_path / "bf16.safetensors", state_dict))
-    np.testing.assert_array_equal(model.get_layer("class_token").token.numpy(), params["cls"].astype(ml_dtypes.bfloat16).astype("float32"))
+    np.testing.assert_array_equal(
+        model.get_layer("class_token").token.numpy(), params["cls"].astype(ml_dtypes.bfloat16).astype("float32")
+    )
 
 
 def test_vit_mismatches_are_named(vit_checkpoint, tmp_path):
     params, *_ = vit_checkpoint
     state_dict = official_to_timm(params)
     path = write(tmp_path / "vit.safetensors", state_dict)
-    with pytest.raises(ValueError, match=r"tensor 'blocks.0.mlp.fc1.weight' has shape \(64, 32\) in the file, expected "
-                                         r"\(128, 32\) for the model's 'encoder_block_0/mlp_dense_1/kernel' \(32, 128\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tensor 'blocks.0.mlp.fc1.weight' has shape \(64, 32\) in the file, expected "
+        r"\(128, 32\) for the model's 'encoder_block_0/mlp_dense_1/kernel' \(32, 128\)",
+    ):
         our_vit(mlp_dim=128, weights=path)
     extra = dict(state_dict, **{"blocks.0.ls1.gamma": np.ones(32, "float32")})  # LayerScale: not in this architecture
     with pytest.raises(ValueError, match=r"no place for its tensors \['blocks.0.ls1.gamma'\]"):

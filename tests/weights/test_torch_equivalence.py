@@ -44,7 +44,9 @@ class TorchBasic(nn.Module):
         self.conv2, self.bn2 = nn.Conv2d(filters, filters, 3, 1, 1, bias=False), nn.BatchNorm2d(filters)
         self.downsample = None
         if stride != 1 or in_channels != filters:
-            self.downsample = nn.Sequential(nn.Conv2d(in_channels, filters, 1, stride, bias=False), nn.BatchNorm2d(filters))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, filters, 1, stride, bias=False), nn.BatchNorm2d(filters)
+            )
 
     def forward(self, x):
         y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
@@ -158,8 +160,15 @@ def test_resnet_v1_5_equivalent_to_pytorch(kind, tmp_path):
     reference = randomise_batch_norm(TorchResNet(block, (1, 2, 1), (8, 16, 16), classes=7))
     save_file(reference.state_dict(), str(tmp_path / "resnet.safetensors"))
     model = keras_vitres.ResNet(
-        stem="imagenet", block=kind, stage_blocks=(1, 2, 1), stage_filters=(8, 16, 16), version="v1.5",
-        input_shape=(56, 56, 3), classes=7, classifier_activation=None, weights=str(tmp_path / "resnet.safetensors"),
+        stem="imagenet",
+        block=kind,
+        stage_blocks=(1, 2, 1),
+        stage_filters=(8, 16, 16),
+        version="v1.5",
+        input_shape=(56, 56, 3),
+        classes=7,
+        classifier_activation=None,
+        weights=str(tmp_path / "resnet.safetensors"),
     )
     images = np.random.default_rng(0).uniform(-2, 2, (2, 56, 56, 3)).astype("float32")
     expected = torch_outputs(reference, images)
@@ -172,9 +181,20 @@ def test_vit_equivalent_to_pytorch(tmp_path):
     reference = TorchViT(patch=8, dim=32, depth=2, heads=4, mlp=64, classes=5, grid=4).eval()
     save_file(reference.state_dict(), str(tmp_path / "vit.safetensors"))
     model = keras_vitres.VisionTransformer(
-        patch_size=8, hidden_dim=32, num_layers=2, num_heads=4, mlp_dim=64, input_shape=(32, 32, 3), classes=5,
-        classifier_activation=None, weights=str(tmp_path / "vit.safetensors"),
+        patch_size=8,
+        hidden_dim=32,
+        num_layers=2,
+        num_heads=4,
+        mlp_dim=64,
+        input_shape=(32, 32, 3),
+        classes=5,
+        classifier_activation=None,
+        weights=str(tmp_path / "vit.safetensors"),
     )
     images = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images, training=False)), torch_outputs(reference, images),
-                               atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(images, training=False)),
+        torch_outputs(reference, images),
+        atol=1e-4,
+        rtol=1e-4,
+    )

@@ -16,8 +16,17 @@ CONFIG = dict(patch=8, hidden=32, layers=2, heads=2, mlp=64, classes=5, grid=4)
 
 
 def tiny_vit(**kwargs):
-    config = dict(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3),
-                  classes=5, classifier_activation=None, approximate_gelu=True)
+    config = dict(
+        patch_size=8,
+        hidden_dim=32,
+        num_layers=2,
+        num_heads=2,
+        mlp_dim=64,
+        input_shape=(32, 32, 3),
+        classes=5,
+        classifier_activation=None,
+        approximate_gelu=True,
+    )
     return keras_vitres.VisionTransformer(**{**config, **kwargs})
 
 
@@ -94,10 +103,15 @@ def test_exact_gelu_model_is_warned(checkpoint, tmp_path):
 def test_mismatches_name_the_first_tensor_that_does_not_fit(checkpoint, tmp_path):
     params, *_ = checkpoint
     path = write_npz(tmp_path / "vit.npz", params)
-    with pytest.raises(ValueError, match=r"tensor 'embedding/kernel' has shape \(8, 8, 3, 32\) in the file, "
-                                         r"expected \(8, 8, 3, 64\) for the model's 'patch_embedding/projection/kernel'"):
+    with pytest.raises(
+        ValueError,
+        match=r"tensor 'embedding/kernel' has shape \(8, 8, 3, 32\) in the file, "
+        r"expected \(8, 8, 3, 64\) for the model's 'patch_embedding/projection/kernel'",
+    ):
         tiny_vit(hidden_dim=64, mlp_dim=128, weights=path)
-    with pytest.raises(ValueError, match=r"tensor 'embedding/kernel' has shape \(8, 8, 3, 32\) in the file, expected \(16, 16, 3, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"tensor 'embedding/kernel' has shape \(8, 8, 3, 32\) in the file, expected \(16, 16, 3, 32\)"
+    ):
         tiny_vit(patch_size=16, weights=path)
     with pytest.raises(ValueError, match="no tensor 'Transformer/encoderblock_2/LayerNorm_0/scale'"):
         tiny_vit(num_layers=3, weights=path)
@@ -118,7 +132,9 @@ def test_unsafe_or_oversized_npz_fail_before_reading(tmp_path):
     # A 12-byte member whose header declares a 40 GB kernel: refused from the header, nothing is allocated.
     with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
         header = io.BytesIO()
-        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 100_000)})
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 100_000)}
+        )
         archive.writestr("embedding/kernel.npy", header.getvalue() + b"\0" * 12)
     with pytest.raises(ValueError, match=r"'embedding/kernel' has shape \(100000, 100000\) in the file"):
         tiny_vit(weights=str(tmp_path / "huge.npz"))
