@@ -47,7 +47,8 @@ def plot_curves(csv_path, png_path, title=""):
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
-        axis.legend()
+        if axis.get_lines():
+            axis.legend()
     if title:
         figure.suptitle(title)
     figure.tight_layout()

@@ -311,13 +311,14 @@ def _format_seconds(seconds):
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def train(config, *, verbose=1, overwrite=False):
+def train(config, *, verbose=1, overwrite=False, callbacks=()):
     """Runs the training that `config` (from `resolve_config`) describes and writes its run directory.
 
     Args:
         config: dict from `resolve_config`.
         verbose: 0 (silent but for the summary line), 1 (Keras' progress bar) or 2 (one line per epoch).
         overwrite: bool. Replace a finished run in `config["run_dir"]`.
+        callbacks: extra `keras.callbacks.Callback`s, run after the run's own.
 
     Returns:
         dict (also in summary.json): test_accuracy, test_loss, steps, epochs, wall_time_s, stopped_on_nan,
@@ -341,12 +342,12 @@ def train(config, *, verbose=1, overwrite=False):
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        return _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose)
+        return _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose, callbacks)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose):
+def _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose, extra_callbacks):
     from keras_vitres.data import load_dataset, make_pipeline
 
     splits = load_dataset(recipe.dataset, config["data_path"], validation_size=recipe.validation_size,
@@ -428,6 +429,7 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     if recipe.warmup_until_accuracy is not None:
         callbacks.insert(2, run_callbacks.AdaptiveWarmup(
             recipe.warmup_until_accuracy, state_path=os.path.join(run_dir, WARMUP_STATE), verbose=int(verbose > 0)))
+    callbacks += list(extra_callbacks)
     if verbose and initial_epoch:
         print(f"Resuming {run_dir!r} at epoch {initial_epoch + 1} of {epochs}.")
 

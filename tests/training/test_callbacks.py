@@ -130,3 +130,53 @@ def test_stop_at_step_stops_mid_epoch_and_the_lr_is_logged(tmp_path):
     assert float(rows[0].split(",")[header.split(",").index("learning_rate")]) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="total_steps"):
         StopAtStep(0)
+
+
+# A model whose every SGD update is exactly -lr: y_pred = w (x = 1), loss = mean(y_pred), so dloss/dw = 1. The
+# metric "progress" (= -y_pred = the sum of the rates so far) grows, so AdaptiveWarmup can release on it.
+UPDATE_IS_LR = """
+import json, keras, numpy as np
+from keras_vitres.training import AdaptiveWarmup, Warmup
+
+def progress(y_true, y_pred):
+    return -keras.ops.mean(y_pred)
+
+schedule = Warmup(0.1, warmup_steps=100, warmup_learning_rate=0.01, mode="constant", adaptive=True)
+model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+model.compile(keras.optimizers.SGD(schedule), loss=lambda y_true, y_pred: keras.ops.mean(y_pred), metrics=[progress])
+warmup = AdaptiveWarmup(threshold=0.02, monitor="progress", verbose=0)
+model.fit(np.ones((10, 1), "float32"), np.zeros((10, 1), "float32"), batch_size=1, epochs=1, verbose=0,
+          callbacks=[warmup])
+print("RESULT" + json.dumps(dict(released_at=warmup.released_at, weight=float(model.get_weights()[0][0, 0]),
+                                 backend=keras.backend.backend())))
+"""
+
+
+def check_update_is_lr(result):
+    k = result["released_at"]
+    assert 1 < k < 10
+    # k steps at the warmup rate 0.01, then 10 - k at 0.1: the compiled train step saw the release.
+    assert result["weight"] == pytest.approx(-(k * 0.01 + (10 - k) * 0.1), rel=1e-5)
+
+
+def test_adaptive_warmup_changes_the_compiled_update_on_tensorflow():
+    namespace = {}
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(UPDATE_IS_LR, namespace)
+    check_update_is_lr(json.loads(out.getvalue().split("RESULT", 1)[1]))
+
+
+def test_adaptive_warmup_changes_the_compiled_update_on_jax():
+    pytest.importorskip("jax")
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", UPDATE_IS_LR], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT", 1)[1])
+    assert result["backend"] == "jax"
+    check_update_is_lr(result)  # the jitted step was traced again at the release
