@@ -111,6 +111,11 @@ def run(args):
     import keras_vitres  # noqa: F401  (registers the package's layers for loading)
     from keras_vitres.export import BYTES_SIGNATURE, FLOAT_SIGNATURE, export_saved_model, read_export_metadata
 
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"keras-vitres export writes TensorFlow SavedModels and needs KERAS_BACKEND=tensorflow; the backend is "
+            f"{keras.backend.backend()!r}. Run it again with KERAS_BACKEND=tensorflow."
+        )
     source = args.source
     class_names = parse_class_names(args.class_names)
     if os.path.isdir(source):

@@ -17,6 +17,7 @@ from keras_vitres.export import (
     apply_preprocessing_numpy,
     export_saved_model,
     read_export_metadata,
+    resize_like_serving,
     resolve_preprocessing,
 )
 
@@ -98,7 +99,8 @@ def exports(tmp_path_factory):
             preprocessing=case["preprocessing"],
         )
         case["float"] = rng.uniform(0, 255, (5, 32, 32, 3)).astype("float32")
-        case["exact"], png, jpeg = photo_batch((32, 32))
+        case["exact"], png, case["jpeg"] = photo_batch((32, 32))
+        jpeg = case["jpeg"]
         requests[f"float_{i}"] = case["float"]
         for kind, files in (("png", png), ("jpeg", jpeg)):
             requests.update({f"{kind}_{i}_{j}": np.frombuffer(f, np.uint8) for j, f in enumerate(files)})
@@ -165,6 +167,10 @@ def test_bytes_signature_matches_float_path_on_real_photos(exports):
         # pixels TensorFlow decodes and resizes the same way.
         np.testing.assert_allclose(
             results[f"jpeg_{i}_probabilities"], results[f"jpeg_{i}_via_float"], atol=1e-5, rtol=0
+        )
+        decoded = [tf.io.decode_jpeg(requests_jpeg) for requests_jpeg in case["jpeg"]]
+        np.testing.assert_allclose(
+            np.stack([resize_like_serving(d, (32, 32)) for d in decoded]), results[f"jpeg_{i}_pixels"]
         )
         expected = keras_probabilities(case["model"], results[f"jpeg_{i}_pixels"], case["preprocessing"])
         np.testing.assert_allclose(results[f"jpeg_{i}_probabilities"], expected, atol=1e-5, rtol=0)
