@@ -75,10 +75,9 @@ def vit_forward(p, images, *, num_heads, approximate_gelu=True):
     gh, gw = h // size, w // size
     patches = images.reshape(n, gh, size, gw, size, channels).transpose(0, 1, 3, 2, 4, 5).reshape(n, gh * gw, -1)
     x = patches @ kernel.reshape(-1, hidden) + p["embedding/bias"]
-    x = (
-        np.concatenate([np.broadcast_to(p["cls"], (n, 1, hidden)), x], axis=1)
-        + p["Transformer/posembed_input/pos_embedding"]
-    )
+    if "cls" in p:  # the class-token model; without it the head reads the average token ("gap", Appendix D.3)
+        x = np.concatenate([np.broadcast_to(p["cls"], (n, 1, hidden)), x], axis=1)
+    x = x + p["Transformer/posembed_input/pos_embedding"]
     i = 0
     while f"Transformer/encoderblock_{i}/LayerNorm_0/scale" in p:
         b = f"Transformer/encoderblock_{i}/"
@@ -97,7 +96,8 @@ def vit_forward(p, images, *, num_heads, approximate_gelu=True):
         y = gelu(y @ p[b + "MlpBlock_3/Dense_0/kernel"] + p[b + "MlpBlock_3/Dense_0/bias"], approximate_gelu)
         x = x + y @ p[b + "MlpBlock_3/Dense_1/kernel"] + p[b + "MlpBlock_3/Dense_1/bias"]
         i += 1
-    x = layer_norm(x, p["Transformer/encoder_norm/scale"], p["Transformer/encoder_norm/bias"])[:, 0]
+    x = layer_norm(x, p["Transformer/encoder_norm/scale"], p["Transformer/encoder_norm/bias"])
+    x = x[:, 0] if "cls" in p else x.mean(axis=1)
     if "pre_logits/kernel" in p:
         x = np.tanh(x @ p["pre_logits/kernel"] + p["pre_logits/bias"])
     return x @ p["head/kernel"] + p["head/bias"]

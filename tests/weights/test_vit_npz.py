@@ -82,6 +82,15 @@ def test_new_classes_and_resolution_reset_the_head_and_resample_positions(checkp
     )
 
 
+def test_global_average_pooling_checkpoint(checkpoint, tmp_path):
+    params, images, _ = checkpoint
+    gap = {k: v for k, v in params.items() if k != "cls"}
+    gap["Transformer/posembed_input/pos_embedding"] = params["Transformer/posembed_input/pos_embedding"][:, 1:]
+    model = tiny_vit(use_class_token=False, weights=write_npz(tmp_path / "gap.npz", gap))
+    expected = vit_forward(gap, images, num_heads=2)
+    np.testing.assert_allclose(predict(model, images), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_pre_logits_kept_or_dropped(tmp_path):
     rng = np.random.default_rng(3)
     params = random_official_vit(rng, **CONFIG, representation=16)
