@@ -102,7 +102,8 @@ class Source:
     file_prefix_tokens: int = 0  # "position" only: tokens before the patch grid in the file's embedding
 
 
-def _square_grid(tokens):
+def square_grid(tokens):
+    """(side, side) when `tokens` is a positive perfect square, else None."""
     side = math.isqrt(tokens) if tokens >= 0 else 0
     return (side, side) if side * side == tokens and side > 0 else None
 
@@ -111,7 +112,7 @@ def resample_position(array, target_shape, file_prefix_tokens, target_prefix_tok
     """Converts a (1, prefix + gh*gw, D) position embedding to the model's prefix tokens and patch grid."""
     from keras_vitres.layers.embedding import resample_position_embedding
 
-    grid = _square_grid(array.shape[1] - file_prefix_tokens)
+    grid = square_grid(array.shape[1] - file_prefix_tokens)
     embedding = np.asarray(resample_position_embedding(array.astype("float32"), grid, target_grid, file_prefix_tokens))
     if target_prefix_tokens > file_prefix_tokens:  # the file's class token had no position embedding (big_vision)
         embedding = np.concatenate([np.zeros((1, 1, embedding.shape[2]), embedding.dtype), embedding], axis=1)
@@ -122,7 +123,7 @@ def describe_shape(shape):
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, position_grid=None, head_note=""):
+def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, position_grid=None):
     """Loads `tensor_file` into `model` following `sources` ({model weight path: Source}).
 
     Args:
@@ -131,7 +132,6 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
         sources: dict {Keras weight path: Source}; must cover every weight of the model.
         ignorable: function(file key) -> bool: file tensors the model may leave unused.
         position_grid: (prefix_tokens, (gh, gw)) of the model's position embedding, for the "position" role.
-        head_note: text added to the head-reset warning.
 
     Returns:
         dict with "loaded" (number of weights), "head_reset" (bool), "resampled" (bool).
@@ -181,7 +181,7 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
                 len(file_shape) != 3
                 or file_shape[0] != 1
                 or file_shape[2] != target_shape[2]
-                or not _square_grid(tokens)
+                or not square_grid(tokens)
             ):
                 raise ValueError(
                     f"`weights` file {path!r} does not fit model {name!r}: position embedding {source.key!r} has shape "
@@ -214,7 +214,7 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
             f"`weights` file {path!r}: the classifier head {list(shapes) or '(absent)'} "
             f"{'has shapes ' + str(list(shapes.values())) if shapes else 'is not in the file'}, which does not fit "
             f"model {name!r}'s {[tuple(variables[p].shape) for p in head]}; the head is left at its initialisation "
-            f"(train it, e.g. for fine-tuning).{head_note}",
+            "(train it, e.g. for fine-tuning).",
             stacklevel=3,
         )
 

@@ -26,9 +26,9 @@ from keras_vitres.weights.mapping import (
     TORCH_CONV,
     TORCH_LINEAR,
     Source,
-    _square_grid,
     fused_qkv_bias,
     fused_qkv_kernel,
+    square_grid,
     stacked,
     torch_attention_output,
 )
@@ -37,11 +37,6 @@ BLOCK = re.compile(r"^encoder_block_(\d+)/(\w+)/(?:(\w+)/)?(\w+)$")
 LN = {"gamma": "scale", "beta": "bias"}
 TORCH_LN = {"gamma": "weight", "beta": "bias"}
 TORCH_PARAM = {"kernel": "weight", "bias": "bias"}
-
-
-def is_vit(model):
-    names = {layer.name for layer in model.layers}
-    return "patch_embedding" in names and "stem_conv" not in names
 
 
 def check_vit(model, source_name):
@@ -67,7 +62,7 @@ def file_prefix_tokens(tensor_file, key):
     shape = tensor_file.shape(key) if key in tensor_file else None
     if shape is None or len(shape) != 3:
         return 1
-    return 0 if _square_grid(shape[1]) else 1
+    return 0 if square_grid(shape[1]) else 1
 
 
 def warn_gelu(model, approximate, source_name):
@@ -222,7 +217,7 @@ def torch_vit_sources(model, tensor_file):
     names = TORCH_VIT_NAMES[flavour]
     qkv_index = {"query": 0, "key": 1, "value": 2}
 
-    def param(prefix, weight, transform=IDENTITY):
+    def param(prefix, weight):
         if flavour == "torchvision" and prefix.endswith("in_proj_"):
             return f"{prefix}{TORCH_PARAM[weight]}"
         return f"{prefix}.{TORCH_PARAM.get(weight, TORCH_LN.get(weight))}"
