@@ -7,7 +7,13 @@ plain nets on the left, ResNets on the right, training error dashed and validati
 
 import dataclasses
 
-from keras_vitres.analysis.experiment import TrainingSettings, load_analysis_data, set_seed, train_classifier
+from keras_vitres.analysis.experiment import (
+    TrainingSettings,
+    load_analysis_data,
+    plain_data,
+    set_seed,
+    train_classifier,
+)
 from keras_vitres.analysis.figures import pyplot, save_figure
 
 
@@ -21,12 +27,14 @@ class DegradationResult:
             epoch, errors as fractions.
         params: {net name: parameter count}.
         figure: path of the PNG written, or None.
+        models: {net name: the trained `keras.Model`} (left out of `to_dict`), e.g. for `layer_responses`.
     """
 
     depths: list
     curves: dict
     params: dict
     figure: str = None
+    models: dict = dataclasses.field(default=None, repr=False)
 
     def final_errors(self):
         """{net name: (final training error, final validation error)}."""
@@ -34,7 +42,7 @@ class DegradationResult:
 
     def to_dict(self):
         """The numbers, as plain Python types (JSON-ready)."""
-        return dataclasses.asdict(self)
+        return plain_data(self, exclude=("models",))
 
 
 def net_name(depth, residual):
@@ -62,7 +70,7 @@ def degradation_analysis(depths=(20, 56), data=None, settings=None, figure_path=
         raise ValueError(f"`depths` must name at least one depth; received depths={depths!r}.")
     data = data if data is not None else load_analysis_data("digits")
     settings = settings or TrainingSettings()
-    curves, params = {}, {}
+    curves, params, models = {}, {}, {}
     for residual in (False, True):
         for depth in depths:
             name = net_name(depth, residual)
@@ -79,7 +87,8 @@ def degradation_analysis(depths=(20, 56), data=None, settings=None, figure_path=
             )
             params[name] = int(model.count_params())
             curves[name] = train_classifier(model, data, settings)
-    result = DegradationResult(depths=[int(d) for d in depths], curves=curves, params=params)
+            models[name] = model
+    result = DegradationResult(depths=[int(d) for d in depths], curves=curves, params=params, models=models)
     if figure_path is not None:
         result.figure = plot_degradation(result, figure_path)
     return result

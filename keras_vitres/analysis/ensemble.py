@@ -15,6 +15,7 @@ from keras_vitres.analysis.experiment import (
     TrainingSettings,
     error_rate,
     load_analysis_data,
+    plain_data,
     predict_probabilities,
     set_seed,
     train_classifier,
@@ -56,18 +57,17 @@ def ensemble_model(members, name="ensemble"):
     Returns:
         A functional `keras.Model` with input "images" and output "probabilities".
 
-    Example:
-
-    >>> import numpy as np
-    >>> from keras_vitres import ResNet
-    >>> members = [ResNet(8, input_shape=(16, 16, 3)), ResNet(14, input_shape=(16, 16, 3))]
-    >>> ensemble = ensemble_model(members)
-    >>> sorted(layer.name for layer in ensemble.layers)
-    ['images', 'member0_resnet8', 'member1_resnet14', 'probabilities']
-    >>> x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
-    >>> mean = (members[0].predict(x, verbose=0) + members[1].predict(x, verbose=0)) / 2
-    >>> bool(np.allclose(ensemble.predict(x, verbose=0), mean, atol=1e-6))
-    True
+    Examples:
+        >>> import numpy as np
+        >>> from keras_vitres import ResNet
+        >>> members = [ResNet(8, input_shape=(16, 16, 3)), ResNet(14, input_shape=(16, 16, 3))]
+        >>> ensemble = ensemble_model(members)
+        >>> sorted(layer.name for layer in ensemble.layers)
+        ['images', 'member0_resnet8', 'member1_resnet14', 'probabilities']
+        >>> x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+        >>> mean = (members[0].predict(x, verbose=0) + members[1].predict(x, verbose=0)) / 2
+        >>> bool(np.allclose(ensemble.predict(x, verbose=0), mean, atol=1e-6))
+        True
     """
     import keras
 
@@ -120,7 +120,7 @@ class EnsembleResult:
 
     def to_dict(self):
         """The numbers, as plain Python types (JSON-ready)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "model"}
+        return plain_data(self, exclude=("model",))
 
 
 def ensemble_analysis(depths=(20, 32, 44), data=None, settings=None, figure_path=None, save_path=None,

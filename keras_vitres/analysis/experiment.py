@@ -12,7 +12,7 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class AnalysisData:
-    """Float32 arrays ready for `model.fit`: per-pixel mean subtracted, scaled to about [-1, 1].
+    """Float32 arrays ready for `model.fit`: the training set's mean per channel subtracted, divided by 128.
 
     Attributes:
         x_train, y_train: training images (N, H, W, C) and int labels (N,).
@@ -20,6 +20,9 @@ class AnalysisData:
             validation split when it has one, else its test split, as the paper's figures plot test error).
         num_classes: int.
         name: the dataset name.
+        preprocessing: the normalisation applied to raw [0, 255] pixels, as {"mean": [3 floats], "std": [3
+            floats]} (empty when not normalised): pass it to `keras_vitres.export.export_saved_model(...,
+            preprocessing=data.preprocessing)` so that a served model takes raw pixels.
     """
 
     x_train: np.ndarray
@@ -28,6 +31,7 @@ class AnalysisData:
     y_val: np.ndarray
     num_classes: int
     name: str = ""
+    preprocessing: dict = dataclasses.field(default_factory=dict)
 
     @property
     def image_shape(self):
@@ -45,8 +49,9 @@ def load_analysis_data(dataset="digits", *, image_size=None, train_size=None, va
                        normalize=True):
     """Loads a dataset with `keras_vitres.data.load_dataset` and prepares it for the analyses.
 
-    Images are converted to float32; with `normalize` the training set's per-pixel mean is subtracted (ResNet
-    paper §4.2) and the result divided by 128, so pixels lie in about [-1, 1].
+    Images are converted to float32; with `normalize` the training set's mean of each channel is subtracted and
+    the result divided by 128, so pixels lie in about [-1, 1]. (The ResNet paper subtracts the per-pixel mean,
+    §4.2; a per-channel mean is as good for these analyses and can be baked into a TF Serving export.)
 
     Args:
         dataset: a name `load_dataset` accepts ("digits", the offline default; "cifar10"; "folder"; ...).
@@ -76,8 +81,10 @@ def load_analysis_data(dataset="digits", *, image_size=None, train_size=None, va
         val_size = _check_positive(val_size, "val_size")
         keep = np.sort(rng.permutation(len(y_val))[:val_size])
         x_val, y_val = x_val[keep], y_val[keep]
-    mean = x_train.astype(np.float64).mean(axis=0) if normalize else 0.0
+    channels = x_train.shape[-1]
+    mean = x_train.reshape(-1, channels).astype(np.float64).mean(axis=0) if normalize else np.zeros(channels)
     divisor = 128.0 if normalize else 1.0
+    preprocessing = {"mean": mean.tolist(), "std": [divisor] * channels} if normalize else {}
 
     def scale(x):
         return ((x.astype(np.float64) - mean) / divisor).astype(np.float32)
@@ -89,6 +96,7 @@ def load_analysis_data(dataset="digits", *, image_size=None, train_size=None, va
         y_val=np.asarray(y_val, np.int64),
         num_classes=splits.num_classes,
         name=splits.name,
+        preprocessing=preprocessing,
     )
 
 
@@ -197,3 +205,23 @@ def predict_probabilities(model, x, batch_size=256):
 def error_rate(probabilities, labels):
     """The fraction of examples whose most probable class is not the label."""
     return float(np.mean(np.argmax(probabilities, axis=-1) != np.asarray(labels)))
+
+
+def plain_data(value, exclude=()):
+    """Converts a result (dataclasses, dicts, lists, NumPy values) to plain Python types for JSON.
+
+    Args:
+        value: the object to convert.
+        exclude: field names of a top-level dataclass to leave out (models, images).
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain_data(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in exclude}
+    if isinstance(value, dict):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -14,7 +14,13 @@ import dataclasses
 
 import numpy as np
 
-from keras_vitres.analysis.experiment import TrainingSettings, load_analysis_data, set_seed, train_classifier
+from keras_vitres.analysis.experiment import (
+    TrainingSettings,
+    load_analysis_data,
+    plain_data,
+    set_seed,
+    train_classifier,
+)
 from keras_vitres.analysis.figures import pyplot, save_figure
 
 
@@ -153,7 +159,7 @@ class ResponseResult:
 
     def to_dict(self):
         """The numbers, as plain Python types (JSON-ready)."""
-        return dataclasses.asdict(self)
+        return plain_data(self)
 
 
 def response_analysis(depths=(20, 56), data=None, settings=None, figure_path=None, num_images=None, shortcut="A",
@@ -210,11 +216,15 @@ def plot_responses(result, path):
     """
     plt = pyplot()
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    depths = sorted({name.split("-")[-1] for name in result.profiles}, key=lambda d: (len(d), d))
     for name, profile in result.profiles.items():
+        # One colour per depth; plain nets dashed, ResNets solid, as in the paper's figure.
+        colour = colours[depths.index(name.split("-")[-1]) % len(colours)]
         style = "--" if name.startswith("plain") else "-"
         indices = range(1, len(profile.std) + 1)
-        top.plot(indices, profile.std, style, marker=".", label=name)
-        bottom.plot(indices, profile.sorted_std(), style, marker=".", label=name)
+        top.plot(indices, profile.std, style, color=colour, marker=".", label=name)
+        bottom.plot(indices, profile.sorted_std(), style, color=colour, marker=".", label=name)
     top.set_xlabel("layer index (original)")
     bottom.set_xlabel("layer index (sorted by magnitude)")
     for axis in (top, bottom):

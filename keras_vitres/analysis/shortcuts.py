@@ -8,7 +8,13 @@ the baseline row of Table 3.
 
 import dataclasses
 
-from keras_vitres.analysis.experiment import TrainingSettings, load_analysis_data, set_seed, train_classifier
+from keras_vitres.analysis.experiment import (
+    TrainingSettings,
+    load_analysis_data,
+    plain_data,
+    set_seed,
+    train_classifier,
+)
 from keras_vitres.analysis.figures import pyplot, save_figure
 
 
@@ -41,7 +47,7 @@ class ShortcutResult:
 
     def to_dict(self):
         """The numbers, as plain Python types (JSON-ready)."""
-        return dataclasses.asdict(self)
+        return plain_data(self)
 
 
 def _label(depth, option):

@@ -21,6 +21,7 @@ from keras_vitres.analysis.experiment import (
     TrainingSettings,
     error_rate,
     load_analysis_data,
+    plain_data,
     predict_probabilities,
     set_seed,
     train_classifier,
@@ -110,11 +111,10 @@ def attention_rollout(attention, residual_weight=0.5, head_fusion="mean"):
     Returns:
         float64 array (N, tokens, tokens) whose rows sum to 1.
 
-    Example:
-
-    >>> uniform = np.full((2, 1, 1, 3, 3), 1 / 3)
-    >>> attention_rollout(uniform)[0].round(3).tolist()
-    [[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.25, 0.25, 0.5]]
+    Examples:
+        >>> uniform = np.full((2, 1, 1, 3, 3), 1 / 3)
+        >>> attention_rollout(uniform)[0].round(3).tolist()
+        [[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.25, 0.25, 0.5]]
     """
     attention = np.asarray(attention, dtype=np.float64)
     if attention.ndim != 5 or attention.shape[-1] != attention.shape[-2]:
@@ -188,11 +188,12 @@ def mean_attention_distance(attention, grid_size, patch_size, num_prefix_tokens=
     Returns:
         float64 array (num_layers, num_heads), within [0, `max_attention_distance(grid_size, patch_size)`].
 
-    Example: every patch of a 2x2 grid of 16-pixel patches attends only to its horizontal neighbour.
+    Examples:
+        Every patch of a 2x2 grid of 16-pixel patches attends only to its horizontal neighbour:
 
-    >>> to_neighbour = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], float)
-    >>> mean_attention_distance(to_neighbour[None, None, None], (2, 2), 16, num_prefix_tokens=0)
-    array([[16.]])
+        >>> to_neighbour = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], float)
+        >>> mean_attention_distance(to_neighbour[None, None, None], (2, 2), 16, num_prefix_tokens=0)
+        array([[16.]])
     """
     attention = np.asarray(attention, dtype=np.float64)
     gh, gw = _pair(grid_size)
@@ -220,11 +221,10 @@ def position_embedding_similarity(model_or_embedding, num_prefix_tokens=None):
         float64 array (patches, patches): symmetric, with ones on the diagonal. Row i reshaped to the grid is
         the tile of patch i in the paper's figure.
 
-    Example:
-
-    >>> embedding = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
-    >>> position_embedding_similarity(embedding).round(3).tolist()
-    [[1.0, 0.0, 0.707], [0.0, 1.0, 0.707], [0.707, 0.707, 1.0]]
+    Examples:
+        >>> embedding = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+        >>> position_embedding_similarity(embedding).round(3).tolist()
+        [[1.0, 0.0, 0.707], [0.0, 1.0, 0.707], [0.707, 0.707, 1.0]]
     """
     import keras
 
@@ -275,7 +275,7 @@ class VitAnalysisResult:
 
     def to_dict(self):
         """The numbers, as plain Python types (JSON-ready); the images are left out."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "images"}
+        return plain_data(self, exclude=("images",))
 
 
 def tiny_vit(image_shape, classes, patch_size=4, hidden_dim=64, num_layers=4, num_heads=4, mlp_dim=128, **kwargs):

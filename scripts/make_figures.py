@@ -1,0 +1,142 @@
+"""Regenerates the figures of docs/analyses.md (docs/figures/*.png) and the numbers behind them.
+
+Every analysis runs on the embedded digits (offline), with settings small enough for a laptop: about ten
+minutes on two CPU cores in all. The numbers are printed and written to docs/figures/numbers.json, which
+docs/analyses.md quotes.
+
+Usage:
+
+    python scripts/make_figures.py                 # all figures
+    python scripts/make_figures.py degradation vit # some of them
+    python scripts/make_figures.py --quick         # tiny settings, to check the script itself
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "figures")
+ORDER = ("degradation", "responses", "shortcuts", "ensemble", "vit")
+
+
+def settings_for(quick):
+    """The settings of every figure; `quick` shrinks them to seconds."""
+    from keras_vitres.analysis import TrainingSettings
+
+    if quick:
+        return dict(
+            data=dict(image_size=16, train_size=128, val_size=64),
+            resnet=TrainingSettings(epochs=1, batch_size=32, learning_rate=0.1),
+            depths=(8, 14),
+            filters=dict(stage_filters=(4, 8, 16)),
+            vit_data=dict(image_size=16, train_size=128, val_size=64),
+            vit=TrainingSettings(epochs=1, learning_rate=1e-3, optimizer="adam"),
+            vit_model=dict(patch_size=4, hidden_dim=16, num_layers=2, num_heads=2, mlp_dim=32),
+        )
+    return dict(
+        # 16x16 digits keep ResNet-56 affordable on a CPU; the degradation needs depth more than pixels.
+        data=dict(image_size=16),
+        resnet=TrainingSettings(epochs=8, batch_size=32, learning_rate=0.1),
+        depths=(20, 56),
+        filters={},
+        vit_data=dict(),  # 32x32 digits, 4x4 patches: an 8x8 grid of tokens
+        vit=TrainingSettings(epochs=30, batch_size=64, learning_rate=1e-3, optimizer="adam"),
+        vit_model=dict(patch_size=4, hidden_dim=64, num_layers=6, num_heads=4, mlp_dim=128),
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figures", nargs="*", choices=(*ORDER, []), help=f"which figures (default: all of {ORDER})")
+    parser.add_argument("--quick", action="store_true", help="tiny settings, to check the script")
+    parser.add_argument("--output-dir", default=FIGURES, help="where to write the PNGs and numbers.json")
+    args = parser.parse_args(argv)
+
+    from keras_vitres import analysis
+
+    chosen = args.figures or list(ORDER)
+    config = settings_for(args.quick)
+    os.makedirs(args.output_dir, exist_ok=True)
+    numbers_path = os.path.join(args.output_dir, "numbers.json")
+    numbers = {}
+    if os.path.exists(numbers_path):
+        with open(numbers_path) as f:
+            numbers = json.load(f)
+
+    def path(name):
+        return os.path.join(args.output_dir, f"{name}.png")
+
+    data = analysis.load_analysis_data("digits", **config["data"])
+    degradation = None
+    for name in ORDER:
+        if name not in chosen:
+            continue
+        start = time.perf_counter()
+        if name == "degradation" or (name == "responses" and degradation is None):
+            # The responses are measured on the very nets of the degradation figure.
+            degradation = analysis.degradation_analysis(config["depths"], data, config["resnet"],
+                                                        figure_path=path("degradation") if name == "degradation"
+                                                        else None, **config["filters"])
+            if name == "degradation":
+                result = degradation
+        if name == "responses":
+            profiles = {net: analysis.layer_responses(model, data.x_val)
+                        for net, model in degradation.models.items()}
+            val_error = {net: curve["val_error"][-1] for net, curve in degradation.curves.items()}
+            result = analysis.ResponseResult(profiles=profiles, val_error=val_error)
+            result.figure = analysis.plot_responses(result, path("responses"))
+        elif name == "shortcuts":
+            result = analysis.shortcut_analysis(config["depths"][0], ("A", "B", "C", None), data, config["resnet"],
+                                                figure_path=path("shortcuts"), **config["filters"])
+            print(result.table())
+        elif name == "ensemble":
+            depths = (8, 14, 20) if not args.quick else (8, 14)
+            result = analysis.ensemble_analysis(depths, data, config["resnet"], figure_path=path("ensemble"),
+                                                **config["filters"])
+        elif name == "vit":
+            vit_data = analysis.load_analysis_data("digits", **config["vit_data"])
+            result = analysis.vit_analysis(data=vit_data, settings=config["vit"], figure_path=path("vit"),
+                                           num_images=4, **config["vit_model"])
+        numbers[name] = summary(name, result)
+        numbers[name]["seconds"] = round(time.perf_counter() - start, 1)
+        print(f"{name}: {result.figure} ({numbers[name]['seconds']} s)")
+        print(json.dumps(numbers[name], indent=1))
+        with open(numbers_path, "w") as f:
+            json.dump(numbers, f, indent=1, sort_keys=True)
+    return 0
+
+
+def summary(name, result):
+    """The numbers docs/analyses.md quotes, rounded; the full curves stay in the result objects."""
+    def pct(x):
+        return round(100 * x, 2)
+
+    if name == "degradation":
+        return {net: {"params": result.params[net], "train_error": pct(train), "val_error": pct(val),
+                      "train_error_curve": [pct(e) for e in result.curves[net]["train_error"]]}
+                for net, (train, val) in result.final_errors().items()}
+    if name == "responses":
+        return {net: {"mean_std": round(p.mean(), 3), "layers": len(p.std)} for net, p in result.profiles.items()}
+    if name == "shortcuts":
+        return {row["name"]: {"params": row["params"], "train_error": pct(row["train_error"]),
+                              "val_error": pct(row["val_error"])} for row in result.rows}
+    if name == "ensemble":
+        out = {row["name"]: {"params": row["params"], "val_error": pct(row["val_error"])} for row in result.members}
+        out["ensemble"] = {"params": result.ensemble_params, "val_error": pct(result.ensemble_error)}
+        return out
+    import numpy as np
+
+    distance = np.asarray(result.attention_distance)
+    return {"val_error": pct(result.val_error), "grid": list(result.grid_size),
+            "max_distance": round(result.max_distance, 1),
+            "distance_min_per_layer": [round(float(d), 1) for d in distance.min(axis=1)],
+            "distance_max_per_layer": [round(float(d), 1) for d in distance.max(axis=1)]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
