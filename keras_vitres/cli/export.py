@@ -24,7 +24,7 @@ def add_parser(subparsers):
         "--class-names",
         default=None,
         help="a text file with one class name per line, or a comma-separated list "
-        "(default: 'class_names' from the run folder's JSON config, if any)",
+        "(default: 'class_names' from the run folder's config.json / summary.json, if any)",
     )
     parser.add_argument("--top-k", type=int, default=5, help="classes returned per image (default 5)")
     parser.add_argument(
@@ -58,7 +58,8 @@ def find_run_model(run_dir):
 
 
 def run_class_names(run_dir):
-    """Class names recorded in a run folder's JSON files (a "class_names" list at the top or under "data")."""
+    """Class names recorded in a run folder's JSON files: a "class_names" list at the top level, or under "data"
+    or "resolved" (where the training runner's config.json has it)."""
     for path in sorted(glob.glob(os.path.join(run_dir, "*.json"))):
         try:
             with open(path) as f:
@@ -67,7 +68,7 @@ def run_class_names(run_dir):
             continue
         if not isinstance(config, dict):
             continue
-        for holder in (config, config.get("data")):
+        for holder in (config, config.get("data"), config.get("resolved")):
             names = holder.get("class_names") if isinstance(holder, dict) else None
             if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
                 return names
@@ -147,8 +148,10 @@ def run(args):
     print(f"  {FLOAT_SIGNATURE}: images float32 (batch, {height}, {width}, {meta['channels']}), raw [0, 255] pixels")
     print(f"  {BYTES_SIGNATURE}: image_bytes string (batch,), JPEG or PNG files")
     print(f"  outputs: {', '.join(meta['outputs'])} (top {meta['top_k']}); model output: {meta['model_output']}")
-    print(
-        f"  preprocessing ({meta['preprocessing']['source']}): "
-        + json.dumps({k: v for k, v in meta["preprocessing"].items() if k != "source"})
-    )
+    preprocessing = meta["preprocessing"]
+    if preprocessing["source"] == "model layer":
+        print(f"  preprocessing: the model's own {preprocessing['layer']} layer named 'preprocessing'")
+    else:
+        about = {k: v for k, v in preprocessing.items() if k not in ("source", "layer")}
+        print(f"  preprocessing ({preprocessing['source']}): {json.dumps(about)}")
     return 0

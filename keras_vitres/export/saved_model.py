@@ -286,7 +286,9 @@ def export_saved_model(
             channels=channels,
             pixel_range="raw RGB pixels in [0, 255]",
             preprocessing=dict(
-                spec, source="model layer" if has_layer else ("none" if is_identity(spec) else "export")
+                spec,
+                source="model layer" if has_layer else ("none" if is_identity(spec) else "export"),
+                layer=type(model.get_layer(PREPROCESSING_LAYER)).__name__ if has_layer else None,
             ),
             model_output=kind,
             top_k=top_k,

@@ -49,7 +49,7 @@ def test_export_a_run_folder_takes_its_model_and_class_names(model_file, tmp_pat
     run = tmp_path / "run"
     run.mkdir()
     os.link(model_file, run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"model": "resnet8", "data": {"class_names": ["a", "b", "c"]}}))
+    (run / "config.json").write_text(json.dumps({"preset": "resnet8", "resolved": {"class_names": ["a", "b", "c"]}}))
     assert main(["export", str(run), str(tmp_path / "served"), "--version", "7"]) == 0
     meta = read_export_metadata(tmp_path / "served" / "7")
     assert meta["class_names"] == ["a", "b", "c"] and meta["preprocessing"]["source"] == "none"

@@ -235,6 +235,7 @@ def test_model_with_its_own_preprocessing_layer_takes_raw_pixels(tmp_path):
         export_saved_model(model, tmp_path, preprocessing="unit")
     path = export_saved_model(model, tmp_path)
     assert read_export_metadata(path)["preprocessing"]["source"] == "model layer"
+    assert read_export_metadata(path)["preprocessing"]["layer"] == "Rescaling"
     assert read_export_metadata(path)["model_output"] == "logits"  # found inside the nested model
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     served = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
