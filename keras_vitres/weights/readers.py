@@ -108,7 +108,12 @@ class SafetensorsTensors(TensorFile):
 
     def __init__(self, path):
         super().__init__(path)
-        from safetensors import safe_open
+        try:
+            from safetensors import safe_open
+        except ImportError:
+            raise ImportError(
+                f"Loading {self.path!r} needs the safetensors package (no PyTorch needed): pip install safetensors"
+            ) from None
 
         try:
             self._file = safe_open(self.path, framework="numpy")
