@@ -25,6 +25,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
 import time
 
@@ -38,6 +39,7 @@ from keras_vitres.training.recipes import Recipe, get_recipe
 from keras_vitres.training.schedules import StepDecay, Warmup
 
 CONFIG_FILE = "config.json"
+WORKER_DIR = re.compile(r"worker\d+")
 SUMMARY_FILE = "summary.txt"
 SUMMARY_JSON = "summary.json"
 MODEL_FILE = "model.keras"
@@ -141,12 +143,16 @@ def prepare_run_dir(config, overwrite=False):
     """
     run_dir = config["run_dir"]
     config_path = os.path.join(run_dir, CONFIG_FILE)
-    if os.path.isdir(run_dir) and os.listdir(run_dir):
+    # Sub-directories of the other processes of a multi-process run are theirs, not this run's.
+    entries = [e for e in os.listdir(run_dir) if not WORKER_DIR.fullmatch(e)] if os.path.isdir(run_dir) else []
+    if entries:
         if not os.path.exists(config_path):
             raise ValueError(f"`run_dir` {run_dir!r} is not empty and holds no {CONFIG_FILE}: not a keras-vitres run "
                              "directory; choose a new or empty directory.")
         if overwrite:
-            shutil.rmtree(run_dir)
+            for entry in entries:
+                path = os.path.join(run_dir, entry)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         elif _is_finished(run_dir):
             raise ValueError(f"`run_dir` {run_dir!r} already holds a finished run ({SUMMARY_FILE} exists); pass "
                              "overwrite=True (--overwrite) to train again there, or choose another run_dir.")
@@ -286,7 +292,11 @@ def uses_one_hot(recipe):
 
 
 def _eval_pipeline(x, y, recipe, num_classes, batch_size, image_size, distribution):
-    """An evaluation pipeline; with several processes, padded to whole global batches with zero-weight rows."""
+    """An evaluation pipeline; with several processes, padded to whole global batches with zero-weight rows.
+
+    Returns (dataset, loss_scale): the loss Keras reports averages over the padded rows too, so the mean loss of
+    the real rows is `reported * loss_scale`; the (weighted) accuracy needs no correction.
+    """
     import tensorflow as tf
 
     from keras_vitres.data import make_pipeline
@@ -294,7 +304,7 @@ def _eval_pipeline(x, y, recipe, num_classes, batch_size, image_size, distributi
     one_hot = uses_one_hot(recipe)
     if distribution.num_processes == 1:
         return make_pipeline(x, y, batch_size=batch_size, training=False, num_classes=num_classes, one_hot=one_hot,
-                             image_size=image_size, cache=False)
+                             image_size=image_size, cache=False), 1.0
     pad = -len(y) % batch_size
     x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
     y = np.concatenate([y, np.zeros((pad,), y.dtype)])
@@ -303,7 +313,7 @@ def _eval_pipeline(x, y, recipe, num_classes, batch_size, image_size, distributi
                          image_size=image_size, cache=False)
     data = tf.data.Dataset.zip(data, tf.data.Dataset.from_tensor_slices(weights).batch(batch_size))
     data = data.map(lambda batch, w: (batch[0], batch[1], w))
-    return distribution.process_batch(data, batch_size)
+    return distribution.process_batch(data, batch_size), len(y) / (len(y) - pad)
 
 
 def _format_seconds(seconds):
@@ -326,12 +336,14 @@ def train(config, *, verbose=1, overwrite=False, callbacks=()):
     """
     started = time.time()
     recipe = Recipe(**{**config["recipe"], "decay_boundaries": tuple(config["recipe"]["decay_boundaries"])})
-    run_dir = prepare_run_dir(config, overwrite=overwrite)  # fails here, before any data or model, if unwritable
-
+    run_dir = config["run_dir"]
+    if config["strategy"] == "multiworker" and config["process_id"]:
+        # Every process keeps its own state (backups, final model); the chief's directory is the run's.
+        run_dir = os.path.join(run_dir, f"worker{config['process_id']}")
+    # Fails here, before any data or model (or the wait for the other processes), if it cannot be written.
+    run_dir = prepare_run_dir({**config, "run_dir": run_dir}, overwrite=overwrite)
     distribution = get_distribution(config["strategy"], coordinator=config["coordinator"],
                                     num_processes=config["num_processes"], process_id=config["process_id"])
-    if not distribution.is_chief:  # every process keeps its own backup; the chief's directory is the run's
-        run_dir = prepare_run_dir({**config, "run_dir": os.path.join(run_dir, f"worker{distribution.process_id}")})
     if config["deterministic"] and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -374,7 +386,8 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         one_hot = uses_one_hot(recipe)
         loss = (keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing) if one_hot
                 else keras.losses.SparseCategoricalCrossentropy())
-        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
+        # Weighted, so the zero-weight rows that pad multi-process evaluation batches do not count.
+        model.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"], jit_compile=jit_compile)
 
     config = {**config, "resolved": dict(
         strategy=distribution.name, backend=distribution.backend, num_replicas=distribution.num_replicas,
@@ -406,7 +419,8 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         # one-device TensorFlow path draws that batch here, so every strategy trains on the same stream.
         next(iter(train_data))
     evaluate_args = (recipe, num_classes, global_batch, recipe.image_size, distribution)
-    validation_data = _eval_pipeline(*splits.validation, *evaluate_args) if splits.validation else None
+    # With several processes val_loss includes the padding rows (a factor of at most 1 + batch/size).
+    validation_data = _eval_pipeline(*splits.validation, *evaluate_args)[0] if splits.validation else None
 
     csv_path = os.path.join(run_dir, CSV_LOG)
     history = _trim_csv_log(csv_path, initial_epoch)
@@ -439,13 +453,14 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     steps_done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     model_path = os.path.join(run_dir, MODEL_FILE)
     model.save(model_path)
-    test_data = _eval_pipeline(*splits.test, *evaluate_args)
+    test_data, loss_scale = _eval_pipeline(*splits.test, *evaluate_args)
     scores = model.evaluate(test_data, return_dict=True, verbose=0)
+    scores["loss"] *= loss_scale
     plot_curves(csv_path, os.path.join(run_dir, "curves.png"), title=f"{recipe.preset} on {recipe.dataset}")
     wall = time.time() - started
     line = (f"{recipe.preset} on {recipe.dataset} ({recipe.name}): test accuracy {scores['accuracy']:.4f} "
             f"(loss {scores['loss']:.4f}, {len(splits.test[1])} images) after {steps_done} steps in "
-            f"{_format_seconds(wall)}; run dir {config['run_dir']}")
+            f"{_format_seconds(wall)}; run dir {run_dir}")
     if nan_guard.message:
         line += f" -- STOPPED EARLY: {nan_guard.message}"
     result = dict(
