@@ -1,0 +1,202 @@
+"""The benchmark's table (text and Markdown), the machine and versions, and the docs section between markers."""
+
+import datetime
+import importlib.metadata
+import os
+import platform
+
+MARKER_START = "<!-- benchmark-table -->"
+MARKER_END = "<!-- /benchmark-table -->"
+VERSION_PACKAGES = ("keras", "tensorflow", "jax", "keras-hub", "torch", "torchvision", "timm")
+NO_GPU = "no GPU was available; GPU targets not measured"
+
+# (header, function of a Result -> text); the ratio columns are ours/peer throughput, on the peer's row.
+COLUMNS = (
+    ("model", lambda r: r.title),
+    ("candidate", lambda r: r.candidate),
+    ("batch", lambda r: str(r.batch_size)),
+    ("precision", lambda r: r.precision),
+    ("params", lambda r: _num(r.params, "{:,}")),
+    ("build s", lambda r: _num(r.build_s, "{:.1f}")),
+    ("first step s", lambda r: _num(r.first_step_s, "{:.1f}")),
+    ("train img/s", lambda r: _num(r.train_ips, "{:.1f}")),
+    ("train step ms", lambda r: _num(None if r.train_step_s is None else r.train_step_s * 1e3, "{:.0f}")),
+    ("infer img/s", lambda r: _num(r.infer_ips, "{:.1f}")),
+    ("peak RSS MiB", lambda r: _num(r.peak_rss_mib, "{:.0f}")),
+    ("ours/peer train", lambda r: _num(r.train_ratio, "{:.2f}x")),
+    ("ours/peer infer", lambda r: _num(r.infer_ratio, "{:.2f}x")),
+    ("note", lambda r: r.note),
+)
+GPU_COLUMN = ("GPU peak MiB", lambda r: _num(r.device_peak_mib, "{:.0f}"))
+
+
+def _num(value, fmt):
+    return "-" if value is None else fmt.format(value)
+
+
+def _columns(results):
+    columns = list(COLUMNS)
+    if any(r.device_peak_mib is not None for r in results):
+        columns.insert(columns.index(next(c for c in columns if c[0] == "peak RSS MiB")) + 1, GPU_COLUMN)
+    return columns
+
+
+def table_rows(results):
+    """The header and one list of cell texts per result."""
+    columns = _columns(results)
+    return [name for name, _ in columns], [[cell(r) for _, cell in columns] for r in results]
+
+
+def format_table(results):
+    """A fixed-width text table for the terminal."""
+    header, rows = table_rows(results)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(results):
+    header, rows = table_rows(results)
+    numeric = {"batch", "params", "build s", "first step s", "train img/s", "train step ms", "infer img/s",
+               "peak RSS MiB", "GPU peak MiB", "ours/peer train", "ours/peer infer"}  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if h in numeric else "---" for h in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def machine_info():
+    """CPU model, cores, memory, bfloat16 support, GPU names (via nvidia-smi) and the load average."""
+    cpuinfo = _read("/proc/cpuinfo")
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())  # fmt: skip
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    meminfo = _read("/proc/meminfo")
+    mem_kib = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal")), None)
+    gpus = []
+    from keras_vitres.benchmark.runner import detect_device
+
+    if detect_device() == "gpu":
+        import subprocess
+
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+        gpus = [line.strip() for line in out.splitlines() if line.strip()]
+    return dict(
+        cpu=model,
+        cores=os.cpu_count(),
+        memory_gib=None if mem_kib is None else mem_kib / 2**20,
+        cpu_features=[f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags],
+        gpus=gpus,
+        load_average=os.getloadavg() if hasattr(os, "getloadavg") else None,
+        platform=platform.platform(),
+    )
+
+
+def versions():
+    """Python and the versions of the frameworks and peers (None where a package is not installed)."""
+    found = {"python": platform.python_version()}
+    for package in VERSION_PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def targets(results):
+    """The issue's CPU/GPU targets as lines of text: ours >= every peer, ResNet-1202 build time."""
+    lines = []
+    peers = [r for r in results if r.against is not None and r.train_ratio is not None]
+    for kind in ("train", "infer"):
+        slower = [r for r in peers if getattr(r, f"{kind}_ratio") < 1.0]
+        if peers:
+            verdict = "met" if not slower else "not met for " + ", ".join(
+                f"{r.title} {r.precision} vs {r.candidate} ({getattr(r, f'{kind}_ratio'):.2f}x)" for r in slower
+            )
+            lines.append(f"- {kind}: ours at least as fast as every measured peer: {verdict}.")
+    builds = [r for r in results if r.model == "resnet1202" and r.against is None and r.build_s is not None]
+    if builds:
+        worst = max(r.build_s for r in builds)
+        lines.append(f"- ResNet-1202 builds in under 30 s: {'met' if worst < 30 else 'not met'} ({worst:.1f} s).")
+    return lines
+
+
+def markdown_section(results, *, command, machine, versions_found, settings, load_after=None, notes=()):
+    """The Markdown written between the docs markers: how it was run, on what, the table and the targets."""
+    gpus = machine["gpus"]
+    memory = "?" if machine["memory_gib"] is None else f"{machine['memory_gib']:.0f} GiB"
+    features = ", ".join(machine["cpu_features"]) or "none of avx512f/avx512_bf16/amx_bf16"
+    load = machine["load_average"]
+    load_text = "unknown" if load is None else f"{load[0]:.1f} (1 min) at the start"
+    if load_after is not None:
+        load_text += f", {load_after[0]:.1f} at the end"
+    version_text = ", ".join(f"{name} {version or 'not installed'}" for name, version in versions_found.items())
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} with:",
+        "",
+        "<!-- illustrative: the full benchmark takes about 15 minutes -->",
+        "```console",
+        f"$ {command}",
+        "```",
+        "",
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores ({features}), {memory} memory; "
+        + (f"GPU: {'; '.join(gpus)}." if gpus else f"{NO_GPU}."),
+        f"- Load average {load_text}, on {machine['cores']} cores: other jobs shared the machine, so the candidates"
+        " of each model were alternated step by step (A B A B ...) and the table gives medians; the ratios are"
+        " fairer than the absolute figures.",
+        f"- Versions: {version_text}.",
+        f"- Settings: {settings}.",
+        "- Each candidate runs in its own process; `peak RSS` is that process's peak resident memory (framework,"
+        " model, optimizer state and activations); `build s` is the builder call; `first step s` is the first"
+        " training step, which traces and compiles. `ours/peer` is ours' throughput over the peer's, on the"
+        " peer's row: above 1.00x ours is faster.",
+        "",
+        markdown_table(results),
+        "",
+        "Targets:",
+        "",
+        *(targets(results) or ["- no peer was measured."]),
+    ]
+    if not gpus:
+        lines.append(f"- GPU: {NO_GPU}.")
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines)
+
+
+def write_docs_section(path, section, fallback_path=None):
+    """Replaces the text between `MARKER_START` and `MARKER_END` in `path` with `section`; nothing else changes.
+
+    When `path` has no markers, the section is written, under a "## Throughput" heading and between the markers,
+    to `fallback_path` (if given) for merging by hand, and that path is returned; otherwise `path` is returned.
+
+    Raises:
+        ValueError: the markers are out of order or repeated, or missing with no `fallback_path`.
+    """
+    text = _read(path)
+    starts, ends = text.count(MARKER_START), text.count(MARKER_END)
+    if starts == 1 and ends == 1:
+        if text.index(MARKER_END) < text.index(MARKER_START):
+            raise ValueError(f"{path!r}: {MARKER_END!r} comes before {MARKER_START!r}.")
+        head, rest = text.split(MARKER_START)
+        _, tail = rest.split(MARKER_END)
+        with open(path, "w") as f:
+            f.write(f"{head}{MARKER_START}\n{section.strip()}\n{MARKER_END}{tail}")
+        return path
+    if starts or ends:
+        raise ValueError(f"{path!r} must hold {MARKER_START!r} and {MARKER_END!r} once each; found {starts} and {ends}.")
+    if fallback_path is None:
+        raise ValueError(f"{path!r} has no {MARKER_START!r} ... {MARKER_END!r} markers to write between.")
+    with open(fallback_path, "w") as f:
+        f.write(f"## Throughput\n\n{MARKER_START}\n{section.strip()}\n{MARKER_END}\n")
+    return fallback_path
