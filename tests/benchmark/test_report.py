@@ -1,0 +1,135 @@
+"""The benchmark's bookkeeping without running models: plans, ratios, the table, targets and the docs markers."""
+
+import pytest
+
+from keras_vitres.benchmark import candidates, report
+from keras_vitres.benchmark.runner import Result, compute_ratios, resolve_backend, run_benchmark
+
+
+def _result(candidate, against=None, train_s=None, infer_s=None, model="resnet50", precision="float32", **kw):
+    return Result(model=model, title=model, candidate=candidate, against=against, batch_size=16, precision=precision,
+                  train_step_s=train_s, infer_step_s=infer_s, **kw)  # fmt: skip
+
+
+def test_every_peer_is_compared_with_an_ours_candidate_of_its_group():
+    for spec in candidates.MODELS.values():
+        ours = {c.key for c in spec.candidates if c.is_ours}
+        assert ours, spec.key
+        for c in spec.candidates:
+            assert c.against is None or c.against in ours, (spec.key, c.key)
+            assert c.framework in candidates.FRAMEWORKS
+
+
+def test_the_issue_models_and_peers_are_registered():
+    assert set(candidates.DEFAULT_MODELS) == {"resnet20", "resnet110", "resnet1202", "resnet50", "vit_s16", "vit_b16"}
+    peers = {c.key for c in candidates.MODELS["resnet50"].candidates}
+    assert {"keras.applications", "keras-hub", "timm", "torchvision"} <= peers
+    assert {c.key for c in candidates.MODELS["vit_b16"].candidates} == {"ours", "keras-hub", "timm"}
+    assert candidates.get_models(["vit_base_patch16_224"])[0].key == "vit_b16"
+    with pytest.raises(ValueError, match="received models='vit_z16'"):
+        candidates.get_models(["vit_z16"])
+
+
+def test_skip_reasons_name_the_missing_package_and_the_gpu(monkeypatch):
+    timm = next(c for c in candidates.MODELS["vit_b16"].candidates if c.key == "timm")
+    hub = next(c for c in candidates.MODELS["vit_b16"].candidates if c.key == "keras-hub")
+    monkeypatch.setattr(candidates, "is_installed", lambda module: module != "keras_hub")
+    assert candidates.skip_reason(hub, "cpu") == "not installed: keras_hub (pip install keras-hub)"
+    assert candidates.skip_reason(timm, "cpu") == "GPU-only peer: not measured without a GPU"
+    assert candidates.skip_reason(timm, "gpu") is None
+
+
+def test_ratios_are_ours_over_peer_throughput_on_the_peer_row():
+    ours = _result("ours", train_s=0.5, infer_s=0.1)
+    peer = _result("keras.applications", against="ours", train_s=1.0, infer_s=0.05)
+    other_precision = _result("keras.applications", against="ours", train_s=1.0, precision="mixed_bfloat16")
+    missing = _result("keras-hub", against="ours", note="not installed: keras_hub")
+    compute_ratios([ours, peer, other_precision, missing])
+    assert peer.train_ratio == pytest.approx(2.0) and peer.infer_ratio == pytest.approx(0.5)
+    assert ours.train_ratio is None and other_precision.train_ratio is None and missing.train_ratio is None
+    assert ours.train_ips == pytest.approx(32.0)
+
+
+def test_table_has_the_issue_columns_and_marks_missing_values():
+    ours = _result("ours", train_s=0.5, infer_s=0.1, build_s=1.25, params=1234, peak_rss_mib=900.0)
+    peer = _result("keras-hub", against="ours", train_s=1.0, infer_s=0.2)
+    missing = _result("timm", against="ours", note="GPU-only peer: not measured without a GPU")
+    compute_ratios([ours, peer, missing])
+    header, rows = report.table_rows([ours, peer, missing])
+    for column in ("train img/s", "train step ms", "infer img/s", "peak RSS MiB", "build s", "ours/peer train",
+                   "ours/peer infer", "note"):
+        assert column in header
+    assert "GPU peak MiB" not in header  # no device memory on CPU
+    cell = dict(zip(header, rows[1]))
+    assert cell["ours/peer train"] == "2.00x" and cell["train img/s"] == "16.0" and cell["train step ms"] == "1000"
+    assert dict(zip(header, rows[0]))["params"] == "1,234"
+    assert dict(zip(header, rows[2]))["train img/s"] == "-" and "GPU-only" in rows[2][-1]
+    text = report.format_table([ours, peer, missing])
+    assert text.splitlines()[0].startswith("model") and "2.00x" in text
+    markdown = report.markdown_table([ours, peer])
+    assert markdown.splitlines()[0].startswith("| model | candidate |") and markdown.count("\n") == 3
+    gpu = _result("ours", train_s=0.5, device_peak_mib=2048.0)
+    assert "GPU peak MiB" in report.table_rows([gpu])[0]
+
+
+def test_targets_report_slower_rows_and_the_resnet1202_build():
+    ours = _result("ours", train_s=1.0, infer_s=1.0)
+    peer = _result("keras-hub", against="ours", train_s=0.5, infer_s=2.0)
+    deep = _result("ours", model="resnet1202", train_s=1.0, build_s=12.0)
+    lines = report.targets(compute_ratios([ours, peer, deep]))
+    assert any(line.startswith("- train:") and "not met" in line and "0.50x" in line for line in lines)
+    assert any(line.startswith("- infer:") and line.endswith("met.") and "not met" not in line for line in lines)
+    assert "- ResNet-1202 builds in under 30 s: met (12.0 s)." in lines
+
+
+def test_section_lists_machine_versions_command_and_the_missing_gpu():
+    machine = dict(cpu="Test CPU", cores=2, memory_gib=24.0, cpu_features=["amx_bf16"], gpus=[],
+                   load_average=(3.0, 2.0, 1.0), platform="Linux")  # fmt: skip
+    section = report.markdown_section(
+        [_result("ours", train_s=1.0, infer_s=1.0)], command="python benchmarks/run.py --quick", machine=machine,
+        versions_found={"python": "3.11", "keras": "3.15.1", "keras-hub": None}, settings="backend tensorflow",
+    )  # fmt: skip
+    assert "$ python benchmarks/run.py --quick" in section
+    assert "<!-- illustrative:" in section.split("```console")[0]  # the docs test must not run the benchmark
+    assert "Test CPU, 2 cores (amx_bf16), 24 GiB memory" in section
+    assert "keras-hub not installed" in section and "keras 3.15.1" in section
+    assert "no GPU was available; GPU targets not measured" in section
+
+
+def test_docs_section_is_rewritten_only_between_the_markers(tmp_path):
+    path = tmp_path / "benchmarks.md"
+    before = "# Benchmarks\n\nIntro by the lead.\n\n## Throughput\n"
+    after = "\n\n## Other section\n\nKept as is.\n"
+    path.write_text(f"{before}{report.MARKER_START}\nold table\n{report.MARKER_END}{after}")
+    assert report.write_docs_section(path, "new table\n") == path
+    assert path.read_text() == f"{before}{report.MARKER_START}\nnew table\n{report.MARKER_END}{after}"
+    report.write_docs_section(path, "newer")  # idempotent: rewriting again keeps the frame
+    assert path.read_text() == f"{before}{report.MARKER_START}\nnewer\n{report.MARKER_END}{after}"
+
+
+def test_docs_without_markers_go_to_the_fallback_file(tmp_path):
+    path, fallback = tmp_path / "benchmarks.md", tmp_path / "_benchmarks_throughput.md"
+    path.write_text("# Benchmarks\n")
+    assert report.write_docs_section(path, "table", fallback_path=fallback) == fallback
+    assert path.read_text() == "# Benchmarks\n"
+    assert fallback.read_text() == f"## Throughput\n\n{report.MARKER_START}\ntable\n{report.MARKER_END}\n"
+    with pytest.raises(ValueError, match="no '<!-- benchmark-table -->'"):
+        report.write_docs_section(path, "table")
+    path.write_text(f"{report.MARKER_END}\n{report.MARKER_START}\n")
+    with pytest.raises(ValueError, match="comes before"):
+        report.write_docs_section(path, "table", fallback_path=fallback)
+    path.write_text(f"{report.MARKER_START}\n{report.MARKER_START}\n{report.MARKER_END}\n")
+    with pytest.raises(ValueError, match="once each"):
+        report.write_docs_section(path, "table", fallback_path=fallback)
+
+
+def test_arguments_are_checked_before_anything_runs():
+    with pytest.raises(ValueError, match="received precisions=\\('float16',\\)"):
+        run_benchmark(["tiny_vit"], precisions=["float16"])
+    with pytest.raises(ValueError, match="received jit='yes'"):
+        run_benchmark(["tiny_vit"], jit="yes")
+    with pytest.raises(ValueError, match="received steps=0"):
+        run_benchmark(["tiny_vit"], steps=0)
+    with pytest.raises(ValueError, match="received backend='torch'"):
+        resolve_backend("torch", "cpu")
+    assert resolve_backend("auto", "cpu") == "tensorflow"
