@@ -1,6 +1,6 @@
 """SavedModel export for TF Serving, with a float-pixel and an encoded-image signature (see `saved_model`)."""
 
-from keras_vitres.export.decoding import decode_image_batch, resize_like_serving
+from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS, declared_image_size, decode_image_batch, resize_like_serving
 from keras_vitres.export.preprocessing import (
     PREPROCESSING_PRESETS,
     apply_preprocessing_numpy,
@@ -20,11 +20,13 @@ from keras_vitres.export.saved_model import (
 __all__ = [
     "BYTES_INPUT",
     "BYTES_SIGNATURE",
+    "DEFAULT_MAX_PIXELS",
     "FLOAT_INPUT",
     "FLOAT_SIGNATURE",
     "PREPROCESSING_PRESETS",
     "apply_preprocessing_numpy",
     "classifier_output_kind",
+    "declared_image_size",
     "decode_image_batch",
     "export_saved_model",
     "next_version",

@@ -8,8 +8,9 @@ Signatures (inputs -> outputs):
     serving_default: `images` float32 (batch, H, W, C), raw [0, 255] RGB pixels
         -> `probabilities` float32 (batch, classes), `classes` int32 (batch, k), `scores` float32 (batch, k),
            and `class_names` string (batch, k) when class names are given.
-    serving_bytes: `image_bytes` string (batch,), JPEG or PNG files -> the same outputs. The graph decodes,
-        resizes to (H, W) and then runs exactly the float path.
+    serving_bytes: `image_bytes` string (batch,), JPEG or PNG files -> the same outputs. The graph checks the
+        format (magic bytes) and the declared size (header) against `max_pixels` before decoding, decodes to
+        RGB, resizes to (H, W) and then runs exactly the float path.
 Preprocessing (scaling, normalisation) is inside the graph either way. The export needs only TensorFlow to load.
 """
 
@@ -20,7 +21,7 @@ import uuid
 
 import keras
 
-from keras_vitres.export.decoding import check_resize_method, decode_image_batch
+from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS, check_max_pixels, check_resize_method, decode_image_batch
 from keras_vitres.export.preprocessing import apply_preprocessing, is_identity, resolve_preprocessing
 from keras_vitres.version import __version__
 
@@ -139,6 +140,7 @@ def build_serving_functions(
     class_names=None,
     resize_method="bilinear",
     antialias=True,
+    max_pixels=DEFAULT_MAX_PIXELS,
 ):
     """Returns the (float, bytes) `tf.function`s of the export, with their input signatures.
 
@@ -150,6 +152,7 @@ def build_serving_functions(
         top_k: int. Number of classes in `classes` and `scores`.
         class_names: None or a list with one string per class.
         resize_method, antialias: how the bytes signature resizes decoded images.
+        max_pixels: int. The largest height x width an encoded image may declare.
     """
     import tensorflow as tf
 
@@ -170,7 +173,7 @@ def build_serving_functions(
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)])
     def classify_bytes(image_bytes):
-        images = decode_image_batch(image_bytes, (height, width), channels, resize_method, antialias)
+        images = decode_image_batch(image_bytes, (height, width), channels, resize_method, antialias, max_pixels)
         return classify(images)
 
     return classify, classify_bytes
@@ -188,6 +191,7 @@ def export_saved_model(
     resize_method="bilinear",
     antialias=True,
     overwrite=False,
+    max_pixels=DEFAULT_MAX_PIXELS,
 ):
     """Exports a classifier as a SavedModel in TF Serving's layout, `export_dir/<version>/`.
 
@@ -211,6 +215,9 @@ def export_saved_model(
             Logits go through a softmax in the graph, so `probabilities` always sum to one.
         resize_method, antialias: how `serving_bytes` resizes decoded images (`tf.image.resize`).
         overwrite: bool. Replace an existing `version`.
+        max_pixels: int. `serving_bytes` refuses, before decoding, any image whose header declares more than
+            this many pixels (height x width); default 16,000,000. Images are decoded one at a time, so this
+            bounds the memory a request needs (about 20 bytes per pixel while decoding and resizing).
 
     Returns:
         str: the path of the version folder written.
@@ -247,6 +254,7 @@ def export_saved_model(
     top_k = min(top_k, num_classes)
     names = _check_class_names(class_names, num_classes)
     check_resize_method(resize_method)
+    max_pixels = check_max_pixels(max_pixels)
     export_dir = os.fspath(export_dir)
     version = _resolve_version(export_dir, version, overwrite)
 
@@ -259,6 +267,7 @@ def export_saved_model(
         class_names=names,
         resize_method=resize_method,
         antialias=antialias,
+        max_pixels=max_pixels,
     )
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -279,7 +288,9 @@ def export_saved_model(
                 FLOAT_SIGNATURE: {
                     "inputs": {FLOAT_INPUT: f"float32 (batch, {image_size[0]}, {image_size[1]}, {channels})"}
                 },
-                BYTES_SIGNATURE: {"inputs": {BYTES_INPUT: "string (batch,): JPEG or PNG files"}},
+                BYTES_SIGNATURE: {
+                    "inputs": {BYTES_INPUT: f"string (batch,): JPEG or PNG files of at most {max_pixels} pixels"}
+                },
             },
             outputs=["probabilities", "classes", "scores"] + (["class_names"] if names else []),
             image_size=list(image_size),
@@ -295,6 +306,7 @@ def export_saved_model(
             class_names=names,
             resize_method=resize_method,
             antialias=antialias,
+            max_pixels=max_pixels,
         )
         os.makedirs(os.path.join(staging, os.path.dirname(METADATA_FILE)), exist_ok=True)
         with open(os.path.join(staging, METADATA_FILE), "w") as f:
