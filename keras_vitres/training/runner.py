@@ -19,6 +19,7 @@ killed and resumed run ends with the weights of a run that was never killed. A r
 written fails before the first step.
 """
 
+import contextlib
 import dataclasses
 import importlib.util
 import inspect
@@ -351,12 +352,19 @@ def train(config, *, verbose=1, overwrite=False, callbacks=()):
     keras.utils.set_random_seed(config["seed"])
     precision = resolve_precision(config["mixed_precision"])
     jit_compile = resolve_jit_compile(config["jit_compile"], distribution)
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
+    return _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose, callbacks)
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Sets the global dtype policy inside the block only: the model takes it, while the Keras layers that the
+    data pipeline creates (RandAugment, MixUp, CutMix) stay float32."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
     try:
-        return _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose, callbacks)
+        yield
     finally:
-        keras.config.set_dtype_policy(previous_policy)
+        keras.config.set_dtype_policy(previous)
 
 
 def _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose, extra_callbacks):
@@ -380,7 +388,7 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
                          "lengthen it (`steps`/`epochs`) or shorten the warmup.")
 
     preprocessing, about_preprocessing = build_preprocessing(recipe.preprocessing, x_train, image_shape)
-    with distribution.scope():
+    with distribution.scope(), dtype_policy(precision):
         model = build_training_model(recipe, image_shape, num_classes, preprocessing)
         optimizer = build_optimizer(recipe, build_schedule(recipe, total_steps, warmup_steps))
         one_hot = uses_one_hot(recipe)

@@ -92,20 +92,20 @@ from keras_vitres.training.runner import build_schedule
 from keras_vitres.training.recipes import Recipe
 
 root = sys.argv[1]
-common = dict(preset="vit_tiny_patch16_224", model_overrides={tiny}, preprocessing="rescale", optimizer="sgd",
+common = dict(preset="vit_tiny_patch16_224", model_overrides=TINY_VIT, preprocessing="rescale", optimizer="sgd",
               learning_rate=0.05, schedule="cosine", warmup_steps=2, steps=6, steps_per_epoch=3, batch_size=32,
               weight_decay=0.0)
-out = {{}}
+out = {}
 for strategy in ("mirrored", "one"):
-    config = resolve_config("digits_resnet", run_dir=f"{{root}}/{{strategy}}", strategy=strategy, **common)
+    config = resolve_config("digits_resnet", run_dir=f"{root}/{strategy}", strategy=strategy, **common)
     result = train(config, verbose=0)
-    resolved = json.load(open(f"{{root}}/{{strategy}}/config.json"))["resolved"]
-    schedule = build_schedule(Recipe(**{{**config["recipe"], "decay_boundaries": ()}}), 6, 2)
-    logged = [float(row.split(",")[2]) for row in open(f"{{root}}/{{strategy}}/logs/training.csv").read().split()[1:]]
+    resolved = json.load(open(f"{root}/{strategy}/config.json"))["resolved"]
+    schedule = build_schedule(Recipe(**{**config["recipe"], "decay_boundaries": ()}), 6, 2)
+    logged = [float(row.split(",")[2]) for row in open(f"{root}/{strategy}/logs/training.csv").read().split()[1:]]
     out[strategy] = dict(replicas=resolved["num_replicas"], accuracy=result["test_accuracy"], logged=logged,
                          expected=[float(schedule(3)), float(schedule(6))], steps=result["steps"])
 print("RESULT" + json.dumps(out))
-""".format(tiny=TINY_VIT)
+""".replace("TINY_VIT", repr(TINY_VIT))
 
 
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):

@@ -120,21 +120,27 @@ def test_an_unfinished_run_resumes_only_with_its_own_configuration(tmp_path):
         runner.prepare_run_dir(changed)
 
 
-def test_vit_recipe_runs_with_randaugment_mixup_cutmix_and_label_smoothing(tmp_path):
+def test_vit_recipe_with_randaugment_mixup_cutmix_label_smoothing_and_bfloat16(tmp_path):
     tiny_vit = dict(patch_size=8, hidden_dim=16, num_layers=1, num_heads=2, mlp_dim=32, drop_path_rate=0.1)
     config = resolve_config("vit_small_data", dataset="digits", run_dir=os.fspath(tmp_path / "vit"), steps=3,
                             steps_per_epoch=3, batch_size=16, warmup_epochs=None, warmup_steps=1,
-                            validation_size=100, model_overrides=tiny_vit)
+                            validation_size=100, model_overrides=tiny_vit, mixed_precision="mixed_bfloat16",
+                            jit_compile=False)
     result = train(config, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # the run's policy does not leak
     resolved = json.load(open(tmp_path / "vit" / "config.json"))["resolved"]
     assert resolved["labels"] == "one-hot" and resolved["loss"] == "CategoricalCrossentropy"
     assert resolved["preprocessing"]["layer"] == "Rescaling" and resolved["validation_examples"] == 100
-    assert result["steps"] == 3
+    assert (resolved["mixed_precision"], resolved["jit_compile"]) == ("mixed_bfloat16", False)
+    assert result["steps"] == 3 and np.isfinite(result["test_loss"])
     import keras_vitres  # noqa: F401
 
     model = keras.saving.load_model(tmp_path / "vit" / "model.keras")
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
     assert model.optimizer.global_clipnorm == 1.0
+    assert model.layers[2].get_layer("encoder_block_0").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("preprocessing").dtype_policy.name == "float32"
+    assert model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).dtype == np.float32  # float32 logits
     rows = open(tmp_path / "vit" / "logs" / "training.csv").read().split()
     assert "val_accuracy" in rows[0]
 
@@ -217,3 +223,4 @@ def test_adaptive_warmup_in_a_run_on_the_jax_backend(tmp_path):
     rates = [float(r.split(",")[2]) for r in open(tmp_path / "jax" / "logs" / "training.csv").read().split()[1:]]
     assert rates == pytest.approx([0.1, 0.1, 0.1])  # released after step 1, not held to the cap of 8
     assert json.load(open(tmp_path / "jax" / "config.json"))["resolved"]["backend"] == "jax"
+

@@ -1,0 +1,100 @@
+"""Recipes: the papers' settings, per-preset adjustments, overrides, and what the runner builds from them."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vitres.training import RECIPES, Recipe, get_recipe, list_recipes
+from keras_vitres.training.runner import build_optimizer, build_schedule, build_training_model
+
+
+def test_the_paper_cifar_recipe():
+    # arXiv:1512.03385 §4.2.
+    recipe = get_recipe("cifar_resnet")
+    assert (recipe.batch_size, recipe.optimizer, recipe.momentum, recipe.learning_rate) == (128, "sgd", 0.9, 0.1)
+    assert (recipe.weight_decay, recipe.weight_decay_mode) == (1e-4, "l2")
+    assert (recipe.schedule, recipe.decay_boundaries, recipe.decay_factor, recipe.steps) == (
+        "step", (32000, 48000), 0.1, 64000)
+    assert (recipe.validation_size, recipe.augment, recipe.preprocessing) == (5000, "cifar", "pixel_mean")
+    assert recipe.warmup_until_accuracy is None  # ResNet-20..56 start at 0.1
+    schedule = build_schedule(recipe, total_steps=64000, warmup_steps=0)
+    rates = [float(schedule(s)) for s in (0, 31999, 32000, 47999, 48000, 63999)]
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["resnet110", "resnet1202"])
+def test_deep_cifar_resnets_warm_up_at_001_until_error_below_80_percent(preset):
+    recipe = get_recipe("cifar_resnet", preset=preset)
+    assert recipe.preset == preset
+    assert (recipe.warmup_mode, recipe.warmup_learning_rate, recipe.warmup_until_accuracy) == ("constant", 0.01, 0.2)
+    schedule = build_schedule(recipe, total_steps=64000, warmup_steps=recipe.warmup_steps)
+    assert schedule.adaptive and float(schedule(0)) == pytest.approx(0.01)
+    schedule.release(400)  # "about 400 iterations"
+    np.testing.assert_allclose([float(schedule(s)) for s in (399, 400, 32000, 48000)], [0.01, 0.1, 0.01, 0.001],
+                               rtol=1e-6)
+
+
+def test_overrides_beat_preset_adjustments_and_unknown_names_are_refused():
+    assert get_recipe("cifar_resnet", preset="resnet110", warmup_learning_rate=0.02).warmup_learning_rate == 0.02
+    assert get_recipe("cifar_resnet", batch_size=64).batch_size == 64
+    assert get_recipe("cifar_resnet").batch_size == 128  # the registry row is unchanged
+    with pytest.raises(ValueError, match="Did you mean 'cifar_resnet'"):
+        get_recipe("cifar_resnets")
+    with pytest.raises(ValueError, match="did you mean 'learning_rate'"):
+        get_recipe("cifar_resnet", learning_rat=0.1)
+    assert list_recipes() == sorted(RECIPES) and {"cifar_resnet", "vit_small_data", "digits_resnet"} <= set(RECIPES)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("optimizer", "lamb"), ("schedule", "exponential"), ("augment", "autoaugment"), ("batch_size", 0),
+     ("label_smoothing", 1.0), ("decay_boundaries", (48000, 32000)), ("warmup_until_accuracy", 1.5),
+     ("preprocessing", "imagenet"), ("model_overrides", {"classes": 5}), ("learning_rate", -0.1)],
+)
+def test_invalid_fields_are_named(field, value):
+    with pytest.raises(ValueError, match=field):
+        get_recipe("cifar_resnet", **{field: value})
+
+
+def test_every_recipe_is_valid_and_serialisable():
+    for name, recipe in RECIPES.items():
+        row = recipe.to_dict()
+        assert Recipe(**{**row, "decay_boundaries": tuple(row["decay_boundaries"])}) == recipe
+        assert recipe.name == name and recipe.description
+
+
+def test_l2_weight_decay_gives_the_paper_sgd_gradient():
+    recipe = get_recipe("cifar_resnet", model_overrides={"depth": 8})
+    preprocessing = keras.layers.Identity(name="preprocessing")
+    model = build_training_model(recipe, (32, 32, 3), 10, preprocessing)
+    network = model.layers[2]
+    kernel = network.get_layer("stem_conv").kernel
+    penalty = network.get_layer("stem_conv").kernel_regularizer
+    # d/dw of 5e-5 * ||w||^2 is 1e-4 * w: SGD's "weight decay of 0.0001".
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        value = penalty(kernel.value)
+    np.testing.assert_allclose(tape.gradient(value, kernel.value), 1e-4 * kernel.numpy(), rtol=1e-5)
+    assert len(model.losses) == sum(1 for w in model.trainable_weights if w.name == "kernel")  # every kernel
+
+
+def test_l2_mode_needs_a_builder_with_kernel_regularizer_and_adamw_skips_norms():
+    with pytest.raises(ValueError, match="weight_decay_mode='decoupled'"):
+        build_training_model(get_recipe("vit_small_data", weight_decay_mode="l2",
+                                        model_overrides={"patch_size": 8, "num_layers": 1}),
+                             (32, 32, 3), 10, keras.layers.Identity(name="preprocessing"))
+    recipe = get_recipe("vit_small_data")
+    optimizer = build_optimizer(recipe, 1e-3)
+    assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == 0.05
+    assert optimizer.global_clipnorm == 1.0
+    model = build_training_model(
+        dataclasses.replace(recipe, model_overrides={"patch_size": 8, "hidden_dim": 16, "num_layers": 1,
+                                                     "num_heads": 2, "mlp_dim": 32}),
+        (32, 32, 3), 10, keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocessing"))
+    optimizer.build(model.trainable_variables)
+    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    assert any(p.endswith("kernel") for p in decayed)
+    assert not any(p.endswith(("bias", "gamma", "beta", "token", "embedding")) for p in decayed), decayed
