@@ -5,6 +5,7 @@ file), recognises the checkpoint family from its tensor names, maps it onto the 
 it with `mapping.assign_weights` (which checks every declared shape before reading data).
 """
 
+import math
 import os
 
 from keras_vitres.weights import resnet, vit
@@ -15,6 +16,7 @@ from keras_vitres.weights.readers import (
     NpzTensors,
     SafetensorsTensors,
     TensorFile,
+    check_hdf5_sizes,
     is_legacy_keras_h5,
     open_hdf5,
 )
@@ -111,7 +113,8 @@ def _load_keras_applications(model, tensor_file):
 
 
 def load_h5(model, path):
-    """Loads an HDF5 weight file after checking that it is self-contained (no external links or datasets).
+    """Loads an HDF5 weight file after checking that it is self-contained (no external links or datasets) and that
+    no dataset declares more elements than the model's largest weight (both from the headers, before any data).
 
     keras.applications ResNet files (legacy layout, layer names such as `conv1_conv`, `conv2_block1_0_conv`, `probs`)
     are converted by name into the v1 ImageNet ResNets with conv biases (presets `resnet50_keras`, ...); any other
@@ -120,6 +123,8 @@ def load_h5(model, path):
     path = os.fspath(path)
     h5file = open_hdf5(path)
     try:
+        largest = max((math.prod(weight.shape) for weight in model.weights), default=0)
+        check_hdf5_sizes(h5file, path, largest, model.name)
         if is_legacy_keras_h5(h5file):
             tensor_file = KerasH5Tensors(path, h5file)
             if "conv1_conv" in tensor_file.layer_names() and "stem_conv" in {layer.name for layer in model.layers}:

@@ -7,7 +7,8 @@ A converter maps every weight of the model (by its Keras path, e.g. "stage1_bloc
      the first that does not fit with an error naming the tensor, the shape expected and the shape in the file;
   2. refuses file tensors that nothing uses (unless the converter says they may be ignored), so an architecture
      difference never passes silently;
-  3. reads each file tensor once, converts it and assigns it.
+  3. reads each file tensor once and converts it; only when all are read does it assign them, so a file that is
+     corrupt halfway leaves the model unchanged.
 Two roles relax step 1: "head" (the classifier is left at its initialisation, with a warning, when the file has
 no head or one for another number of classes) and "position" (the position embedding is resampled to the model's
 patch grid, arXiv:2010.11929 §3.2).
@@ -221,8 +222,15 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
     by_key = {}
     for target, source in plan:
         by_key.setdefault(source.key, []).append((target, source))
+    values = {}
     for key, uses in by_key.items():  # each file tensor is read once, however many weights it feeds
-        array = np.asarray(tensor_file.read(key))
+        try:
+            array = np.asarray(tensor_file.read(key))
+        except Exception as error:  # zipfile, h5py, numpy and safetensors each raise their own types
+            raise ValueError(
+                f"`weights` file {path!r}: tensor {key!r} could not be read ({type(error).__name__}: {error}); the "
+                f"file is truncated or corrupt. Model {name!r} was left unchanged."
+            ) from None
         if tuple(array.shape) != tensor_file.shape(key):
             raise ValueError(
                 f"`weights` file {path!r}: tensor {key!r} holds {array.shape}, not the declared {tensor_file.shape(key)}."
@@ -234,5 +242,9 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
                 value = resample_position(array, target_shape, source.file_prefix_tokens, *position_grid)
             else:
                 value = source.transform.apply(array, target_shape)
-            variable.assign(np.asarray(value, dtype="float32").astype(variable.dtype))
+            values[target] = np.asarray(value, dtype="float32").astype(variable.dtype)
+    # Assigned only once every tensor has been read and converted: a file that fails halfway leaves the model as
+    # it was (at the cost of holding one converted copy of the weights meanwhile).
+    for target, value in values.items():
+        variables[target].assign(value)
     return dict(loaded=len(plan), head_reset=head_reset, resampled=resampled)

@@ -176,6 +176,29 @@ def check_hdf5_self_contained(h5file, path):
                     raise ValueError(f"`weights` file {path!r}: dataset {where!r} is a virtual dataset; refused.")
 
 
+def check_hdf5_sizes(h5file, path, max_elements, model_name):
+    """Raises a ValueError if a dataset of the file declares more elements than `max_elements`.
+
+    Read from the dataset headers only: a compressed or unallocated dataset may declare gigabytes in a file of a
+    few kilobytes, and is refused here before Keras or h5py reads it.
+    """
+    import h5py
+
+    oversized = []
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset) and item.size > max_elements and not oversized:
+            oversized.append((name, item.shape, item.dtype))
+
+    h5file.visititems(visit)
+    if oversized:
+        name, shape, dtype = oversized[0]
+        raise ValueError(
+            f"`weights` file {path!r} does not fit model {model_name!r}: dataset {name!r} declares shape {shape} "
+            f"({dtype}), more elements than the model's largest weight ({max_elements:,}); refused before reading."
+        )
+
+
 def open_hdf5(path):
     """Opens an HDF5 file read-only after checking that it is self-contained; returns the h5py.File."""
     import h5py

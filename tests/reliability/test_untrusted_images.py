@@ -160,7 +160,7 @@ def test_grayscale_alpha_and_palette_images_become_rgb(served, mode, fmt):
     if mode == "RGBA":
         image = Image.fromarray(np.dstack([rgb, np.full((32, 32), 100, np.uint8)]), "RGBA")
     elif mode == "I;16":
-        image = Image.fromarray((np.asarray(image.convert("L"), np.uint16) * 257))
+        image = Image.fromarray(np.asarray(image.convert("L"), np.uint16) * 257)
     else:
         image = image.convert(mode)
     data = encode(np.asarray(image), fmt) if mode not in ("P", "I;16") else _save(image, fmt)
