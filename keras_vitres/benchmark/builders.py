@@ -13,13 +13,18 @@ def _logits_head(x, classes):
     return keras.layers.Dense(classes, dtype="float32", name="predictions")(x)
 
 
-def preset(image_shape, classes, *, preset, overrides=None):
-    """Ours: a registered preset with logits output."""
+def preset(image_shape, classes, *, preset, overrides=None, remat=False):
+    """Ours: a registered preset with logits output; `remat=True` recomputes its blocks in the backward pass."""
     from keras_vitres.presets import build_model
 
-    return build_model(
+    model = build_model(
         preset, input_shape=image_shape, classes=classes, classifier_activation=None, **(overrides or {})
     )
+    if remat:
+        from keras_vitres.benchmark.remat import rematerialize
+
+        model = rematerialize(model)
+    return model
 
 
 def vision_transformer(image_shape, classes, **config):

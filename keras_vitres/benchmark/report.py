@@ -169,8 +169,8 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
     ]
     if not gpus:
         lines.append(f"- GPU: {NO_GPU}.")
-    if notes:
-        lines += ["", *notes]
+    for note in notes:
+        lines += ["", note]
     return "\n".join(lines)
 
 

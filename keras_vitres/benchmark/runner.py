@@ -49,6 +49,7 @@ class Result:
     infer_step_s: float = None
     train_steps: list = dataclasses.field(default_factory=list)
     infer_steps: list = dataclasses.field(default_factory=list)
+    build_rss_mib: float = None
     peak_rss_mib: float = None
     device_peak_mib: float = None
     train_ratio: float = None
@@ -191,7 +192,7 @@ def measure_group(spec, *, batch_size, precision, jit, backend, device, steps, w
             log(f"  {spec.key} {precision} {candidate.key}: {result.note}")
             continue
         result.build_s, result.params, result.device = reply["build_s"], reply["params"], reply["device"]
-        result.backend, result.jit = reply["backend"], reply["jit"]
+        result.backend, result.jit, result.build_rss_mib = reply["backend"], reply["jit"], reply["build_rss_mib"]
         workers[candidate.key] = worker
 
     def step_all(op, record):
@@ -262,7 +263,8 @@ def run_benchmark(
     """Measures `models` (keys of `candidates.MODELS`) against their peers; returns a list of `Result`s.
 
     Args:
-        models: model names, e.g. ["resnet20", "vit_b16"].
+        models: model names, e.g. ["resnet20", "vit_b16"]; a name may carry its own precisions after "@", joined
+            by "+": "resnet50@float32+mixed_bfloat16" (the others use `precisions`).
         batch_size: int, or None for each model's default (128 for the CIFAR nets, 16 at 224x224).
         precisions: dtype policies to measure, each a separate row group: "float32", "mixed_bfloat16".
         jit: "auto" (XLA on a GPU, off on CPU: `keras_vitres.training.distribute.resolve_jit_compile`), "on", "off".
@@ -275,22 +277,27 @@ def run_benchmark(
     """
     if jit not in JIT_MODES:
         raise ValueError(f"`jit` must be one of {JIT_MODES}; received jit={jit!r}.")
-    precisions = tuple(precisions)
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if not precisions or bad:
-        raise ValueError(f"`precisions` must be a non-empty list of {PRECISIONS}; received precisions={precisions!r}.")
+    plan = []
+    for item in models:
+        name, _, own = item.partition("@")
+        wanted = tuple(own.split("+")) if own else tuple(precisions)
+        bad = [p for p in wanted if p not in PRECISIONS]
+        if not wanted or bad:
+            received = f"models={item!r}" if own else f"precisions={tuple(precisions)!r}"
+            raise ValueError(f"`precisions` must be a non-empty list of {PRECISIONS}; received {received}.")
+        plan.append((name, wanted))
     for name, value, low in (("steps", steps, 1), ("warmup", warmup, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"`{name}` must be an int >= {low}; received {name}={value!r}.")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"`batch_size` must be a positive int or None; received batch_size={batch_size!r}.")
-    specs = get_models(models)
+    specs = get_models([name for name, _ in plan])
     device = device or detect_device()
     backend = resolve_backend(backend, device)
     log = log or (lambda line: None)
     results = []
-    for spec in specs:
-        for precision in precisions:
+    for spec, (_, wanted) in zip(specs, plan):
+        for precision in wanted:
             results += measure_group(
                 spec, batch_size=batch_size or spec.batch_size, precision=precision, jit=jit, backend=backend,
                 device=device, steps=steps, warmup=warmup, timeout=timeout, log=log,

@@ -17,7 +17,8 @@ def add_arguments(parser):
     from keras_vitres.benchmark.candidates import DEFAULT_MODELS, MODELS, QUICK_MODELS
 
     parser.add_argument("--models", help=f"comma-separated models (default: {','.join(DEFAULT_MODELS)}; "
-                        f"with --quick: {','.join(QUICK_MODELS)}); any of {', '.join(MODELS)}")  # fmt: skip
+                        f"with --quick: {','.join(QUICK_MODELS)}); any of {', '.join(MODELS)}. A model may name its "
+                        "own precisions: resnet50@float32+mixed_bfloat16")  # fmt: skip
     parser.add_argument("--batch-size", type=int, help="batch size for every model (default: 128 for the CIFAR "
                         "nets, 16 at 224x224)")  # fmt: skip
     parser.add_argument("--precision", default="float32",
@@ -34,6 +35,9 @@ def add_arguments(parser):
                         help=f"write the results between the markers of --docs (default {DOCS_PATH})")
     parser.add_argument("--docs", default=DOCS_PATH, help="Markdown file holding <!-- benchmark-table --> markers; "
                         f"without markers the section goes to {FALLBACK_DOCS_PATH} beside it")  # fmt: skip
+    parser.add_argument("--notes", metavar="PATH", action="append",
+                        help="Markdown file appended to the docs section after the targets (repeatable), e.g. the "
+                        "output of benchmarks/remat_memory.py")  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="also write every measurement (all step times) as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
     return parser
@@ -69,6 +73,10 @@ def run(args, argv=None):
     precisions = _csv(args.precision)
     log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
 
+    notes = []
+    for path in args.notes or []:  # read first: a wrong path fails before the long run, not after
+        with open(path) as f:
+            notes.append(f.read().strip())
     machine = machine_info()
     results = run_benchmark(
         models, batch_size=args.batch_size, precisions=precisions, jit=args.jit, backend=args.backend, steps=steps,
@@ -87,7 +95,7 @@ def run(args, argv=None):
             argv = raw[raw.index("benchmark") + 1 :] if "benchmark" in raw else raw
         command = f"{getattr(args, 'command_prefix', 'keras-vitres benchmark')} {shlex.join(argv)}".strip()
         section = markdown_section(results, command=command, machine=machine, versions_found=versions(),
-                                   settings=settings, load_after=os.getloadavg())  # fmt: skip
+                                   settings=settings, load_after=os.getloadavg(), notes=notes)  # fmt: skip
         fallback = os.path.join(os.path.dirname(args.docs) or ".", os.path.basename(FALLBACK_DOCS_PATH))
         written = write_docs_section(args.docs, section, fallback_path=fallback)
         print(f"wrote the benchmark section to {written}", file=sys.stderr)

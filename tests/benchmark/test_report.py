@@ -126,6 +126,8 @@ def test_docs_without_markers_go_to_the_fallback_file(tmp_path):
 def test_arguments_are_checked_before_anything_runs():
     with pytest.raises(ValueError, match="received precisions=\\('float16',\\)"):
         run_benchmark(["tiny_vit"], precisions=["float16"])
+    with pytest.raises(ValueError, match="received models='tiny_vit@float16'"):
+        run_benchmark(["tiny_resnet", "tiny_vit@float16"])
     with pytest.raises(ValueError, match="received jit='yes'"):
         run_benchmark(["tiny_vit"], jit="yes")
     with pytest.raises(ValueError, match="received steps=0"):
