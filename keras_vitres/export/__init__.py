@@ -1,6 +1,11 @@
 """SavedModel export for TF Serving, with a float-pixel and an encoded-image signature (see `saved_model`)."""
 
-from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS, declared_image_size, decode_image_batch, resize_like_serving
+from keras_vitres.export.decoding import (
+    DEFAULT_MAX_PIXELS,
+    declared_image_size,
+    decode_image_batch,
+    resize_like_serving,
+)
 from keras_vitres.export.preprocessing import (
     PREPROCESSING_PRESETS,
     apply_preprocessing_numpy,
