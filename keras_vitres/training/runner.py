@@ -35,7 +35,13 @@ import numpy as np
 
 from keras_vitres.training import callbacks as run_callbacks
 from keras_vitres.training.curves import plot_curves, read_log
-from keras_vitres.training.distribute import get_distribution, resolve_jit_compile, resolve_precision
+from keras_vitres.training.distribute import (
+    PRECISIONS,
+    STRATEGIES,
+    get_distribution,
+    resolve_jit_compile,
+    resolve_precision,
+)
 from keras_vitres.training.recipes import Recipe, get_recipe
 from keras_vitres.training.schedules import StepDecay, Warmup
 
@@ -109,7 +115,10 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
         raise ValueError(f"`seed` must be an int; received seed={seed!r}.")
     if not isinstance(deterministic, bool):
         raise ValueError(f"`deterministic` must be a bool; received deterministic={deterministic!r}.")
-    resolve_precision(mixed_precision) if mixed_precision != "auto" else None  # validates the name early
+    if strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}; received strategy={strategy!r}.")
+    if mixed_precision not in PRECISIONS:
+        raise ValueError(f"`mixed_precision` must be one of {PRECISIONS}; received mixed_precision={mixed_precision!r}.")
     if jit_compile not in ("auto", True, False):
         raise ValueError(f"`jit_compile` must be 'auto', True or False; received jit_compile={jit_compile!r}.")
     return dict(
@@ -413,8 +422,15 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     # The training batches are one seeded stream across epochs; a resumed run skips the epochs already done.
     initial_epoch = resume_epoch(run_dir)
     global_batch = recipe.batch_size
+    augmenter = None
+    if recipe.random_translation:
+        augmenter = keras.layers.RandomTranslation(
+            recipe.random_translation, recipe.random_translation, fill_mode="constant", seed=config["seed"],
+            dtype="float32",
+        )
     train_data = make_pipeline(
         x_train, y_train, batch_size=global_batch, training=True, num_classes=num_classes, augment=recipe.augment,
+        augmenter=augmenter,
         mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha, image_size=recipe.image_size,
         one_hot=one_hot, seed=config["seed"], drop_remainder=distribution.num_processes > 1,
     ).repeat()
