@@ -225,6 +225,11 @@ def plot_responses(result, path):
         indices = range(1, len(profile.std) + 1)
         top.plot(indices, profile.std, style, color=colour, marker=".", label=name)
         bottom.plot(indices, profile.sorted_std(), style, color=colour, marker=".", label=name)
+    values = [v for profile in result.profiles.values() for v in profile.std if v > 0]
+    if values and max(values) > 4 * min(values):
+        # A badly trained plain net can have responses ten times the others': keep the rest readable.
+        for axis in (top, bottom):
+            axis.set_yscale("log")
     top.set_xlabel("layer index (original)")
     bottom.set_xlabel("layer index (sorted by magnitude)")
     for axis in (top, bottom):

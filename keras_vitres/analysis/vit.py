@@ -322,6 +322,13 @@ def vit_analysis(model=None, images=None, data=None, settings=None, figure_path=
         val_error = error_rate(predict_probabilities(model, data.x_val), data.y_val)
     if images is None:
         images = data.x_val[:num_images]
+    images = np.asarray(images, dtype="float32")
+    expected = tuple(model.input_shape[1:])
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        raise ValueError(
+            f"`images` must be a batch of shape (N, {', '.join(map(str, expected))}) for model {model.name!r}; "
+            f"received shape {images.shape} (resize them, e.g. `load_analysis_data(..., image_size=...)`)."
+        )
     grid, patch, prefix = token_grid(model)
     attention = encoder_attention(model, images)
     maps = rollout_map(attention_rollout(attention), grid, prefix)

@@ -65,7 +65,7 @@ def add_parser(subparsers):
     sub.add_argument("--depths", type=_positive_int, nargs="+", default=[20, 56], help="depths 6n+2 (default 20 56)")
     sub.add_argument("--num-images", type=_positive_int, default=None, help="measure on this many validation images")
     _add_resnet_flags(sub)
-    _add_data_and_training_flags(sub, epochs=5, learning_rate=0.2)
+    _add_data_and_training_flags(sub, epochs=5)
     _add_output_flags(sub, "responses")
     sub.set_defaults(func=run)
 

@@ -99,18 +99,21 @@ def test_layer_response_std_is_the_per_channel_std_averaged(tiny_digits):
     assert profile.sorted_std() == sorted(profile.std, reverse=True)
 
 
-# Settings where the residual net's responses are smaller after a short run on every seed tried (0-4); see the
-# report in docs/analyses.md. A large learning rate makes the effect appear within two epochs.
-RESPONSE_SETTINGS = TrainingSettings(epochs=2, batch_size=32, learning_rate=0.2, seed=0)
+# The residual net's responses are smaller than its plain twin's on every seed tried (0-4) with these settings:
+# by 0.029-0.039 in mean std over all 13 layers, 0.05-0.09 over the bn2 layers (the residual functions), with
+# about 1% validation error. Shorter or hotter runs (2 epochs, learning rate 0.2-0.4) flip it on some seeds.
+RESPONSE_SETTINGS = TrainingSettings(epochs=6, batch_size=32, learning_rate=0.1, seed=0)
 
 
 def test_residual_responses_are_smaller_than_plain(digits_16, tmp_path):
     result = response_analysis((14,), digits_16, RESPONSE_SETTINGS, figure_path=tmp_path / "r.png",
                                stage_filters=(8, 16, 32))
     plain, residual = result.profiles["plain-14"], result.profiles["resnet-14"]
-    assert len(plain.std) == len(residual.std) == 13
-    assert residual.mean() < plain.mean() - 0.03, (residual.mean(), plain.mean())
-    assert max(result.val_error.values()) < 0.5  # both nets learned something
+    assert len(plain.std) == len(residual.std) == 13 and plain.layers == residual.layers
+    assert residual.mean() < plain.mean() - 0.01, (residual.mean(), plain.mean())
+    bn2 = [i for i, label in enumerate(plain.layers) if label.endswith("/bn2")]
+    assert np.mean(np.take(residual.std, bn2)) < np.mean(np.take(plain.std, bn2)) - 0.02
+    assert max(result.val_error.values()) < 0.1  # both nets are trained
     assert_png(result.figure)
 
 
@@ -185,3 +188,20 @@ def test_ensemble_exports_as_a_saved_model(tmp_path):
     ensemble.export(str(tmp_path / "saved"), format="tf_saved_model")
     served = tf.saved_model.load(str(tmp_path / "saved"))
     np.testing.assert_allclose(served.serve(x).numpy(), ensemble.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ensemble_serves_raw_pixels_with_its_normalisation(tiny_digits, tmp_path):
+    import tensorflow as tf
+
+    from keras_vitres.export import export_saved_model
+
+    ensemble = ensemble_model(_members())
+    version_dir = export_saved_model(ensemble, str(tmp_path / "serving"), output="probabilities",
+                                     preprocessing=tiny_digits.preprocessing)
+    mean, std = np.array(tiny_digits.preprocessing["mean"]), np.array(tiny_digits.preprocessing["std"])
+    raw = np.round(tiny_digits.x_val[:3] * std + mean).astype("float32")
+    served = tf.saved_model.load(version_dir).signatures["serving_default"]
+    probabilities = served(images=tf.constant(raw))["probabilities"].numpy()
+    expected = ensemble.predict(((raw - mean) / std).astype("float32"), verbose=0)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)

@@ -196,3 +196,13 @@ def test_vit_analysis_trains_and_writes_the_figure(tiny_digits, tmp_path):
     assert 0.0 <= result.val_error <= 1.0
     assert_png(result.figure)
     assert "images" not in result.to_dict()
+
+
+def test_vit_analysis_of_a_given_model_checks_the_image_size():
+    model = small_vit()
+    images = np.random.default_rng(5).normal(size=(2, 16, 24, 3)).astype("float32")
+    result = vit_analysis(model, images=images)
+    assert result.val_error is None and result.grid_size == (4, 6)
+    assert np.asarray(result.rollout_maps).shape == (2, 4, 6)
+    with pytest.raises(ValueError, match=r"\(N, 16, 24, 3\)"):
+        vit_analysis(model, images=np.zeros((1, 32, 32, 3), "float32"))
