@@ -317,6 +317,11 @@ def main(argv=None):
                   seconds=sum(r["time"] for r in results.values()))
     body, failed = build_report(results, args.slow, args.with_training, timing)
     rewrite(args.page, body)
+    per_file = collections.Counter()
+    for node, result in results.items():
+        per_file[node.split("::")[0]] += result["time"]
+    for path, seconds in per_file.most_common():
+        print(f"{seconds:7.1f} s  {path}")
     print(f"{args.page}: {len(results)} tests, {len(failed)} failed")
     return 1 if failed or code not in (0, 5) else 0
 

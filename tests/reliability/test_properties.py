@@ -143,12 +143,11 @@ def resnet_arguments(draw):
     pick(draw, "input_shape", [(32, 32, 3), (16, 16, 1), (None, None, 3), (24, 40, 3), None],
          [(32, 32), (0, 32, 3), (32, 32, -1), (32, 32, 3.0), "32", (32, 32, None)], kwargs, bad)
     include_top = pick(draw, "include_top", [True, False], [1, "yes", None], kwargs, bad)
-    classes = pick(draw, "classes", [1, 3, 10], [0, -1, 2.5, True, "10"], kwargs, bad)
+    pick(draw, "classes", [1, 3, 10], [0, -1, 2.5, True, "10"], kwargs, bad)
     if include_top is not True and "classes" in bad:  # classes only matter with a classifier
         del bad["classes"]
     pick(draw, "pooling", [None, "avg", "max"], ["mean", "token", 1], kwargs, bad)
     pick(draw, "classifier_activation", ["softmax", None, "linear"], [], kwargs, bad)
-    del classes
     if stem not in ("cifar", "imagenet"):  # the stem decides everything else: only it can be reported
         bad = {"stem": stem}
     return Draw(kwargs, bad)
@@ -160,7 +159,7 @@ def check_model_output(model):
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(model(x, training=False))))
 
 
-@settings(max_examples=20, **SETTINGS)
+@settings(max_examples=15, **SETTINGS)
 @given(drawn=resnet_arguments())
 def test_resnet_builder_arguments(drawn, empty_cwd, record_property):
     tally = TALLIES["test_resnet_builder_arguments"]
@@ -197,7 +196,7 @@ def vit_arguments(draw):
     return Draw(kwargs, bad)
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=20, **SETTINGS)
 @given(drawn=vit_arguments())
 def test_vision_transformer_builder_arguments(drawn, empty_cwd, record_property):
     tally = TALLIES["test_vision_transformer_builder_arguments"]
@@ -209,7 +208,7 @@ def test_vision_transformer_builder_arguments(drawn, empty_cwd, record_property)
 # --- preset names ------------------------------------------------------------------------------------------------
 
 PRESETS = keras_vitres.list_presets()
-CHEAP = [n for n in PRESETS if keras_vitres.get_preset(n)["params"] < 700_000]  # built on CPU in ~1 s
+CHEAP = ["resnet20", "plain20"]  # built when drawn (~1 s each); the registry test pins every other count
 
 
 @st.composite

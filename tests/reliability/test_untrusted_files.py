@@ -502,11 +502,14 @@ def checkpoint():
     return random_official_vit(np.random.default_rng(0), **VIT)
 
 
-def build(kind):
-    if kind == "vit":
-        return keras_vitres.VisionTransformer(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64,
-                                              input_shape=(32, 32, 3), classes=5, approximate_gelu=True)
-    return keras_vitres.ResNet(8, stem="cifar")
+@pytest.fixture(scope="module")
+def models():
+    """One model per kind, shared by the cases: each case checks that its failed load left the weights as they were."""
+    return dict(
+        vit=keras_vitres.VisionTransformer(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64,
+                                           input_shape=(32, 32, 3), classes=5, approximate_gelu=True),
+        resnet=keras_vitres.ResNet(8, stem="cifar"),
+    )
 
 
 def short(error):
@@ -515,10 +518,11 @@ def short(error):
 
 @pytest.mark.filterwarnings("ignore:timm/torchvision ViT checkpoints were trained with exact GELU")
 @pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])
-def test_hostile_file_is_refused_runs_no_code_and_changes_nothing(hostile, tmp_path, checkpoint, record_property):
+def test_hostile_file_is_refused_runs_no_code_and_changes_nothing(hostile, tmp_path, checkpoint, models,
+                                                                 record_property):
     folder = str(tmp_path)
     target = hostile.make(folder, checkpoint)
-    model = build(hostile.model)
+    model = models[hostile.model]
     before = [w.copy() for w in model.get_weights()]
 
     def attempt():
@@ -532,7 +536,7 @@ def test_hostile_file_is_refused_runs_no_code_and_changes_nothing(hostile, tmp_p
     for old, new in zip(before, model.get_weights()):
         np.testing.assert_array_equal(old, new)  # a failed load leaves the model as it was
     record_property("input", hostile.what)
-    record_property("outcome", f"{type(outcome).__name__}: {short(outcome)}")
+    record_property("outcome", f"{type(outcome).__name__}: {short(str(outcome).replace(folder + os.sep, ''))}")
     if memory.available():
         record_property("rss_growth_mb", round(growth, 1))
         assert growth < MAX_GROWTH_MB, f"{hostile.what}: resident memory rose by {growth:.0f} MiB"

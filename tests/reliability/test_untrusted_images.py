@@ -1,8 +1,10 @@
 """The bytes signature against hostile files: each gets a clear InvalidArgumentError, nothing large is allocated,
 and the next valid request is served as before."""
 
+import io
 import os
 import re
+import zlib
 
 import numpy as np
 import pytest
@@ -58,7 +60,7 @@ def _cases():
         ("truncated_jpeg", jpeg[: len(jpeg) // 2], "JPEG", "a JPEG cut in half (inside the scan data)"),
         ("truncated_png_header", png[:20], "PNG file is truncated or corrupt", "a PNG cut inside IHDR"),
         ("truncated_png", png[: len(png) // 2], "PNG", "a PNG cut in half"),
-        ("corrupt_jpeg_markers", corrupt(jpeg, 2, 64), "JPEG", "a JPEG whose markers are overwritten with noise"),
+        ("corrupt_jpeg_markers", corrupt(jpeg, 4, 64), "JPEG", "a JPEG whose markers are overwritten with noise"),
         ("corrupt_png_idat", corrupt(png, idat + 8, 64), "PNG", "a PNG with noise in its IDAT (CRC mismatch)"),
         ("png_without_ihdr", PNG_SIGNATURE + png_chunk(b"IEND", b"") * 3, "PNG file is truncated or corrupt",
          "a PNG whose first chunk is not IHDR"),
@@ -175,8 +177,30 @@ def test_grayscale_alpha_and_palette_images_become_rgb(served, mode, fmt):
 
 
 def _save(image, fmt):
-    import io
-
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize("variant", ["progressive", "cmyk", "exif_rotated", "png_16bit_rgb"])
+def test_other_valid_encodings_are_served(served, variant):
+    from PIL import Image
+
+    image = Image.fromarray(photo((32, 32), "astronaut"))
+    buffer = io.BytesIO()
+    if variant == "progressive":
+        image.save(buffer, "JPEG", progressive=True, quality=90)
+    elif variant == "cmyk":
+        image.convert("CMYK").save(buffer, "JPEG", quality=90)
+    elif variant == "exif_rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # orientation: rotate 90 degrees; decoders (and the signature) ignore it
+        image.save(buffer, "JPEG", exif=exif.tobytes())
+    else:
+        rgb16 = (np.asarray(image, np.uint16) * 257).astype(">u2")
+        raw = b"".join(b"\x00" + row.tobytes() for row in rgb16)
+        buffer.write(png_header(32, 32, bit_depth=16) + png_chunk(b"IDAT", zlib.compress(raw))
+                     + png_chunk(b"IEND", b""))
+    answer = served.serve_bytes(image_bytes=tf.constant([buffer.getvalue()]))
+    assert answer["probabilities"].shape == (1, 10)
+    np.testing.assert_allclose(answer["probabilities"].numpy().sum(), 1.0, atol=1e-5)
