@@ -8,8 +8,9 @@ O(layers x block width) to O(blocks), for about one extra forward pass of comput
 `training=` as a keyword argument, and `tf.recompute_grad` (what `keras.remat` is on TensorFlow) rejects keyword
 arguments inside a `tf.function` ("The custom_gradient decorator currently supports keywords arguments only when
 eager execution is enabled"). `RematBlock` therefore closes over `training` and hands `keras.remat` a function of
-the block input alone, which works on TensorFlow and JAX. The recomputation runs in a `keras.StatelessScope`, so
-BatchNorm's moving statistics are updated once per step, as without rematerialisation.
+the block input alone, which works on TensorFlow and JAX. BatchNorm's moving statistics are updated once per step,
+as without rematerialisation: on TensorFlow the recomputation runs in a `keras.StatelessScope` that drops its
+updates; on JAX the block returns its new statistics through `jax.checkpoint` (see `RematBlock._call_jax`).
 """
 
 import keras
@@ -28,6 +29,8 @@ class RematBlock(keras.layers.Layer):
         self.layer = layer
 
     def call(self, x, training=None):
+        if keras.backend.backend() == "jax":
+            return self._call_jax(x, training)
         calls = []
 
         def forward(inputs):
@@ -40,6 +43,20 @@ class RematBlock(keras.layers.Layer):
                 return self.layer(inputs, training=training)
 
         return keras.remat(forward)(x)
+
+    def _call_jax(self, x, training):
+        # jax.checkpoint traces `forward` apart: a state update made inside it (BatchNorm's moving statistics,
+        # recorded by the trainer's stateless scope) would leak a tracer. Return the new state as outputs instead
+        # and assign it outside, where it replaces the leaked value.
+        state = self.layer.non_trainable_variables
+
+        def forward(inputs):
+            return self.layer(inputs, training=training), [variable.value for variable in state]
+
+        outputs, new_state = keras.remat(forward)(x)
+        for variable, value in zip(state, new_state):
+            variable.assign(value)
+        return outputs
 
     def compute_output_spec(self, x, training=None):
         return self.layer.compute_output_spec(x)

@@ -142,6 +142,8 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
         load_text += f", {load_after[0]:.1f} at the end"
     version_text = ", ".join(f"{name} {version or 'not installed'}" for name, version in versions_found.items())
     lines = [
+        "## Throughput",
+        "",
         f"Measured {datetime.date.today().isoformat()} with:",
         "",
         "<!-- illustrative: the full benchmark takes about 15 minutes -->",
@@ -169,6 +171,22 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
     ]
     if not gpus:
         lines.append(f"- GPU: {NO_GPU}.")
+    lines += [
+        "",
+        "A smoke test of the same machinery on tiny models takes seconds:",
+        "",
+        "```console",
+        "$ keras-vitres benchmark --quick --models tiny_resnet --steps 1 --quiet",
+        "```",
+        "",
+        "On a GPU machine the same script measures Keras on the JAX backend (XLA on, bfloat16 with"
+        " `--precision mixed_bfloat16`) against timm and torchvision when they are installed:",
+        "",
+        "<!-- illustrative: needs a GPU and PyTorch, timm and torchvision -->",
+        "```console",
+        "$ python benchmarks/run.py --models resnet50,vit_b16 --precision mixed_bfloat16 --batch-size 128 --write-docs",
+        "```",
+    ]
     for note in notes:
         lines += ["", note]
     return "\n".join(lines)
@@ -177,8 +195,8 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
 def write_docs_section(path, section, fallback_path=None):
     """Replaces the text between `MARKER_START` and `MARKER_END` in `path` with `section`; nothing else changes.
 
-    When `path` has no markers, the section is written, under a "## Throughput" heading and between the markers,
-    to `fallback_path` (if given) for merging by hand, and that path is returned; otherwise `path` is returned.
+    When `path` has no markers, the section is written between the markers to `fallback_path` (if given), for
+    merging by hand, and that path is returned; otherwise `path` is returned.
 
     Raises:
         ValueError: the markers are out of order or repeated, or missing with no `fallback_path`.
@@ -198,5 +216,5 @@ def write_docs_section(path, section, fallback_path=None):
     if fallback_path is None:
         raise ValueError(f"{path!r} has no {MARKER_START!r} ... {MARKER_END!r} markers to write between.")
     with open(fallback_path, "w") as f:
-        f.write(f"## Throughput\n\n{MARKER_START}\n{section.strip()}\n{MARKER_END}\n")
+        f.write(f"{MARKER_START}\n{section.strip()}\n{MARKER_END}\n")
     return fallback_path

@@ -62,3 +62,23 @@ def test_a_missing_peer_is_reported_and_ours_still_measured(monkeypatch):
     assert any("keras-hub: skipped (not installed" in line for line in lines)
     row = report.format_table(results).splitlines()[-1]
     assert "keras-hub" in row and "not installed: keras_hub" in row
+
+
+def test_torch_session_trains_and_infers_on_cpu(monkeypatch):
+    """The PyTorch peers' session (used on GPU machines) with a tiny stand-in model, on this machine's CPU."""
+    torch = pytest.importorskip("torch")
+    from keras_vitres.benchmark.worker import _load_torch_peers
+
+    peers = _load_torch_peers()
+    with pytest.raises(ValueError, match="received builder='nope'"):
+        peers.build_model("nope", [16, 16, 3], 10, {})
+    tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(4, 10))  # fmt: skip
+    monkeypatch.setattr(peers, "build_model", lambda builder, image_shape, classes, options: tiny)
+    session = peers.TorchSession(dict(builder="timm_model", options={}, image_shape=[16, 16, 3], classes=10,
+                                      batch_size=4, precision="mixed_bfloat16", jit="off"))  # fmt: skip
+    assert session.device == "cpu" and session.params == 4 * 3 * 9 + 4 + 4 * 10 + 10 and not session.jit
+    before = tiny[0].weight.detach().clone()
+    session.train()
+    session.infer()
+    assert not torch.equal(before, tiny[0].weight) and session.device_peak_mib() is None
