@@ -159,7 +159,7 @@ def test_mismatched_weights_file_is_a_clear_error(tmp_path):
         ResNet(8, weights=path)
     with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
         ResNet(8, weights=str(tmp_path / "missing.weights.h5"))
-    other = tmp_path / "weights.bin"
+    other = tmp_path / "weights.ckpt.json"
     other.write_bytes(b"\0")
     with pytest.raises(ValueError, match="unknown file type"):
         ResNet(8, weights=str(other))
