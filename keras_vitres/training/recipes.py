@@ -60,9 +60,9 @@ class Recipe:
         validation_size: examples held out of the training set for validation (the paper's 45k/5k: 5000), or None.
         augment: "none", "cifar" (4-pixel pad, 32x32 random crop, horizontal flip), "randaugment" (core Keras)
             or "keras_cv_randaugment" (keras-cv's layer, with the `cv` extra).
-        random_translation: random shifts of up to this fraction of the height and width, zero-filled
-            (`keras.layers.RandomTranslation`, after `augment`; 0 = off). The digits default uses it: digits must
-            not be flipped, so the "cifar" crop-and-flip does not fit them.
+        random_translation: random shifts of up to this fraction of the height and width, zero-filled (pad, then
+            crop at a random offset, per image; after `augment`; 0 = off). The digits default uses it: digits
+            must not be flipped, so the "cifar" crop-and-flip does not fit them.
         mixup_alpha, cutmix_alpha: MixUp / CutMix strengths (0 = off); either makes the labels one-hot.
         label_smoothing: label smoothing of the cross-entropy.
         preprocessing: the model's first layer: "pixel_mean" (subtract the training set's per-pixel mean, paper
@@ -234,7 +234,7 @@ RECIPES = {
         warmup_mode="linear",
         epochs=12,
         augment="none",
-        random_translation=0.1,  # shifts of up to 3 pixels: 99.2% (seed 0) against 96.9% without
+        random_translation=0.1,  # shifts of up to 3 pixels: 98.6% (seed 0) against 96.9% without
         preprocessing="pixel_mean",
     ),
 }

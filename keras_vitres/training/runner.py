@@ -296,6 +296,33 @@ def build_optimizer(recipe, schedule):
     return optimizer
 
 
+def random_shift(dataset, max_fraction, image_shape, seed):
+    """Shifts every image of a batched (images, labels) dataset by up to `max_fraction` of its height and width,
+    zero-filled: pad, then crop back at a random offset.
+
+    The offsets come from stateless random ops keyed by a seeded stream (`tf.data.Dataset.random`), so they depend
+    only on the seed and the pass over the data: a resumed run, or a first iterator that Keras opens and drops,
+    does not change them (a stateful `keras.layers.RandomTranslation` would).
+    """
+    import tensorflow as tf
+
+    height, width, channels = image_shape
+    pad_h, pad_w = max(1, round(max_fraction * height)), max(1, round(max_fraction * width))
+    seeds = tf.data.Dataset.random(seed=seed + 7919, rerandomize_each_iteration=True).batch(2)
+
+    def shift(batch, batch_seed):
+        images = tf.pad(batch[0], [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+
+        def crop(index):
+            key = tf.cast(batch_seed, tf.int64) + tf.stack([tf.constant(0, tf.int64), tf.cast(index, tf.int64)])
+            return tf.image.stateless_random_crop(images[index], [height, width, channels], seed=key)
+
+        shifted = tf.map_fn(crop, tf.range(tf.shape(images)[0]), fn_output_signature=images.dtype)
+        return (shifted, *batch[1:])
+
+    return tf.data.Dataset.zip(dataset, seeds).map(shift, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def uses_one_hot(recipe):
     """Whether the labels are one-hot: MixUp/CutMix mix them, and label smoothing needs them."""
     return recipe.mixup_alpha > 0 or recipe.cutmix_alpha > 0 or recipe.label_smoothing > 0
@@ -422,18 +449,14 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     # The training batches are one seeded stream across epochs; a resumed run skips the epochs already done.
     initial_epoch = resume_epoch(run_dir)
     global_batch = recipe.batch_size
-    augmenter = None
-    if recipe.random_translation:
-        augmenter = keras.layers.RandomTranslation(
-            recipe.random_translation, recipe.random_translation, fill_mode="constant", seed=config["seed"],
-            dtype="float32",
-        )
     train_data = make_pipeline(
         x_train, y_train, batch_size=global_batch, training=True, num_classes=num_classes, augment=recipe.augment,
-        augmenter=augmenter,
         mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha, image_size=recipe.image_size,
         one_hot=one_hot, seed=config["seed"], drop_remainder=distribution.num_processes > 1,
-    ).repeat()
+    )
+    if recipe.random_translation:
+        train_data = random_shift(train_data, recipe.random_translation, image_shape, config["seed"])
+    train_data = train_data.repeat()
     if initial_epoch:
         train_data = train_data.skip(initial_epoch * steps_per_epoch)
     train_data = distribution.process_batch(train_data, global_batch)
