@@ -29,23 +29,36 @@ SUITE = ["tests/reliability"]
 
 # The training suite's fault tests (owned by the training code); rerun with --with-training.
 TRAINING_FAULTS = [
-    ("SIGKILL mid-epoch, then the same command again",
-     "tests/training/test_runner.py::test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run",
-     "the run resumes from its last backup and ends with weights bit-identical to an uninterrupted run"),
-    ("a NaN loss", "tests/training/test_runner.py::test_a_diverging_run_stops_keeps_finite_weights_and_says_so",
-     "the run stops, names the step, keeps the last finite weights, exit status 1"),
-    ("a NaN loss inside `fit`",
-     "tests/training/test_callbacks.py::test_terminate_on_nan_names_the_step_and_restores_the_last_good_weights",
-     "training stops at that step with the last good weights restored"),
-    ("a run directory that cannot be written",
-     "tests/training/test_runner.py::test_an_unwritable_run_dir_fails_before_any_data_or_model",
-     "an error before any data is read or model built"),
-    ("resuming with another configuration",
-     "tests/training/test_runner.py::test_an_unfinished_run_resumes_only_with_its_own_configuration",
-     "refused, naming the differences; the unfinished run is untouched"),
-    ("rerunning a finished run",
-     "tests/training/test_runner.py::test_a_finished_run_is_not_overwritten_and_the_default_dir_moves_on",
-     "the finished run is not overwritten"),
+    (
+        "SIGKILL mid-epoch, then the same command again",
+        "tests/training/test_runner.py::test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run",
+        "the run resumes from its last backup and ends with weights bit-identical to an uninterrupted run",
+    ),
+    (
+        "a NaN loss",
+        "tests/training/test_runner.py::test_a_diverging_run_stops_keeps_finite_weights_and_says_so",
+        "the run stops, names the step, keeps the last finite weights, exit status 1",
+    ),
+    (
+        "a NaN loss inside `fit`",
+        "tests/training/test_callbacks.py::test_terminate_on_nan_names_the_step_and_restores_the_last_good_weights",
+        "training stops at that step with the last good weights restored",
+    ),
+    (
+        "a run directory that cannot be written",
+        "tests/training/test_runner.py::test_an_unwritable_run_dir_fails_before_any_data_or_model",
+        "an error before any data is read or model built",
+    ),
+    (
+        "resuming with another configuration",
+        "tests/training/test_runner.py::test_an_unfinished_run_resumes_only_with_its_own_configuration",
+        "refused, naming the differences; the unfinished run is untouched",
+    ),
+    (
+        "rerunning a finished run",
+        "tests/training/test_runner.py::test_a_finished_run_is_not_overwritten_and_the_default_dir_moves_on",
+        "the finished run is not overwritten",
+    ),
 ]
 TRAINING_PENDING = [
     "a truncated or corrupt backup checkpoint (falls back to the previous good one)",
@@ -74,15 +87,27 @@ def read_junit(path):
                 kind = child.get("type", "")
                 message = child.get("message", "")
                 status = "xfailed" if "xfail" in kind or message.startswith("xfail") else "skipped"
-        results[node_id(case)] = dict(status=status, message=message, properties=properties,
-                                      time=float(case.get("time", 0)))
+        results[node_id(case)] = dict(
+            status=status, message=message, properties=properties, time=float(case.get("time", 0))
+        )
     return results
 
 
 def run_pytest(targets, slow, junit):
     marker = [] if slow else ["-m", "not slow"]
-    command = [sys.executable, "-m", "pytest", *targets, *marker, "-q", "-p", "no:cacheprovider",
-               "-o", "junit_family=xunit1", f"--junitxml={junit}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *targets,
+        *marker,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "junit_family=xunit1",
+        f"--junitxml={junit}",
+    ]
     print("$", " ".join(command), flush=True)
     completed = subprocess.run(command, cwd=ROOT)
     if completed.returncode < 0:
@@ -132,14 +157,18 @@ def build_report(results, slow, with_training, timing):
         "images, then a valid request must get the same answer as before "
         "(`test_untrusted_images.py::test_hostile_image_gets_a_clear_error_and_the_next_request_works[CASE]`). "
         "RSS growth is the rise of peak resident memory during the call.",
-        ["| input | case | what the user gets | RSS growth (MiB) |", "|---|---|---|---:|"], images)
+        ["| input | case | what the user gets | RSS growth (MiB) |", "|---|---|---|---:|"],
+        images,
+    )
     lines += section(
         "Untrusted weight files, `.keras` files and downloads",
         "Each file goes through a builder's `weights=` (or `download`, or `keras-vitres export`); the test also "
         "checks that no code ran (a marker file a payload would write), that safe mode is still on and that the "
         "model's weights are unchanged "
         "(`test_untrusted_files.py::test_hostile_file_is_refused_runs_no_code_and_changes_nothing[CASE]`).",
-        ["| input | case | what the user gets | RSS growth (MiB) |", "|---|---|---|---:|"], files)
+        ["| input | case | what the user gets | RSS growth (MiB) |", "|---|---|---|---:|"],
+        files,
+    )
 
     # Property-based tests.
     prop_rows, prop_examples, prop_errors, prop_valid = [], 0, 0, 0
@@ -157,7 +186,8 @@ def build_report(results, slow, with_training, timing):
         "ValueError/TypeError naming the argument and the value; every test runs in an empty folder that must "
         "stay empty (`test_properties.py`).",
         ["| test | examples | valid, handled | invalid, clear error | result |", "|---|---:|---:|---:|---|"],
-        prop_rows)
+        prop_rows,
+    )
 
     gaps = [(n, r) for n, r in results.items() if "test_known_gap" in n]
     gap_rows = []
@@ -165,14 +195,17 @@ def build_report(results, slow, with_training, timing):
         case = node.split("[", 1)[1][:-1]
         reason = re.sub(r"^(\[XPASS\(strict\)\] )?", "", result["message"])
         status = {"xfailed": "open (strict xfail)", "failed": "FIXED? (strict xfail passed: remove the mark)"}.get(
-            result["status"], result["status"])
+            result["status"], result["status"]
+        )
         gap_rows.append(f"| `{cell(case, 80)}` | {status} | {cell(reason, 260)} |")
     lines += section(
         "Known gaps: inputs accepted, or refused unclearly, today",
         "Found by the property tests in code this suite does not own; each is a strict xfail in "
         "`test_properties.py::test_known_gap_raises_a_clear_error`, so it fails the suite once fixed until the mark "
         "is removed.",
-        ["| entry point and input | status | suggested fix |", "|---|---|---|"], gap_rows)
+        ["| entry point and input | status | suggested fix |", "|---|---|---|"],
+        gap_rows,
+    )
 
     # Presets and the Keras floor.
     preset_results = {n: r for n, r in results.items() if "test_safe_mode_presets.py::" in n}
@@ -206,16 +239,21 @@ def build_report(results, slow, with_training, timing):
             f"{float(p['requests_per_second']):.0f} | {float(p['latency_ms_p50']):.1f} / "
             f"{float(p['latency_ms_p99']):.1f} | {p['errors']} | {p['mismatches']} | "
             f"{float(p['rss_start_mb']):.0f} / {float(p['rss_warm_mb']):.0f} / {float(p['rss_half_mb']):.0f} / "
-            f"{float(p['rss_end_mb']):.0f} | {float(p['rss_growth_after_warmup_mb']):+.1f} |")
+            f"{float(p['rss_end_mb']):.0f} | {float(p['rss_growth_after_warmup_mb']):+.1f} |"
+        )
     lines += section(
         "Serving under load",
         "The exported ResNet-8 SavedModel, loaded with TensorFlow, called from 8 threads at once with 16 distinct "
         "requests in rotation (JPEG/PNG files of several sizes through `serving_bytes`, float batches through "
         "`serving_default`, batches of 1 to 4); every answer is compared bit for bit with the serial answer "
         "(`test_serving_load.py`).",
-        ["| requests | threads | seconds | requests/s | latency p50 / p99 (ms) | errors | answers differing from "
-         "serial | RSS MiB: start / after warm-up (10%) / half / end | growth after warm-up (MiB) |",
-         "|---:|---:|---:|---:|---:|---:|---:|---|---:|"], load_rows)
+        [
+            "| requests | threads | seconds | requests/s | latency p50 / p99 (ms) | errors | answers differing from "
+            "serial | RSS MiB: start / after warm-up (10%) / half / end | growth after warm-up (MiB) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        ],
+        load_rows,
+    )
 
     # Training faults.
     training_rows = []
@@ -229,16 +267,19 @@ def build_report(results, slow, with_training, timing):
         training_rows.append(f"| {fault} | (to come in tests/training) | | covered by the training suite |")
     lines += section(
         "Faults during training",
-        "These are tested by the training suite" + (" and were rerun for this report." if with_training else
-                                                    "; rerun them here with `--with-training`."),
-        ["| fault | test | what the user gets | result |", "|---|---|---|---|"], training_rows)
+        "These are tested by the training suite"
+        + (" and were rerun for this report." if with_training else "; rerun them here with `--with-training`."),
+        ["| fault | test | what the user gets | result |", "|---|---|---|---|"],
+        training_rows,
+    )
 
     # Totals.
     hostile = len(images) + len(files)
     hostile_clear = sum(1 for r in images + files if "FAILED" not in r)
     training_run = [results[n] for _, n, _ in TRAINING_FAULTS if with_training and n in results]
     integrity_nodes = [n for n in results if "test_untrusted_files.py::" in n] + (
-        [n for _, n, _ in TRAINING_FAULTS if with_training and n in results])
+        [n for _, n, _ in TRAINING_FAULTS if with_training and n in results]
+    )
     data_lost = sum(results[n]["status"] == "failed" for n in integrity_nodes)
     tried = hostile + prop_examples + len(training_run)
     totals = [
@@ -277,8 +318,10 @@ def machine():
 
 
 def versions():
-    code = ("import keras, tensorflow, numpy; print(f'Python {__import__(\"platform\").python_version()}, "
-            "Keras {keras.__version__}, TensorFlow {tensorflow.__version__}, NumPy {numpy.__version__}')")
+    code = (
+        'import keras, tensorflow, numpy; print(f\'Python {__import__("platform").python_version()}, '
+        "Keras {keras.__version__}, TensorFlow {tensorflow.__version__}, NumPy {numpy.__version__}')"
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "versions unknown"
@@ -313,8 +356,12 @@ def main(argv=None):
             junit = os.path.join(folder, "reliability.xml")
             code = run_pytest(targets, args.slow, junit)
             results = read_junit(junit)
-    timing = dict(date=start.strftime("%Y-%m-%d"), machine=machine_line, versions=versions(),
-                  seconds=sum(r["time"] for r in results.values()))
+    timing = dict(
+        date=start.strftime("%Y-%m-%d"),
+        machine=machine_line,
+        versions=versions(),
+        seconds=sum(r["time"] for r in results.values()),
+    )
     body, failed = build_report(results, args.slow, args.with_training, timing)
     rewrite(args.page, body)
     per_file = collections.Counter()

@@ -140,8 +140,14 @@ def resnet_arguments(draw):
         kwargs["stage_filters"] = (8, 8, 16)
     pick(draw, "shortcut", ["auto", "A", "B", "C", None], ["D", "a", 1, ""], kwargs, bad)
     pick(draw, "version", ["v1", "v1.5"], [], kwargs, bad)
-    pick(draw, "input_shape", [(32, 32, 3), (16, 16, 1), (None, None, 3), (24, 40, 3), None],
-         [(32, 32), (0, 32, 3), (32, 32, -1), (32, 32, 3.0), "32", (32, 32, None)], kwargs, bad)
+    pick(
+        draw,
+        "input_shape",
+        [(32, 32, 3), (16, 16, 1), (None, None, 3), (24, 40, 3), None],
+        [(32, 32), (0, 32, 3), (32, 32, -1), (32, 32, 3.0), "32", (32, 32, None)],
+        kwargs,
+        bad,
+    )
     include_top = pick(draw, "include_top", [True, False], [1, "yes", None], kwargs, bad)
     pick(draw, "classes", [1, 3, 10], [0, -1, 2.5, True, "10"], kwargs, bad)
     if include_top is not True and "classes" in bad:  # classes only matter with a classifier
@@ -159,7 +165,7 @@ def check_model_output(model):
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(model(x, training=False))))
 
 
-@settings(max_examples=15, **SETTINGS)
+@settings(max_examples=12, **SETTINGS)
 @given(drawn=resnet_arguments())
 def test_resnet_builder_arguments(drawn, empty_cwd, record_property):
     tally = TALLIES["test_resnet_builder_arguments"]
@@ -179,8 +185,14 @@ def vit_arguments(draw):
     pick(draw, "num_layers", [1, 2], [], kwargs, bad)
     pick(draw, "mlp_dim", [16, 32], [], kwargs, bad)
     use_class_token = pick(draw, "use_class_token", [True, False], [], kwargs, bad)
-    shape = pick(draw, "input_shape", [(16, 16, 3), (32, 32, 3), (32, 16, 1)],
-                 [(None, None, 3), (30, 30, 3), (16, 16), (0, 16, 3), (16, -16, 3)], kwargs, bad)
+    shape = pick(
+        draw,
+        "input_shape",
+        [(16, 16, 3), (32, 32, 3), (32, 16, 1)],
+        [(None, None, 3), (30, 30, 3), (16, 16), (0, 16, 3), (16, -16, 3)],
+        kwargs,
+        bad,
+    )
     if "input_shape" not in bad and "patch_size" not in bad:
         ph, pw = patch if isinstance(patch, tuple) else (patch, patch)
         if shape[0] % ph or shape[1] % pw:
@@ -196,7 +208,7 @@ def vit_arguments(draw):
     return Draw(kwargs, bad)
 
 
-@settings(max_examples=20, **SETTINGS)
+@settings(max_examples=15, **SETTINGS)
 @given(drawn=vit_arguments())
 def test_vision_transformer_builder_arguments(drawn, empty_cwd, record_property):
     tally = TALLIES["test_vision_transformer_builder_arguments"]
@@ -234,8 +246,14 @@ def mutated_preset_name(draw):
 
 
 @settings(max_examples=40, **SETTINGS)
-@given(name=st.one_of(st.sampled_from(PRESETS), mutated_preset_name(), st.text(max_size=20),
-                      st.sampled_from([None, 123, 1.5, b"resnet20"])))
+@given(
+    name=st.one_of(
+        st.sampled_from(PRESETS),
+        mutated_preset_name(),
+        st.text(max_size=20),
+        st.sampled_from([None, 123, 1.5, b"resnet20"]),
+    )
+)
 def test_preset_names(name, empty_cwd, record_property):
     tally = TALLIES["test_preset_names"]
     if name in PRESETS:
@@ -260,8 +278,9 @@ def test_preset_names(name, empty_cwd, record_property):
 def small_models():
     return [
         keras_vitres.ResNet(8, stem="cifar", stage_filters=(8, 8, 16)),
-        keras_vitres.VisionTransformer(patch_size=8, hidden_dim=16, num_layers=1, num_heads=2, mlp_dim=16,
-                                       input_shape=(32, 32, 3), classes=10),
+        keras_vitres.VisionTransformer(
+            patch_size=8, hidden_dim=16, num_layers=1, num_heads=2, mlp_dim=16, input_shape=(32, 32, 3), classes=10
+        ),
     ]
 
 
@@ -269,8 +288,12 @@ DTYPES = ["float16", "bfloat16", "float32", "float64", "uint8", "int8", "int32",
 
 
 @settings(max_examples=25, **SETTINGS)
-@given(dtype=st.sampled_from(DTYPES), batch=st.integers(1, 3), which=st.integers(0, 1),
-       scale=st.sampled_from([0.0, 1.0, 255.0]))
+@given(
+    dtype=st.sampled_from(DTYPES),
+    batch=st.integers(1, 3),
+    which=st.integers(0, 1),
+    scale=st.sampled_from([0.0, 1.0, 255.0]),
+)
 def test_models_take_any_numeric_dtype(small_models, dtype, batch, which, scale, record_property):
     tally = TALLIES["test_models_take_any_numeric_dtype"]
     import ml_dtypes
@@ -295,8 +318,14 @@ def schedule_arguments(draw):
     kwargs, bad = {}, {}
     if kind == "step":
         pick(draw, "initial_learning_rate", RATES, BAD_RATES, kwargs, bad)
-        pick(draw, "boundaries", [(32000, 48000), (10,), (), [5, 6]], [(48000, 32000), (5, 5), (-1,), (1.5,)],
-             kwargs, bad)
+        pick(
+            draw,
+            "boundaries",
+            [(32000, 48000), (10,), (), [5, 6]],
+            [(48000, 32000), (5, 5), (-1,), (1.5,)],
+            kwargs,
+            bad,
+        )
         pick(draw, "factor", [0.1, 0.5, 1.0], [-0.1, "x"], kwargs, bad)
         return kind, Draw(kwargs, bad)
     if kind == "warmup":
@@ -317,8 +346,12 @@ def schedule_arguments(draw):
     return kind, Draw(kwargs, bad)
 
 
-SCHEDULE_BUILDERS = {"step": schedules.StepDecay, "warmup": schedules.Warmup,
-                     "cosine": schedules.warmup_cosine_decay, "linear": schedules.warmup_linear_decay}
+SCHEDULE_BUILDERS = {
+    "step": schedules.StepDecay,
+    "warmup": schedules.Warmup,
+    "cosine": schedules.warmup_cosine_decay,
+    "linear": schedules.warmup_linear_decay,
+}
 
 
 def check_schedule(schedule):
@@ -413,8 +446,11 @@ def train_flags(draw):
     flag("--mixed-precision", ["auto", "float32", "mixed_bfloat16"], ["fp8"])
     flag("--jit", ["auto", "on", "off"], ["yes"])
     flag("--seed", [0, 7], ["x", 1.5])
-    flag("--set", ["warmup_steps=10", "label_smoothing=0.1", "momentum=0.8"],
-         ["bogus=1", "warmup_steps=-1", "label_smoothing=1.5", "novalue"])
+    flag(
+        "--set",
+        ["warmup_steps=10", "label_smoothing=0.1", "momentum=0.8"],
+        ["bogus=1", "warmup_steps=-1", "label_smoothing=1.5", "novalue"],
+    )
     return flags, bad
 
 
@@ -424,7 +460,9 @@ FLAG_FIELDS = {"--lr": "learning_rate", "--set": "FIELD", "--jit": "jit"}
 def flag_names(flag):
     """How an error may name a flag: as the flag, or as the configuration field it sets."""
     field = flag.lstrip("-").replace("-", "_")
-    return {flag, field, FLAG_FIELDS.get(flag, field)} - {"FIELD"} | ({"set", "recipe field"} if flag == "--set" else set())
+    return {flag, field, FLAG_FIELDS.get(flag, field)} - {"FIELD"} | (
+        {"set", "recipe field"} if flag == "--set" else set()
+    )
 
 
 @settings(max_examples=30, **SETTINGS)
@@ -435,8 +473,11 @@ def test_train_command_flags_are_parsed_and_checked(drawn, empty_cwd, record_pro
     code, out, err = run_cli(["train", *flags])
     if bad:
         assert code == 2, (flags, code, out[:300])
-        named = [(name, value) for name, value in bad.items()
-                 if value.split("=")[0] in err and any(n in err for n in flag_names(name))]
+        named = [
+            (name, value)
+            for name, value in bad.items()
+            if value.split("=")[0] in err and any(n in err for n in flag_names(name))
+        ]
         assert named, f"the error does not name any of {bad}: {err}"
         tally.error()
     else:
@@ -452,9 +493,20 @@ def test_train_command_flags_are_parsed_and_checked(drawn, empty_cwd, record_pro
 
 
 @settings(max_examples=40, **SETTINGS)
-@given(prefix=st.sampled_from([b"", b"\xff\xd8\xff", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
-                               b"\x89PNG\r\n\x1a\n", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", b"GIF89a", b"BM"]),
-       body=st.binary(max_size=600))
+@given(
+    prefix=st.sampled_from(
+        [
+            b"",
+            b"\xff\xd8\xff",
+            b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+            b"\x89PNG\r\n\x1a\n",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR",
+            b"GIF89a",
+            b"BM",
+        ]
+    ),
+    body=st.binary(max_size=600),
+)
 def test_serving_bytes_signature_fuzzed(served, prefix, body, record_property):
     tally = TALLIES["test_serving_bytes_signature_fuzzed"]
     try:
@@ -500,64 +552,168 @@ def _cli_train(*flags):
 
 
 KNOWN_GAPS = [
-    Gap("ResNet", lambda: _resnet(depth=None, stage_blocks=5), "stage_blocks", 5,
-        "models/resnet.py: check `isinstance(stage_blocks, (list, tuple))` before `tuple(stage_blocks)`"),
-    Gap("ResNet", lambda: _resnet(stage_filters=(0, 8, 16)), "stage_filters", (0, 8, 16),
+    Gap(
+        "ResNet",
+        lambda: _resnet(depth=None, stage_blocks=5),
+        "stage_blocks",
+        5,
+        "models/resnet.py: check `isinstance(stage_blocks, (list, tuple))` before `tuple(stage_blocks)`",
+    ),
+    Gap(
+        "ResNet",
+        lambda: _resnet(stage_filters=(0, 8, 16)),
+        "stage_filters",
+        (0, 8, 16),
         "models/resnet.py: validate `stage_filters` like `stage_blocks` (positive ints, one per stage); Keras "
-        "reports `filters=0` without naming stage_filters"),
-    Gap("ResNet", lambda: _resnet(stage_filters=(8.5, 8, 16)), "stage_filters", (8.5, 8, 16),
-        "models/resnet.py: the same check (Keras says 'filters must be evenly divisible by groups')"),
-    Gap("ResNet", lambda: _resnet(version="v3"), "version", "v3",
+        "reports `filters=0` without naming stage_filters",
+    ),
+    Gap(
+        "ResNet",
+        lambda: _resnet(stage_filters=(8.5, 8, 16)),
+        "stage_filters",
+        (8.5, 8, 16),
+        "models/resnet.py: the same check (Keras says 'filters must be evenly divisible by groups')",
+    ),
+    Gap(
+        "ResNet",
+        lambda: _resnet(version="v3"),
+        "version",
+        "v3",
         "models/resnet.py: check `version in ('v1', 'v1.5')` in ResNet itself; today only BottleneckBlock checks "
-        "it, so basic-block nets accept any value silently"),
-    Gap("ResNet", lambda: _resnet(classifier_activation="nonsense"), "classifier_activation", "nonsense",
+        "it, so basic-block nets accept any value silently",
+    ),
+    Gap(
+        "ResNet",
+        lambda: _resnet(classifier_activation="nonsense"),
+        "classifier_activation",
+        "nonsense",
         "models/common.py check_head_args: wrap `keras.activations.get` and re-raise naming classifier_activation "
-        "(Keras says 'Could not interpret activation function identifier: nonsense')"),
-    Gap("ResNet", lambda: _resnet(stem="imagenet", depth=18.0, stage_filters=(8, 8, 16, 16)), "depth", 18.0,
+        "(Keras says 'Could not interpret activation function identifier: nonsense')",
+    ),
+    Gap(
+        "ResNet",
+        lambda: _resnet(stem="imagenet", depth=18.0, stage_filters=(8, 8, 16, 16)),
+        "depth",
+        18.0,
         "models/resnet.py depth_to_stages: require an int for the ImageNet stem too (18.0 == 18 is found in the "
-        "table, so a float depth is accepted and the model is named 'resnet18.0')"),
-    Gap("VisionTransformer", lambda: _vit(patch_size=3.5), "patch_size", 3.5,
+        "table, so a float depth is accepted and the model is named 'resnet18.0')",
+    ),
+    Gap(
+        "VisionTransformer",
+        lambda: _vit(patch_size=3.5),
+        "patch_size",
+        3.5,
         "layers/embedding.py _pair: `tuple(value)` on a float raises \"TypeError: 'float' object is not iterable\"; "
-        "check `isinstance(value, (list, tuple))` before converting, and raise the ValueError naming patch_size"),
-    Gap("VisionTransformer", lambda: _vit(hidden_dim=0), "hidden_dim", 0,
+        "check `isinstance(value, (list, tuple))` before converting, and raise the ValueError naming patch_size",
+    ),
+    Gap(
+        "VisionTransformer",
+        lambda: _vit(hidden_dim=0),
+        "hidden_dim",
+        0,
         "models/vit.py check_vit_args: require `hidden_dim >= 1` (0 % num_heads == 0 passes today; Keras then "
-        "reports `filters=0`)"),
-    Gap("VisionTransformer", lambda: _vit(num_layers=-1), "num_layers", -1,
-        "models/vit.py: require an int `num_layers >= 1` (a negative value builds a model with no encoder)"),
-    Gap("VisionTransformer", lambda: _vit(num_layers=1.5), "num_layers", 1.5,
-        "models/vit.py: the same check (today: TypeError 'float' object cannot be interpreted as an integer)"),
-    Gap("VisionTransformer", lambda: _vit(mlp_dim=0), "mlp_dim", 0,
-        "models/vit.py: require an int `mlp_dim >= 1` (Keras reports `units=0`)"),
-    Gap("VisionTransformer", lambda: _vit(representation_size=-3), "representation_size", -3,
-        "models/vit.py: require None or an int >= 1 (Keras reports `units=-3`)"),
-    Gap("build_model", lambda: keras_vitres.build_model(["resnet20"]), "name", ["resnet20"],
-        "presets.py get_preset: check `isinstance(name, str)` first (today: TypeError unhashable type: 'list')"),
-    Gap("StepDecay", lambda: schedules.StepDecay(float("nan")), "initial_learning_rate", float("nan"),
-        "training/schedules.py _check_rate: also require math.isfinite(value) (NaN and inf pass `value < 0`)"),
-    Gap("StepDecay", lambda: schedules.StepDecay(0.1, boundaries=5), "boundaries", 5,
-        "training/schedules.py: check that `boundaries` is a list or tuple before `list(boundaries)`"),
-    Gap("warmup_cosine_decay", lambda: schedules.warmup_cosine_decay(-1.0, 100, 10), "peak_learning_rate", -1.0,
+        "reports `filters=0`)",
+    ),
+    Gap(
+        "VisionTransformer",
+        lambda: _vit(num_layers=-1),
+        "num_layers",
+        -1,
+        "models/vit.py: require an int `num_layers >= 1` (a negative value builds a model with no encoder)",
+    ),
+    Gap(
+        "VisionTransformer",
+        lambda: _vit(num_layers=1.5),
+        "num_layers",
+        1.5,
+        "models/vit.py: the same check (today: TypeError 'float' object cannot be interpreted as an integer)",
+    ),
+    Gap(
+        "VisionTransformer",
+        lambda: _vit(mlp_dim=0),
+        "mlp_dim",
+        0,
+        "models/vit.py: require an int `mlp_dim >= 1` (Keras reports `units=0`)",
+    ),
+    Gap(
+        "VisionTransformer",
+        lambda: _vit(representation_size=-3),
+        "representation_size",
+        -3,
+        "models/vit.py: require None or an int >= 1 (Keras reports `units=-3`)",
+    ),
+    Gap(
+        "build_model",
+        lambda: keras_vitres.build_model(["resnet20"]),
+        "name",
+        ["resnet20"],
+        "presets.py get_preset: check `isinstance(name, str)` first (today: TypeError unhashable type: 'list')",
+    ),
+    Gap(
+        "StepDecay",
+        lambda: schedules.StepDecay(float("nan")),
+        "initial_learning_rate",
+        float("nan"),
+        "training/schedules.py _check_rate: also require math.isfinite(value) (NaN and inf pass `value < 0`)",
+    ),
+    Gap(
+        "StepDecay",
+        lambda: schedules.StepDecay(0.1, boundaries=5),
+        "boundaries",
+        5,
+        "training/schedules.py: check that `boundaries` is a list or tuple before `list(boundaries)`",
+    ),
+    Gap(
+        "warmup_cosine_decay",
+        lambda: schedules.warmup_cosine_decay(-1.0, 100, 10),
+        "peak_learning_rate",
+        -1.0,
         "training/schedules.py: `_check_rate('peak_learning_rate', ...)` in warmup_cosine_decay and "
-        "warmup_linear_decay (Keras' CosineDecay does not check it)"),
-    Gap("warmup_cosine_decay", lambda: schedules.warmup_cosine_decay(0.1, 100, 10, initial_learning_rate=-1.0),
-        "initial_learning_rate", -1.0,
+        "warmup_linear_decay (Keras' CosineDecay does not check it)",
+    ),
+    Gap(
+        "warmup_cosine_decay",
+        lambda: schedules.warmup_cosine_decay(0.1, 100, 10, initial_learning_rate=-1.0),
+        "initial_learning_rate",
+        -1.0,
         "training/schedules.py: check `initial_learning_rate` in warmup_cosine_decay/warmup_linear_decay under its "
-        "own name (today Warmup reports `warmup_learning_rate=-1.0`, a name the caller never used)"),
-    Gap("keras-vitres train", lambda: _cli_train("--lr", "nan"), "learning_rate", "nan",
-        "training/recipes.py Recipe.__post_init__: require finite numbers (NaN passes `value < 0`)"),
-    Gap("keras-vitres train", lambda: _cli_train("--preset", "resnet2O"), "preset", "resnet2O",
+        "own name (today Warmup reports `warmup_learning_rate=-1.0`, a name the caller never used)",
+    ),
+    Gap(
+        "keras-vitres train",
+        lambda: _cli_train("--lr", "nan"),
+        "learning_rate",
+        "nan",
+        "training/recipes.py Recipe.__post_init__: require finite numbers (NaN passes `value < 0`)",
+    ),
+    Gap(
+        "keras-vitres train",
+        lambda: _cli_train("--preset", "resnet2O"),
+        "preset",
+        "resnet2O",
         "training/recipes.py get_recipe: check the preset with `keras_vitres.get_preset` so --print-config and "
-        "the run fail before any work"),
-    Gap("keras-vitres train", lambda: _cli_train("--dataset", "nope"), "dataset", "nope",
-        "training/recipes.py: check the dataset name against the known datasets when resolving the config"),
+        "the run fail before any work",
+    ),
+    Gap(
+        "keras-vitres train",
+        lambda: _cli_train("--dataset", "nope"),
+        "dataset",
+        "nope",
+        "training/recipes.py: check the dataset name against the known datasets when resolving the config",
+    ),
 ]
 
 
-@pytest.mark.parametrize("gap", [pytest.param(g, id=f"{g.entry}-{g.argument}={g.value!r}",
-                                              marks=pytest.mark.xfail(strict=True, reason=g.fix))
-                                 for g in KNOWN_GAPS])
+@pytest.mark.parametrize(
+    "gap",
+    [
+        pytest.param(g, id=f"{g.entry}-{g.argument}={g.value!r}", marks=pytest.mark.xfail(strict=True, reason=g.fix))
+        for g in KNOWN_GAPS
+    ],
+)
 def test_known_gap_raises_a_clear_error(gap, empty_cwd):
     with pytest.raises((ValueError, TypeError)) as caught:
         gap.call()
-    assert gap.argument in str(caught.value) and (repr(gap.value) in str(caught.value) or str(gap.value) in str(
-        caught.value))
+    assert gap.argument in str(caught.value) and (
+        repr(gap.value) in str(caught.value) or str(gap.value) in str(caught.value)
+    )

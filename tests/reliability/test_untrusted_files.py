@@ -88,9 +88,12 @@ def npz_bytes(arrays):
 # --- PyTorch pickles and pickles in disguise ---------------------------------------------------------------------
 
 for suffix in (".pth", ".pt", ".bin", ".ckpt", ".pkl"):
-    case(f"pickle{suffix.replace('.', '_')}", f"a malicious PyTorch pickle named model{suffix}", ValueError,
-         "PyTorch pickle; loading a pickle can run arbitrary code")(
-        lambda folder, ckpt, s=suffix: write(folder, f"model{s}", malicious_pickle(folder)))
+    case(
+        f"pickle{suffix.replace('.', '_')}",
+        f"a malicious PyTorch pickle named model{suffix}",
+        ValueError,
+        "PyTorch pickle; loading a pickle can run arbitrary code",
+    )(lambda folder, ckpt, s=suffix: write(folder, f"model{s}", malicious_pickle(folder)))
 
 
 @case("pickle_as_npz", "a malicious pickle renamed .npz", ValueError, "not a valid .npz archive")
@@ -116,14 +119,22 @@ def _(folder, ckpt):
 # --- .npz --------------------------------------------------------------------------------------------------------
 
 
-@case("npz_object_array", "a .npz holding a pickled object array (np.save of dtype=object)", ValueError,
-      "holds Python objects")
+@case(
+    "npz_object_array",
+    "a .npz holding a pickled object array (np.save of dtype=object)",
+    ValueError,
+    "holds Python objects",
+)
 def _(folder, ckpt):
     return write(folder, "objects.npz", npz_bytes(dict(ckpt, cls=np.array([_Payload(marker_of(folder))], object))))
 
 
-@case("npz_huge_declared", "a 1 KB .npz whose header declares a 100,000 x 100,000 float32 kernel (40 GB)",
-      ValueError, r"has shape \(100000, 100000\) in the file")
+@case(
+    "npz_huge_declared",
+    "a 1 KB .npz whose header declares a 100,000 x 100,000 float32 kernel (40 GB)",
+    ValueError,
+    r"has shape \(100000, 100000\) in the file",
+)
 def _(folder, ckpt):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -131,7 +142,8 @@ def _(folder, ckpt):
             member = io.BytesIO()
             if key == "embedding/kernel":
                 np.lib.format.write_array_header_1_0(
-                    member, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 100_000)})
+                    member, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 100_000)}
+                )
                 member.write(b"\0" * 16)
             else:
                 np.save(member, value)
@@ -145,8 +157,12 @@ def _(folder, ckpt):
     return write(folder, "cut.npz", data[: len(data) // 2])
 
 
-@case("npz_bad_crc", "a .npz with noise in the last tensor's data (zip CRC mismatch)", ValueError,
-      "could not be read .BadZipFile.*left unchanged")
+@case(
+    "npz_bad_crc",
+    "a .npz with noise in the last tensor's data (zip CRC mismatch)",
+    ValueError,
+    "could not be read .BadZipFile.*left unchanged",
+)
 def _(folder, ckpt):
     data = bytearray(npz_bytes(ckpt))
     members = zipfile.ZipFile(io.BytesIO(bytes(data))).infolist()
@@ -156,8 +172,12 @@ def _(folder, ckpt):
     return write(folder, "crc.npz", bytes(data))
 
 
-@case("npz_short_data", "a .npz whose head tensor holds fewer bytes than its header declares", ValueError,
-      "could not be read .*left unchanged")
+@case(
+    "npz_short_data",
+    "a .npz whose head tensor holds fewer bytes than its header declares",
+    ValueError,
+    "could not be read .*left unchanged",
+)
 def _(folder, ckpt):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -189,22 +209,32 @@ def safetensors_raw(header, data=b""):
     return struct.pack("<Q", len(text)) + text + data
 
 
-@case("safetensors_huge_declared", "a .safetensors whose header declares a 40 GB tensor in a 100-byte file",
-      ValueError, "not a valid safetensors file")
+@case(
+    "safetensors_huge_declared",
+    "a .safetensors whose header declares a 40 GB tensor in a 100-byte file",
+    ValueError,
+    "not a valid safetensors file",
+)
 def _(folder, ckpt):
-    header = {"patch_embed.proj.weight": {"dtype": "F32", "shape": [100_000, 100_000],
-                                          "data_offsets": [0, 40_000_000_000]}}
+    header = {
+        "patch_embed.proj.weight": {"dtype": "F32", "shape": [100_000, 100_000], "data_offsets": [0, 40_000_000_000]}
+    }
     return write(folder, "huge.safetensors", safetensors_raw(header, b"\0" * 16))
 
 
-@case("safetensors_header_length", "a .safetensors whose 8-byte header length says 2^62", ValueError,
-      "not a valid safetensors file")
+@case(
+    "safetensors_header_length",
+    "a .safetensors whose 8-byte header length says 2^62",
+    ValueError,
+    "not a valid safetensors file",
+)
 def _(folder, ckpt):
     return write(folder, "length.safetensors", struct.pack("<Q", 2**62) + b"{}")
 
 
-@case("safetensors_bad_json", "a .safetensors with a header that is not JSON", ValueError,
-      "not a valid safetensors file")
+@case(
+    "safetensors_bad_json", "a .safetensors with a header that is not JSON", ValueError, "not a valid safetensors file"
+)
 def _(folder, ckpt):
     return write(folder, "json.safetensors", struct.pack("<Q", 12) + b"{not json!!}")
 
@@ -218,8 +248,12 @@ def _(folder, ckpt):
     return write(folder, "cut.safetensors", data[: len(data) // 2])
 
 
-@case("safetensors_wrong_shape", "a timm ViT .safetensors for another width", ValueError,
-      r"tensor 'patch_embed.proj.weight' has shape \(64, 3, 8, 8\) in the file")
+@case(
+    "safetensors_wrong_shape",
+    "a timm ViT .safetensors for another width",
+    ValueError,
+    r"tensor 'patch_embed.proj.weight' has shape \(64, 3, 8, 8\) in the file",
+)
 def _(folder, ckpt):
     wide = random_official_vit(np.random.default_rng(1), **dict(VIT, hidden=64, mlp=128))
     path = os.path.join(folder, "wide.safetensors")
@@ -255,8 +289,13 @@ def secret_file(folder):
     return path
 
 
-@case("h5_external_link", "an .h5 whose group is an external link to another file", ValueError,
-      "external link to", model="resnet")
+@case(
+    "h5_external_link",
+    "an .h5 whose group is an external link to another file",
+    ValueError,
+    "external link to",
+    model="resnet",
+)
 def _(folder, ckpt):
     return keras_weights_file(folder, lambda f, n, s, d: f.__setitem__(n, h5py.ExternalLink(secret_file(folder), "/")))
 
@@ -266,16 +305,27 @@ def _(folder, ckpt):
     return keras_weights_file(folder, lambda f, n, s, d: f.__setitem__(n, h5py.SoftLink("/layers")))
 
 
-@case("h5_external_dataset", "an .h5 dataset whose data is another file (a secrets file): CVE-2026-1669's pattern",
-      ValueError, "stores its data in external files", model="resnet")
+@case(
+    "h5_external_dataset",
+    "an .h5 dataset whose data is another file (a secrets file): CVE-2026-1669's pattern",
+    ValueError,
+    "stores its data in external files",
+    model="resnet",
+)
 def _(folder, ckpt):
     secret = secret_file(folder)
     return keras_weights_file(
-        folder, lambda f, n, s, d: f.create_dataset(n, shape=s, dtype=d, external=[(secret, 0, 4096)]))
+        folder, lambda f, n, s, d: f.create_dataset(n, shape=s, dtype=d, external=[(secret, 0, 4096)])
+    )
 
 
-@case("h5_virtual_dataset", "an .h5 virtual dataset mapping another file", ValueError, "is a virtual dataset",
-      model="resnet")
+@case(
+    "h5_virtual_dataset",
+    "an .h5 virtual dataset mapping another file",
+    ValueError,
+    "is a virtual dataset",
+    model="resnet",
+)
 def _(folder, ckpt):
     other = os.path.join(folder, "other.h5")
     with h5py.File(other, "w") as f:
@@ -289,13 +339,20 @@ def _(folder, ckpt):
     return keras_weights_file(folder, edit)
 
 
-@case("h5_huge_declared", "a 400 KB .weights.h5 with a compressed dataset declaring 40,000 x 40,000 (6 GB)",
-      ValueError, r"declares shape \(40000, 40000\).*refused before reading", model="resnet")
+@case(
+    "h5_huge_declared",
+    "a 400 KB .weights.h5 with a compressed dataset declaring 40,000 x 40,000 (6 GB)",
+    ValueError,
+    r"declares shape \(40000, 40000\).*refused before reading",
+    model="resnet",
+)
 def _(folder, ckpt):
     return keras_weights_file(
         folder,
-        lambda f, n, s, d: f.create_dataset(n, shape=(40_000, 40_000), dtype="f4", chunks=(1000, 1000),
-                                            compression="gzip"))
+        lambda f, n, s, d: f.create_dataset(
+            n, shape=(40_000, 40_000), dtype="f4", chunks=(1000, 1000), compression="gzip"
+        ),
+    )
 
 
 @case("h5_truncated", "a .weights.h5 cut in half", ValueError, "not a valid HDF5 file", model="resnet")
@@ -349,8 +406,13 @@ def lambda_model(folder):
     return keras.Model(inputs, keras_vitres.ResNet(8, stem="cifar")(x))
 
 
-@case("keras_lambda", "a .keras whose Lambda layer's function writes a file", ValueError,
-      "deserialization of a `Lambda` layer whose `function` is a Python lambda", model="resnet")
+@case(
+    "keras_lambda",
+    "a .keras whose Lambda layer's function writes a file",
+    ValueError,
+    "deserialization of a `Lambda` layer whose `function` is a Python lambda",
+    model="resnet",
+)
 def _(folder, ckpt):
     path = keras_archive(folder, "lambda.keras", model=lambda_model(folder))
     if os.path.exists(marker_of(folder)):  # building the model ran the lambda once, legitimately
@@ -358,23 +420,42 @@ def _(folder, ckpt):
     return path
 
 
-@case("keras_foreign_module", "a .keras whose config names os.system as a function (CVE-2025-1550's pattern)",
-      TypeError, "could not be deserialized properly", model="resnet")
+@case(
+    "keras_foreign_module",
+    "a .keras whose config names os.system as a function (CVE-2025-1550's pattern)",
+    TypeError,
+    "could not be deserialized properly",
+    model="resnet",
+)
 def _(folder, ckpt):
     evil = {"module": "os", "class_name": "function", "config": "system", "registered_name": "function"}
     return keras_archive(folder, "module.keras", config_edit=with_dense_activation(evil))
 
 
-@case("keras_enable_unsafe", "a .keras whose config calls keras.config.enable_unsafe_deserialization "
-      "(CVE-2025-9906's pattern)", TypeError, "could not be deserialized properly", model="resnet")
+@case(
+    "keras_enable_unsafe",
+    "a .keras whose config calls keras.config.enable_unsafe_deserialization (CVE-2025-9906's pattern)",
+    TypeError,
+    "could not be deserialized properly",
+    model="resnet",
+)
 def _(folder, ckpt):
-    evil = {"module": "keras.config", "class_name": "function", "config": "enable_unsafe_deserialization",
-            "registered_name": "function"}
+    evil = {
+        "module": "keras.config",
+        "class_name": "function",
+        "config": "enable_unsafe_deserialization",
+        "registered_name": "function",
+    }
     return keras_archive(folder, "unsafe.keras", config_edit=with_dense_activation(evil))
 
 
-@case("keras_h5_external_dataset", "a .keras whose model.weights.h5 reads a secrets file (CVE-2026-1669)",
-      ValueError, "Not allowed: H5 file with external Dataset", model="resnet")
+@case(
+    "keras_h5_external_dataset",
+    "a .keras whose model.weights.h5 reads a secrets file (CVE-2026-1669)",
+    ValueError,
+    "Not allowed: H5 file with external Dataset",
+    model="resnet",
+)
 def _(folder, ckpt):
     secret = secret_file(folder)
 
@@ -385,8 +466,13 @@ def _(folder, ckpt):
     return keras_archive(folder, "external.keras", weights_edit=edit)
 
 
-@case("keras_h5_huge_declared", "a .keras whose model.weights.h5 declares a 9 GB dataset (CVE-2026-0897)",
-      ValueError, "refusing to load a potential decompression/shape bomb", model="resnet")
+@case(
+    "keras_h5_huge_declared",
+    "a .keras whose model.weights.h5 declares a 9 GB dataset (CVE-2026-0897)",
+    ValueError,
+    "refusing to load a potential decompression/shape bomb",
+    model="resnet",
+)
 def _(folder, ckpt):
     def edit(f, name, shape, dtype):
         del f[name]
@@ -399,8 +485,13 @@ class CommandFailed(Exception):
     """`keras-vitres` exited with a non-zero status (the message holds it and the command's stderr)."""
 
 
-@case("cli_export_lambda", "`keras-vitres export` of a .keras with a Lambda layer", CommandFailed,
-      "exit 2: .*Lambda", model="resnet")
+@case(
+    "cli_export_lambda",
+    "`keras-vitres export` of a .keras with a Lambda layer",
+    CommandFailed,
+    "exit 2: .*Lambda",
+    model="resnet",
+)
 def _(folder, ckpt):
     path = keras_archive(folder, "lambda.keras", model=lambda_model(folder))
     if os.path.exists(marker_of(folder)):
@@ -436,8 +527,12 @@ def cache_is_empty(folder):
     assert not os.path.exists(cache) or os.listdir(cache) == [], os.listdir(cache)
 
 
-@case("download_wrong_hash", "a download whose sha256 differs (tampered or corrupted in transit)", ValueError,
-      "has sha256 [0-9a-f]{64}, but 0{64} was expected; it was deleted")
+@case(
+    "download_wrong_hash",
+    "a download whose sha256 differs (tampered or corrupted in transit)",
+    ValueError,
+    "has sha256 [0-9a-f]{64}, but 0{64} was expected; it was deleted",
+)
 def _(folder, ckpt):
     source, _ = published(folder)
 
@@ -472,8 +567,9 @@ def _(folder, ckpt):
         original = urllib.request.urlopen
         urllib.request.urlopen = lambda url, timeout=None: Dropping(open(source, "rb").read())
         try:
-            download("https://example.invalid/ViT-Ti_16.npz", digest, cache_dir=os.path.join(folder, "cache"),
-                     progress=False)
+            download(
+                "https://example.invalid/ViT-Ti_16.npz", digest, cache_dir=os.path.join(folder, "cache"), progress=False
+            )
         finally:
             urllib.request.urlopen = original
             cache_is_empty(folder)
@@ -484,8 +580,9 @@ def _(folder, ckpt):
 @case("download_path_traversal", "a download asked to write ../escape.npz", ValueError, "plain file name")
 def _(folder, ckpt):
     source, digest = published(folder)
-    return lambda model: download("file://" + source, digest, cache_dir=os.path.join(folder, "cache"),
-                                  fname="../escape.npz")
+    return lambda model: download(
+        "file://" + source, digest, cache_dir=os.path.join(folder, "cache"), fname="../escape.npz"
+    )
 
 
 @case("download_no_hash", "a download without a sha256", ValueError, "Downloads are always verified")
@@ -506,8 +603,16 @@ def checkpoint():
 def models():
     """One model per kind, shared by the cases: each case checks that its failed load left the weights as they were."""
     return dict(
-        vit=keras_vitres.VisionTransformer(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64,
-                                           input_shape=(32, 32, 3), classes=5, approximate_gelu=True),
+        vit=keras_vitres.VisionTransformer(
+            patch_size=8,
+            hidden_dim=32,
+            num_layers=2,
+            num_heads=2,
+            mlp_dim=64,
+            input_shape=(32, 32, 3),
+            classes=5,
+            approximate_gelu=True,
+        ),
         resnet=keras_vitres.ResNet(8, stem="cifar"),
     )
 
@@ -518,8 +623,9 @@ def short(error):
 
 @pytest.mark.filterwarnings("ignore:timm/torchvision ViT checkpoints were trained with exact GELU")
 @pytest.mark.parametrize("hostile", CASES, ids=[c.name for c in CASES])
-def test_hostile_file_is_refused_runs_no_code_and_changes_nothing(hostile, tmp_path, checkpoint, models,
-                                                                 record_property):
+def test_hostile_file_is_refused_runs_no_code_and_changes_nothing(
+    hostile, tmp_path, checkpoint, models, record_property
+):
     folder = str(tmp_path)
     target = hostile.make(folder, checkpoint)
     model = models[hostile.model]
