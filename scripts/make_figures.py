@@ -1,7 +1,7 @@
 """Regenerates the figures of docs/analyses.md (docs/figures/*.png) and the numbers behind them.
 
-Every analysis runs on the embedded digits (offline), with settings small enough for a laptop: a few
-minutes on two CPU cores in all. The numbers are printed and written to docs/figures/numbers.json, which
+Every analysis runs on the embedded digits (offline), with settings small enough for a laptop: about
+ten minutes of CPU time in all (two cores). The numbers are printed and written to docs/figures/numbers.json, which
 docs/analyses.md quotes.
 
 Usage:
@@ -54,7 +54,7 @@ def settings_for(quick):
         depths=(20, 56),
         filters=dict(stage_filters=(8, 16, 32)),
         vit_data=dict(),  # 32x32 digits, 4x4 patches: an 8x8 grid of tokens
-        vit=TrainingSettings(epochs=20, batch_size=64, learning_rate=1e-3, optimizer="adam"),
+        vit=TrainingSettings(epochs=15, batch_size=64, learning_rate=1e-3, optimizer="adam"),
         vit_model=dict(patch_size=4, hidden_dim=64, num_layers=6, num_heads=4, mlp_dim=128),
     )
 
@@ -127,7 +127,7 @@ def main(argv=None):
         print(f"{name}: {result.figure} ({numbers[name]['seconds']} s)")
         print(json.dumps(numbers[name], indent=1))
         with open(numbers_path, "w") as f:
-            json.dump(numbers, f, indent=1, sort_keys=True)
+            json.dump(numbers, f, indent=1)
         if not (args.quick or args.no_docs):
             update_page(ANALYSES_PAGE, name, markdown_table(name, numbers[name]))
     return 0
@@ -157,6 +157,7 @@ def markdown_table(name, numbers):
         lines = ["| net | 3x3 layers | mean response std |", "|---|---:|---:|"]
         lines += [f"| {net} | {v['layers']} | {v['mean_std']:.3f} |" for net, v in rows.items()]
     elif name == "ensemble":
+        rows = dict(sorted(rows.items(), key=lambda item: (item[0] == "ensemble", item[1]["params"])))
         lines = ["| model | parameters | validation error (%) |", "|---|---:|---:|"]
         lines += [f"| {net} | {v['params']:,} | {v['val_error']:.2f} |" for net, v in rows.items()]
     else:
@@ -165,7 +166,8 @@ def markdown_table(name, numbers):
                   enumerate(zip(rows["distance_min_per_layer"], rows["distance_max_per_layer"]))]
         lines.append("")
         lines.append(f"Validation error {rows['val_error']:.2f}%; {rows['grid'][0]}x{rows['grid'][1]} patches; "
-                     f"largest possible distance {rows['max_distance']} px.")
+                     f"uniform attention {rows.get('uniform_distance', '?')} px; largest possible distance "
+                     f"{rows['max_distance']} px.")
     lines.append("")
     lines.append(f"*Made by `scripts/make_figures.py` in {numbers.get('seconds', '?')} s.*")
     return "\n".join(lines)
@@ -193,7 +195,7 @@ def summary(name, result):
 
     distance = np.asarray(result.attention_distance)
     return {"val_error": pct(result.val_error), "grid": list(result.grid_size),
-            "max_distance": round(result.max_distance, 1),
+            "max_distance": round(result.max_distance, 1), "uniform_distance": round(result.uniform_distance, 1),
             "distance_min_per_layer": [round(float(d), 1) for d in distance.min(axis=1)],
             "distance_max_per_layer": [round(float(d), 1) for d in distance.max(axis=1)]}
 

@@ -32,6 +32,7 @@ from keras_vitres.analysis.vit import (
     position_embedding_similarity,
     rollout_map,
     tiny_vit,
+    uniform_attention_distance,
     vit_analysis,
 )
 
@@ -68,5 +69,6 @@ __all__ = [
     "shortcut_analysis",
     "tiny_vit",
     "train_classifier",
+    "uniform_attention_distance",
     "vit_analysis",
 ]

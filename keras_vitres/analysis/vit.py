@@ -173,6 +173,12 @@ def max_attention_distance(grid_size, patch_size):
     return float(patch_distances(grid_size, patch_size).max())
 
 
+def uniform_attention_distance(grid_size, patch_size):
+    """The mean attention distance of a head that attends to every patch equally: the mean of all centre
+    distances. Heads well below it attend locally, heads near it globally."""
+    return float(patch_distances(grid_size, patch_size).mean())
+
+
 def mean_attention_distance(attention, grid_size, patch_size, num_prefix_tokens=1):
     """Mean attention distance per head, in pixels (ViT paper Fig. 7 right and Fig. 11).
 
@@ -258,6 +264,7 @@ class VitAnalysisResult:
         rollout_maps: list (images) of gh x gw lists, the class token's rollout over the patches.
         attention_distance: list (layers) of lists (heads), mean attention distance in pixels.
         max_distance: the largest possible attention distance, in pixels.
+        uniform_distance: the attention distance of uniform attention over the patches, in pixels.
         position_similarity: list (patches) of lists (patches), cosine similarities.
         val_error: validation error of the model when this analysis trained it, else None.
         figure: path of the PNG written, or None.
@@ -268,6 +275,7 @@ class VitAnalysisResult:
     rollout_maps: list
     attention_distance: list
     max_distance: float
+    uniform_distance: float
     position_similarity: list
     val_error: float = None
     figure: str = None
@@ -338,6 +346,7 @@ def vit_analysis(model=None, images=None, data=None, settings=None, figure_path=
         rollout_maps=maps.tolist(),
         attention_distance=mean_attention_distance(attention, grid, patch, prefix).tolist(),
         max_distance=max_attention_distance(grid, patch),
+        uniform_distance=uniform_attention_distance(grid, patch),
         position_similarity=position_embedding_similarity(model).tolist(),
         val_error=val_error,
         images=np.asarray(images),
@@ -399,6 +408,9 @@ def plot_vit(result, path):
     distance = np.asarray(result.attention_distance)
     for layer, heads in enumerate(distance):
         axis.scatter(np.full(len(heads), layer), heads, s=18, color="tab:blue")
+    axis.axhline(result.uniform_distance, color="gray", linestyle="--", linewidth=1)
+    axis.annotate("uniform attention", (0, result.uniform_distance), xytext=(0, 4), textcoords="offset points",
+                  fontsize=8, color="gray")
     axis.set_xlabel("network depth (layer)")
     axis.set_ylabel("mean attention distance (pixels)")
     axis.set_ylim(0, result.max_distance)

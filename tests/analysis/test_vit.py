@@ -15,6 +15,7 @@ from keras_vitres.analysis import (
     mean_attention_distance,
     position_embedding_similarity,
     rollout_map,
+    uniform_attention_distance,
     vit_analysis,
 )
 from keras_vitres.analysis.vit import patch_distances, similarity_mosaic, token_grid
@@ -113,6 +114,7 @@ def test_attention_distance_on_constructed_patterns():
     centres = [(8 * (i // 4), 8 * (i % 4)) for i in range(n)]
     brute = np.mean([np.hypot(a[0] - b[0], a[1] - b[1]) for a in centres for b in centres])
     np.testing.assert_allclose(mean_attention_distance(uniform, grid, patch, 0), [[brute]])
+    assert uniform_attention_distance(grid, patch) == pytest.approx(brute)
 
 
 def test_attention_distance_ignores_the_class_token_and_renormalises():
