@@ -173,6 +173,14 @@ def test_limit_is_exact_and_configurable(max_pixels):
     assert DEFAULT_MAX_PIXELS == 16_000_000
 
 
+def test_export_records_its_pixel_limit(served):
+    from keras_vitres.export import read_export_metadata
+
+    meta = read_export_metadata(served.path)
+    assert meta["max_pixels"] == DEFAULT_MAX_PIXELS
+    assert "at most 16000000 pixels" in meta["signatures"]["serving_bytes"]["inputs"]["image_bytes"]
+
+
 def test_max_pixels_argument_is_checked(tmp_path):
     import keras_vitres
 
