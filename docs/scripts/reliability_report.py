@@ -119,6 +119,7 @@ def run_pytest(targets, marker, junit):
 
 def cell(text, limit=180):
     text = " ".join(str(text).split()).replace("|", "\\|")
+    text = text.replace("[", "\\[").replace("]", "\\]")  # TensorFlow's "[a] [b]" messages are not Markdown links
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -42,12 +42,13 @@ def HybridViT(
 ):
     """Builds a ResNet-trunk + ViT hybrid as a functional `keras.Model` (arXiv:2010.11929, §3.1).
 
+    The arguments after `resnet_version` are those of `VisionTransformer`. The total stride is 4 * 2**(stages - 1)
+    (16 for three stages), so H and W must be multiples of it.
+
     Args:
         resnet_stage_blocks: bottleneck blocks per ResNet stage ((3, 4, 9) for the paper's R50 trunk).
         resnet_stage_filters: filters per stage; outputs have 4x as many channels.
         resnet_version: "v1" or "v1.5" bottlenecks.
-        The other arguments are those of `VisionTransformer`; the total stride is 4 * 2**(stages - 1) (16 for
-        three stages), so H and W must be multiples of it.
 
     Returns:
         A `keras.Model`.

@@ -41,11 +41,11 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         factor: float. Multiplier applied at each boundary (0.1: "divide it by 10").
         name: str. Name of the schedule.
 
-    Example:
+    Examples:
 
     >>> schedule = StepDecay(0.1, boundaries=(32000, 48000))
-    >>> [round(float(schedule(s)), 6) for s in (0, 31999, 32000, 48000)]
-    [0.1, 0.1, 0.01, 0.001]
+    >>> tuple(round(float(schedule(s)), 6) for s in (0, 31999, 32000, 48000))
+    (0.1, 0.1, 0.01, 0.001)
     """
 
     def __init__(self, initial_learning_rate, boundaries=(32000, 48000), factor=0.1, name="step_decay"):
@@ -108,11 +108,11 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
             from its config); None while it has not been.
         name: str. Name of the schedule.
 
-    Example:
+    Examples:
 
     >>> schedule = Warmup(StepDecay(0.1), warmup_steps=400, warmup_learning_rate=0.01, mode="constant")
-    >>> [round(float(schedule(s)), 6) for s in (0, 399, 400, 32000)]
-    [0.01, 0.01, 0.1, 0.01]
+    >>> tuple(round(float(schedule(s)), 6) for s in (0, 399, 400, 32000))
+    (0.01, 0.01, 0.1, 0.01)
     """
 
     def __init__(
