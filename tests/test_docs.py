@@ -31,7 +31,6 @@ COMMAND_TIMEOUT_S = 900
 # Files whose executed blocks take more than ~20 s (they train or benchmark networks), with the reason.
 SLOW_DOCS = {
     "docs/training.md": "its examples train networks",
-    "docs/benchmarks.md": "its examples time networks",
     "docs/analyses.md": "its examples train small networks for the analyses",
 }
 
