@@ -9,6 +9,11 @@ Shortcut options (paper §4.1, Table 3):
 Strided 3x3 convolutions pad one pixel on every side and then run "valid", as PyTorch does: this is what
 torchvision/timm weights assume, and `padding="same"` (which pads only bottom/right for even inputs) does not
 reproduce it. Unstrided convolutions use "same", which is the same symmetric padding.
+
+Strided 1x1 convolutions (the B/C projections, the v1 bottleneck's first convolution) are computed as a subsample
+`x[:, ::s, ::s]` followed by a stride-1 convolution: the same arithmetic and the same weights, but it avoids
+TensorFlow 2.21's oneDNN kernel for the gradient of a strided 1x1 "valid" convolution, which corrupts the heap
+(the process aborts) for odd batch sizes on even-sized maps.
 """
 
 import keras
@@ -27,17 +32,28 @@ def check_shortcut(shortcut):
         )
 
 
+def _down(size, strides):
+    """Spatial size after a stride of `strides` with symmetric padding (None stays None)."""
+    return None if size is None else -(-size // strides)
+
+
 def _serialize(obj, module):
     return None if obj is None else module.serialize(module.get(obj))
 
 
 class _ConvBNMixin:
-    """Creates the convolution + batch-norm pairs shared by shortcuts and blocks, with fixed names."""
+    """Creates the convolution + batch-norm pairs shared by shortcuts and blocks, with fixed names.
+
+    A convolution comes with what runs before it: None, a `ZeroPadding2D` (strided kxk, k > 1) or an int stride
+    to subsample by (strided 1x1, see the module docstring). `self.strides` stays the block's stride.
+    """
 
     def _make_conv(self, filters, kernel_size, strides, name):
         pad = None
         if strides > 1 and kernel_size > 1:
             pad = keras.layers.ZeroPadding2D(kernel_size // 2, dtype=self.dtype_policy, name=f"{name}_pad")
+        elif strides > 1:
+            pad, strides = strides, 1
         conv = keras.layers.Conv2D(
             filters,
             kernel_size,
@@ -58,11 +74,16 @@ class _ConvBNMixin:
 
     @staticmethod
     def _apply_conv(pad, conv, x):
+        if isinstance(pad, int):
+            return conv(x[:, ::pad, ::pad, :])
         return conv(x if pad is None else pad(x))
 
     @staticmethod
     def _build_conv(pad, conv, input_shape):
-        if pad is not None:
+        if isinstance(pad, int):
+            batch, height, width, channels = input_shape
+            input_shape = (batch, _down(height, pad), _down(width, pad), channels)
+        elif pad is not None:
             pad.build(input_shape)
             input_shape = pad.compute_output_shape(input_shape)
         conv.build(input_shape)
@@ -114,9 +135,9 @@ class Shortcut(_ConvBNMixin, keras.layers.Layer):
         reshapes = self.strides != 1 or channels != self.filters
         if self.option == "C" or (self.option == "B" and reshapes):
             self.mode = "projection"
-            _, self.conv = self._make_conv(self.filters, 1, self.strides, "conv")
+            self.conv_pad, self.conv = self._make_conv(self.filters, 1, self.strides, "conv")
             self.bn = self._make_bn("bn")
-            self.bn.build(self._build_conv(None, self.conv, input_shape))
+            self.bn.build(self._build_conv(self.conv_pad, self.conv, input_shape))
         elif reshapes:
             if channels > self.filters:
                 raise ValueError(
@@ -129,7 +150,7 @@ class Shortcut(_ConvBNMixin, keras.layers.Layer):
 
     def call(self, x, training=None):
         if self.mode == "projection":
-            return self.bn(self.conv(x), training=training)
+            return self.bn(self._apply_conv(self.conv_pad, self.conv, x), training=training)
         if self.mode == "zero_pad":
             if self.strides > 1:
                 x = x[:, :: self.strides, :: self.strides, :]
@@ -138,10 +159,7 @@ class Shortcut(_ConvBNMixin, keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape):
-        def down(size):
-            return None if size is None else -(-size // self.strides)
-
-        return (input_shape[0], down(input_shape[1]), down(input_shape[2]), self.filters)
+        return (input_shape[0], _down(input_shape[1], self.strides), _down(input_shape[2], self.strides), self.filters)
 
     def get_config(self):
         config = super().get_config()
@@ -210,10 +228,8 @@ class _ResidualBlock(_ConvBNMixin, keras.layers.Layer):
         return ops.relu(residual)
 
     def compute_output_shape(self, input_shape):
-        def down(size):
-            return None if size is None else -(-size // self.strides)
-
-        return (input_shape[0], down(input_shape[1]), down(input_shape[2]), self.output_filters)
+        height, width = _down(input_shape[1], self.strides), _down(input_shape[2], self.strides)
+        return (input_shape[0], height, width, self.output_filters)
 
     def get_config(self):
         config = super().get_config()

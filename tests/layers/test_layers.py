@@ -98,14 +98,51 @@ def test_basic_block_matches_numpy_with_symmetric_padding(strides, size):
     np.testing.assert_allclose(actual, expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("version, strided_conv", [("v1", "conv1"), ("v1.5", "conv2")])
-def test_bottleneck_version_sets_where_the_stride_is(version, strided_conv):
+def _randomize_block(block, rng):
+    """Random kernels and BN statistics, so inference-mode BN is checked too; returns the weights by path."""
+    for weight in block.weights:
+        if "moving_variance" in weight.path:
+            weight.assign(rng.uniform(0.5, 2.0, weight.shape).astype("float32"))
+        else:
+            weight.assign(rng.standard_normal(weight.shape).astype("float32") * 0.5)
+    return {wt.path.split("/", 1)[1]: keras.ops.convert_to_numpy(wt).astype("float64") for wt in block.weights}
+
+
+@pytest.mark.parametrize("version, strides_1x1, strides_3x3", [("v1", 2, 1), ("v1.5", 1, 2)])
+def test_bottleneck_matches_numpy_with_the_stride_where_its_version_puts_it(version, strides_1x1, strides_3x3):
+    """v1 strides the first 1x1 convolution (the paper), v1.5 the 3x3 one (torchvision); odd batch, even map."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 8, 8, 16)).astype("float32")
     block = BottleneckBlock(4, strides=2, version=version)
-    block.build((None, 8, 8, 16))
-    strides = {name: getattr(block, name).strides for name in ("conv1", "conv2", "conv3")}
-    assert strides[strided_conv] == (2, 2)
-    assert sum(s == (2, 2) for s in strides.values()) == 1
-    assert block.compute_output_shape((None, 8, 8, 16)) == (None, 4, 4, 16)
+    block(x)
+    w = _randomize_block(block, rng)
+
+    def bn(v, prefix):
+        return reference.batch_norm(
+            v, w[f"{prefix}/gamma"], w[f"{prefix}/beta"], w[f"{prefix}/moving_mean"], w[f"{prefix}/moving_variance"], 1e-5
+        )
+
+    y = np.maximum(bn(reference.conv2d(x, w["conv1/kernel"], stride=strides_1x1), "bn1"), 0)
+    y = np.maximum(bn(reference.conv2d(y, w["conv2/kernel"], stride=strides_3x3, padding=1), "bn2"), 0)
+    y = bn(reference.conv2d(y, w["conv3/kernel"]), "bn3")
+    short = bn(reference.conv2d(x, w["shortcut/conv/kernel"], stride=2), "shortcut/bn")
+    actual = keras.ops.convert_to_numpy(block(x, training=False))
+    assert actual.shape == block.compute_output_shape(x.shape) == (3, 4, 4, 16)
+    np.testing.assert_allclose(actual, np.maximum(y + short, 0), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("make_block", [lambda: Shortcut(8, strides=2, option="B"), lambda: BottleneckBlock(2, 2)])
+def test_strided_1x1_projections_train_on_odd_batches(make_block):
+    """The gradient of TensorFlow 2.21's oneDNN strided 1x1 "valid" conv corrupts the heap (the interpreter aborts)
+    on odd batches of even-sized maps; the layers subsample first, so these training steps must simply run."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((13 * 6, 16, 16, 4)).astype("float32")
+    inputs = keras.Input((16, 16, 4))
+    outputs = keras.layers.GlobalAveragePooling2D()(make_block()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(outputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    history = model.fit(x, rng.standard_normal((len(x), 1)), batch_size=13, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and model.layers[1].output.shape == (None, 8, 8, 8)
 
 
 @pytest.mark.parametrize("approximate", [False, True])
