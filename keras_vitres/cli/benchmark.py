@@ -39,6 +39,9 @@ def add_arguments(parser):
                         help="Markdown file appended to the docs section after the targets (repeatable), e.g. the "
                         "output of benchmarks/remat_memory.py")  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="also write every measurement (all step times) as JSON")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="measure nothing: print (and with --write-docs, write) the results saved by --json, "
+                        "with that run's command, machine and versions")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the table")
     return parser
 
@@ -57,6 +60,35 @@ def add_parser(subparsers):
     parser.set_defaults(func=run, command_prefix="keras-vitres benchmark")
 
 
+def write_docs(docs_path, record, results, notes=()):
+    """Writes the docs section for a run `record` (see `run`) between the markers of `docs_path`."""
+    from keras_vitres.benchmark.report import markdown_section, write_docs_section
+
+    section = markdown_section(results, command=record["command"], machine=record["machine"],
+                               versions_found=record["versions"], settings=record["settings"],
+                               load_after=record["load_after"], notes=notes)  # fmt: skip
+    fallback = os.path.join(os.path.dirname(docs_path) or ".", os.path.basename(FALLBACK_DOCS_PATH))
+    written = write_docs_section(docs_path, section, fallback_path=fallback)
+    print(f"wrote the benchmark section to {written}", file=sys.stderr)
+
+
+def rerender(json_path, docs_path=None, notes=()):
+    """Prints the table of a run saved with --json and, given `docs_path`, writes its docs section again."""
+    import dataclasses
+
+    from keras_vitres.benchmark.report import format_table
+    from keras_vitres.benchmark.runner import Result
+
+    with open(json_path) as f:
+        record = json.load(f)
+    fields = {field.name for field in dataclasses.fields(Result)}
+    results = [Result(**{k: v for k, v in row.items() if k in fields}) for row in record["results"]]
+    print(format_table(results))
+    if docs_path:
+        write_docs(docs_path, record, results, notes)
+    return 0
+
+
 def _csv(text):
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -64,7 +96,7 @@ def _csv(text):
 def run(args, argv=None):
     """Runs the benchmark described by `args`, prints the table, and writes the docs/JSON when asked."""
     from keras_vitres.benchmark.candidates import DEFAULT_MODELS, QUICK_MODELS
-    from keras_vitres.benchmark.report import format_table, machine_info, markdown_section, versions, write_docs_section
+    from keras_vitres.benchmark.report import format_table, machine_info, versions
     from keras_vitres.benchmark.runner import run_benchmark
 
     models = _csv(args.models) if args.models else list(QUICK_MODELS if args.quick else DEFAULT_MODELS)
@@ -77,6 +109,8 @@ def run(args, argv=None):
     for path in args.notes or []:  # read first: a wrong path fails before the long run, not after
         with open(path) as f:
             notes.append(f.read().strip())
+    if args.from_json:
+        return rerender(args.from_json, args.docs if args.write_docs else None, notes)
     machine = machine_info()
     results = run_benchmark(
         models, batch_size=args.batch_size, precisions=precisions, jit=args.jit, backend=args.backend, steps=steps,
@@ -89,18 +123,15 @@ def run(args, argv=None):
         f"Keras backend {', '.join(backends) or '-'}, jit_compile={'/'.join(jits) or '-'} (--jit {args.jit}), "
         f"SGD with momentum on random images and labels, {warmup} warm-up and {steps} timed steps per candidate"
     )
-    if args.write_docs:
-        if argv is None:  # as typed after `keras-vitres benchmark`
-            raw = sys.argv[1:]
-            argv = raw[raw.index("benchmark") + 1 :] if "benchmark" in raw else raw
-        command = f"{getattr(args, 'command_prefix', 'keras-vitres benchmark')} {shlex.join(argv)}".strip()
-        section = markdown_section(results, command=command, machine=machine, versions_found=versions(),
-                                   settings=settings, load_after=os.getloadavg(), notes=notes)  # fmt: skip
-        fallback = os.path.join(os.path.dirname(args.docs) or ".", os.path.basename(FALLBACK_DOCS_PATH))
-        written = write_docs_section(args.docs, section, fallback_path=fallback)
-        print(f"wrote the benchmark section to {written}", file=sys.stderr)
-    if args.json:
+    if argv is None:  # as typed after `keras-vitres benchmark`
+        raw = sys.argv[1:]
+        argv = raw[raw.index("benchmark") + 1 :] if "benchmark" in raw else raw
+    command = f"{getattr(args, 'command_prefix', 'keras-vitres benchmark')} {shlex.join(argv)}".strip()
+    record = dict(command=command, machine=machine, versions=versions(), settings=settings,
+                  load_after=os.getloadavg(), results=[r.as_dict() for r in results])  # fmt: skip
+    if args.json:  # first: a long run's measurements survive a docs error
         with open(args.json, "w") as f:
-            json.dump(dict(machine=machine, versions=versions(), settings=settings,
-                           results=[r.as_dict() for r in results]), f, indent=2, default=str)  # fmt: skip
+            json.dump(record, f, indent=2, default=str)
+    if args.write_docs:
+        write_docs(args.docs, record, results, notes)
     return 0

@@ -50,6 +50,15 @@ def test_script_quick_run_prints_the_table_and_rewrites_only_the_marked_section(
     assert text.startswith(frame_before + report.MARKER_START) and text.endswith(report.MARKER_END + frame_after)
     assert "stale" not in text and "--quick --models tiny_resnet" in text and "| ResNet-8 (CIFAR, tiny) | ours |" in text
 
+    # Re-rendering the saved run with notes changes only the section, and keeps the measuring command.
+    notes = tmp_path / "notes.md"
+    notes.write_text("Remat: measured separately.")
+    assert main(["benchmark", "--from-json", os.fspath(results_path), "--write-docs", "--docs", os.fspath(docs),
+                 "--notes", os.fspath(notes)]) == 0  # fmt: skip
+    again = docs.read_text()
+    assert again.endswith("Remat: measured separately.\n" + report.MARKER_END + frame_after)
+    assert again.replace("\n\nRemat: measured separately.", "") == text
+
 
 def test_a_missing_peer_is_reported_and_ours_still_measured(monkeypatch):
     monkeypatch.setattr(candidates, "is_installed", lambda module: module != "keras_hub")
