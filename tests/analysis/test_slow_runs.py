@@ -10,6 +10,7 @@ import pytest
 from keras_vitres.analysis import TrainingSettings, degradation_analysis, load_analysis_data
 
 ROOT = Path(__file__).resolve().parents[2]
+FIGURE_SCRIPT = ROOT / "docs" / "scripts" / "make_figures.py"
 
 
 @pytest.mark.slow
@@ -28,7 +29,7 @@ def test_plain_56_trains_worse_than_plain_20_and_resnet_56_does_not():
 def test_make_figures_quick_writes_every_figure(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
     process = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_figures.py"), "--quick", "--output-dir", str(tmp_path)],
+        [sys.executable, str(FIGURE_SCRIPT), "--quick", "--output-dir", str(tmp_path)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
     )
     assert process.returncode == 0, process.stderr[-3000:]

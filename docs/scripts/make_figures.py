@@ -6,10 +6,10 @@ docs/analyses.md quotes.
 
 Usage:
 
-    python scripts/make_figures.py                 # all figures
-    python scripts/make_figures.py degradation vit # some of them
-    python scripts/make_figures.py --quick         # tiny settings, to check the script itself
-    python scripts/make_figures.py --docs-only     # rewrite the tables of docs/analyses.md from numbers.json
+    python docs/scripts/make_figures.py                 # all figures
+    python docs/scripts/make_figures.py degradation vit # some of them
+    python docs/scripts/make_figures.py --quick         # tiny settings, to check the script itself
+    python docs/scripts/make_figures.py --docs-only     # rewrite the tables of docs/analyses.md from numbers.json
 """
 
 import argparse
@@ -20,12 +20,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# TensorFlow 2.21's oneDNN kernels corrupt the heap in the input gradient of a 1x1, stride-2, "valid" convolution
-# (the B/C projection shortcuts) when the batch is odd and the feature map even-sized; 1,437 digits leave an odd
-# last batch. Until the Shortcut layer avoids that kernel, the figures are made without oneDNN.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The figures are of this checkout's code, installed or not.
+sys.path.insert(0, ROOT)
 FIGURES = os.path.join(ROOT, "docs", "figures")
 ANALYSES_PAGE = os.path.join(ROOT, "docs", "analyses.md")
 ORDER = ("degradation", "responses", "shortcuts", "ensemble", "vit")
@@ -169,7 +167,7 @@ def markdown_table(name, numbers):
                      f"uniform attention {rows.get('uniform_distance', '?')} px; largest possible distance "
                      f"{rows['max_distance']} px.")
     lines.append("")
-    lines.append(f"*Made by `scripts/make_figures.py` in {numbers.get('seconds', '?')} s.*")
+    lines.append(f"*Made by `docs/scripts/make_figures.py` in {numbers.get('seconds', '?')} s.*")
     return "\n".join(lines)
 
 
