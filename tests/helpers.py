@@ -45,3 +45,22 @@ def run_layer_test(layer, input_shape, expected_output_shape, tmp_path, batch_si
     if before:
         assert any(not np.array_equal(b, a) for b, a in zip(before, after)), "a training step changed no weight"
     assert_keras_round_trip(model, x, tmp_path)
+
+
+def tiny_vit(**overrides):
+    """A two-block ViT on 32x32 inputs (patch 8, width 32, 2 heads, logits out, tanh GELU as the official
+    checkpoints): small enough to build in a second, with every part a real preset has."""
+    import keras_vitres
+
+    config = dict(
+        patch_size=8,
+        hidden_dim=32,
+        num_layers=2,
+        num_heads=2,
+        mlp_dim=64,
+        input_shape=(32, 32, 3),
+        classes=5,
+        classifier_activation=None,
+        approximate_gelu=True,
+    )
+    return keras_vitres.VisionTransformer(**{**config, **overrides})

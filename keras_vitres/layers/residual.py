@@ -48,6 +48,22 @@ class _ConvBNMixin:
     to subsample by (strided 1x1, see the module docstring). `self.strides` stays the block's stride.
     """
 
+    def _set_conv_args(self, use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer):
+        self.use_bias = use_bias
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def _conv_args_config(self):
+        return dict(
+            use_bias=self.use_bias,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
+            kernel_initializer=_serialize(self.kernel_initializer, keras.initializers),
+            kernel_regularizer=_serialize(self.kernel_regularizer, keras.regularizers),
+        )
+
     def _make_conv(self, filters, kernel_size, strides, name):
         pad = None
         if strides > 1 and kernel_size > 1:
@@ -123,11 +139,7 @@ class Shortcut(_ConvBNMixin, keras.layers.Layer):
         self.filters = filters
         self.strides = strides
         self.option = option
-        self.use_bias = use_bias
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self._set_conv_args(use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer)
         self.mode = None
 
     def build(self, input_shape):
@@ -163,16 +175,7 @@ class Shortcut(_ConvBNMixin, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            filters=self.filters,
-            strides=self.strides,
-            option=self.option,
-            use_bias=self.use_bias,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=_serialize(self.kernel_initializer, keras.initializers),
-            kernel_regularizer=_serialize(self.kernel_regularizer, keras.regularizers),
-        )
+        config.update(filters=self.filters, strides=self.strides, option=self.option, **self._conv_args_config())
         return config
 
 
@@ -198,11 +201,7 @@ class _ResidualBlock(_ConvBNMixin, keras.layers.Layer):
         self.filters = filters
         self.strides = strides
         self.shortcut = shortcut
-        self.use_bias = use_bias
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self._set_conv_args(use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer)
         self.shortcut_branch = None
         if shortcut is not None:
             self.shortcut_branch = Shortcut(
@@ -233,16 +232,7 @@ class _ResidualBlock(_ConvBNMixin, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            filters=self.filters,
-            strides=self.strides,
-            shortcut=self.shortcut,
-            use_bias=self.use_bias,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=_serialize(self.kernel_initializer, keras.initializers),
-            kernel_regularizer=_serialize(self.kernel_regularizer, keras.regularizers),
-        )
+        config.update(filters=self.filters, strides=self.strides, shortcut=self.shortcut, **self._conv_args_config())
         return config
 
 

@@ -20,6 +20,7 @@ from keras_vitres.export import (
     resize_like_serving,
     resolve_preprocessing,
 )
+from tests.helpers import tiny_vit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CIFAR_NORMALISATION = {"mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7]}
@@ -46,19 +47,8 @@ def photo_batch(size):
     return np.stack(small).astype("float32"), png, jpeg
 
 
-def tiny_vit():
-    model = keras_vitres.VisionTransformer(
-        patch_size=8,
-        hidden_dim=32,
-        num_layers=2,
-        num_heads=2,
-        mlp_dim=64,
-        input_shape=(32, 32, 3),
-        classes=10,
-        classifier_activation=None,
-        approximate_gelu=True,
-        name="tiny_vit",
-    )
+def tiny_vit_with_head():
+    model = tiny_vit(classes=10, name="tiny_vit")
     head = model.get_layer("predictions")  # zero-initialised: give it weights, or every class scores the same
     rng = np.random.default_rng(1)
     head.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in head.get_weights()])
@@ -87,7 +77,7 @@ def exports(tmp_path_factory):
             preprocessing=CIFAR_NORMALISATION,
             class_names=["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
         ),
-        dict(model=tiny_vit(), preprocessing="inception", class_names=None),
+        dict(model=tiny_vit_with_head(), preprocessing="inception", class_names=None),
     ]
     requests = {}
     for i, case in enumerate(cases):

@@ -8,6 +8,7 @@ from safetensors.numpy import save_file
 
 import keras_vitres
 from keras_vitres.weights import load_safetensors
+from tests.helpers import tiny_vit
 from tests.weights.reference_forward import (
     official_to_timm,
     random_official_vit,
@@ -92,17 +93,7 @@ VIT = dict(patch=8, hidden=32, layers=2, heads=2, mlp=64, classes=5, grid=4)
 
 
 def our_vit(**kwargs):
-    config = dict(
-        patch_size=8,
-        hidden_dim=32,
-        num_layers=2,
-        num_heads=2,
-        mlp_dim=64,
-        input_shape=(32, 32, 3),
-        classes=5,
-        classifier_activation=None,
-    )
-    return keras_vitres.VisionTransformer(**{**config, **kwargs})
+    return tiny_vit(**{"approximate_gelu": False, **kwargs})
 
 
 @pytest.fixture(scope="module")

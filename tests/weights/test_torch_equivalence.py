@@ -16,6 +16,8 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
+from tests.helpers import tiny_vit  # noqa: E402
+
 
 class TorchBottleneck(nn.Module):
     """torchvision's Bottleneck: 1x1, 3x3 (stride here: v1.5), 1x1, with a projection shortcut when needed."""
@@ -180,17 +182,7 @@ def test_vit_equivalent_to_pytorch(tmp_path):
     torch.manual_seed(0)
     reference = TorchViT(patch=8, dim=32, depth=2, heads=4, mlp=64, classes=5, grid=4).eval()
     save_file(reference.state_dict(), str(tmp_path / "vit.safetensors"))
-    model = keras_vitres.VisionTransformer(
-        patch_size=8,
-        hidden_dim=32,
-        num_layers=2,
-        num_heads=4,
-        mlp_dim=64,
-        input_shape=(32, 32, 3),
-        classes=5,
-        classifier_activation=None,
-        weights=str(tmp_path / "vit.safetensors"),
-    )
+    model = tiny_vit(num_heads=4, approximate_gelu=False, weights=str(tmp_path / "vit.safetensors"))
     images = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(model(images, training=False)),

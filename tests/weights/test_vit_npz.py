@@ -10,24 +10,10 @@ import pytest
 import keras_vitres
 from keras_vitres.layers import resample_position_embedding
 from keras_vitres.weights import load_npz
+from tests.helpers import tiny_vit
 from tests.weights.reference_forward import official_to_big_vision, random_official_vit, vit_forward
 
 CONFIG = dict(patch=8, hidden=32, layers=2, heads=2, mlp=64, classes=5, grid=4)
-
-
-def tiny_vit(**kwargs):
-    config = dict(
-        patch_size=8,
-        hidden_dim=32,
-        num_layers=2,
-        num_heads=2,
-        mlp_dim=64,
-        input_shape=(32, 32, 3),
-        classes=5,
-        classifier_activation=None,
-        approximate_gelu=True,
-    )
-    return keras_vitres.VisionTransformer(**{**config, **kwargs})
 
 
 def predict(model, images):
