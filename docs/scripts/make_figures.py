@@ -103,10 +103,7 @@ def main(argv=None):
             if name == "degradation":
                 result = degradation
         if name == "responses":
-            profiles = {net: analysis.layer_responses(model, data.x_val)
-                        for net, model in degradation.models.items()}
-            val_error = {net: curve["val_error"][-1] for net, curve in degradation.curves.items()}
-            result = analysis.ResponseResult(profiles=profiles, val_error=val_error)
+            result = analysis.degradation_responses(degradation, data.x_val)
             result.figure = analysis.plot_responses(result, path("responses"))
         elif name == "shortcuts":
             result = analysis.shortcut_analysis(config["depths"][0], ("A", "B", "C", None), data, config["resnet"],

@@ -17,6 +17,7 @@ from keras_vitres.analysis.experiment import AnalysisData, TrainingSettings, loa
 from keras_vitres.analysis.responses import (
     ResponseProfile,
     ResponseResult,
+    degradation_responses,
     layer_responses,
     plot_responses,
     response_analysis,
@@ -50,6 +51,7 @@ __all__ = [
     "VitAnalysisResult",
     "attention_rollout",
     "degradation_analysis",
+    "degradation_responses",
     "encoder_attention",
     "ensemble_analysis",
     "ensemble_model",

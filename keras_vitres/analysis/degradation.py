@@ -7,13 +7,7 @@ plain nets on the left, ResNets on the right, training error dashed and validati
 
 import dataclasses
 
-from keras_vitres.analysis.experiment import (
-    TrainingSettings,
-    load_analysis_data,
-    plain_data,
-    set_seed,
-    train_classifier,
-)
+from keras_vitres.analysis.experiment import TrainingSettings, load_analysis_data, plain_data, train_cifar_resnet
 from keras_vitres.analysis.figures import pyplot, save_figure
 
 
@@ -64,8 +58,6 @@ def degradation_analysis(depths=(20, 56), data=None, settings=None, figure_path=
     Returns:
         A `DegradationResult` with nets named "plain-{depth}" and "resnet-{depth}".
     """
-    from keras_vitres.models import ResNet
-
     if not depths:
         raise ValueError(f"`depths` must name at least one depth; received depths={depths!r}.")
     data = data if data is not None else load_analysis_data("digits")
@@ -74,20 +66,11 @@ def degradation_analysis(depths=(20, 56), data=None, settings=None, figure_path=
     for residual in (False, True):
         for depth in depths:
             name = net_name(depth, residual)
-            set_seed(settings.seed)
-            model = ResNet(
-                depth,
-                stem="cifar",
-                shortcut=shortcut if residual else None,
-                input_shape=data.image_shape,
-                classes=data.num_classes,
-                kernel_regularizer=settings.regularizer(),
-                name=name.replace("-", ""),
+            models[name], curves[name] = train_cifar_resnet(
+                depth, data, settings, shortcut=shortcut if residual else None, name=name.replace("-", ""),
                 **model_args,
             )
-            params[name] = int(model.count_params())
-            curves[name] = train_classifier(model, data, settings)
-            models[name] = model
+            params[name] = int(models[name].count_params())
     result = DegradationResult(depths=[int(d) for d in depths], curves=curves, params=params, models=models)
     if figure_path is not None:
         result.figure = plot_degradation(result, figure_path)

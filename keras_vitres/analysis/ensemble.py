@@ -17,8 +17,7 @@ from keras_vitres.analysis.experiment import (
     load_analysis_data,
     plain_data,
     predict_probabilities,
-    set_seed,
-    train_classifier,
+    train_cifar_resnet,
 )
 from keras_vitres.analysis.figures import pyplot, save_figure
 
@@ -139,24 +138,13 @@ def ensemble_analysis(depths=(20, 32, 44), data=None, settings=None, figure_path
     Returns:
         An `EnsembleResult`.
     """
-    from keras_vitres.models import ResNet
-
     if len(depths) < 2:
         raise ValueError(f"`depths` must name at least two member depths; received depths={depths!r}.")
     data = data if data is not None else load_analysis_data("digits")
     settings = settings or TrainingSettings()
     members, rows = [], []
     for depth in depths:
-        set_seed(settings.seed)
-        model = ResNet(
-            depth,
-            stem="cifar",
-            input_shape=data.image_shape,
-            classes=data.num_classes,
-            kernel_regularizer=settings.regularizer(),
-            **model_args,
-        )
-        train_classifier(model, data, settings)
+        model, _ = train_cifar_resnet(depth, data, settings, **model_args)
         members.append(model)
         rows.append(dict(
             name=model.name,

@@ -197,6 +197,53 @@ def train_classifier(model, data, settings):
     }
 
 
+def train_new_model(build, data, settings):
+    """Seeds, builds a network and trains it: the one training loop of every analysis.
+
+    Seeding right before each build gives every network of a comparison the same random state (initial weights
+    of the layers they share, batch order), so that they differ only by their architecture.
+
+    Args:
+        build: a callable with no arguments returning an uncompiled `keras.Model` for `data` (softmax outputs).
+        data: an `AnalysisData`.
+        settings: a `TrainingSettings`.
+
+    Returns:
+        (model, curves): the trained model and its `train_classifier` error curves.
+    """
+    set_seed(settings.seed)
+    model = build()
+    return model, train_classifier(model, data, settings)
+
+
+def train_cifar_resnet(depth, data, settings, **model_args):
+    """Builds a CIFAR ResNet (or plain net) sized for `data` with `train_new_model` and trains it.
+
+    Args:
+        depth: CIFAR depth 6n + 2.
+        data: an `AnalysisData`: its image shape and number of classes size the net.
+        settings: a `TrainingSettings`: its seed, and its weight decay as the kernels' regularizer.
+        **model_args: more `keras_vitres.ResNet` arguments (`shortcut`, `name`, `stage_filters`, ...).
+
+    Returns:
+        (model, curves), as `train_new_model`.
+    """
+    import functools
+
+    from keras_vitres.models import ResNet
+
+    build = functools.partial(
+        ResNet,
+        depth,
+        stem="cifar",
+        input_shape=data.image_shape,
+        classes=data.num_classes,
+        kernel_regularizer=settings.regularizer(),
+        **model_args,
+    )
+    return train_new_model(build, data, settings)
+
+
 def predict_probabilities(model, x, batch_size=256):
     """Returns `model`'s outputs on `x` as a float64 NumPy array, in inference mode."""
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)

@@ -14,13 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_vitres.analysis.experiment import (
-    TrainingSettings,
-    load_analysis_data,
-    plain_data,
-    set_seed,
-    train_classifier,
-)
+from keras_vitres.analysis.experiment import load_analysis_data, plain_data
 from keras_vitres.analysis.figures import pyplot, save_figure
 
 
@@ -78,18 +72,15 @@ def response_layers(model):
     return entries
 
 
-def _conv(pad, conv, x):
-    return conv(x if pad is None else pad(x))
-
-
 def _block_responses(block, x):
     """Applies a block's sublayers in inference mode; returns {bn name: response} for its 3x3 layers."""
     from keras import ops
 
     from keras_vitres.layers.residual import BasicBlock
 
-    r1 = block.bn1(_conv(block.conv1_pad, block.conv1, x), training=False)
-    r2 = block.bn2(_conv(block.conv2_pad, block.conv2, ops.relu(r1)), training=False)
+    # The block's own padding-or-subsampling before each convolution, exactly as its `call` applies it.
+    r1 = block.bn1(block._apply_conv(block.conv1_pad, block.conv1, x), training=False)
+    r2 = block.bn2(block._apply_conv(block.conv2_pad, block.conv2, ops.relu(r1)), training=False)
     return {"bn1": r1, "bn2": r2} if isinstance(block, BasicBlock) else {"bn2": r2}
 
 
@@ -166,6 +157,9 @@ def response_analysis(depths=(20, 56), data=None, settings=None, figure_path=Non
                       **model_args):
     """Trains plain and residual CIFAR nets of each depth, then measures their layer responses (paper Fig. 7).
 
+    The nets are those of `degradation_analysis` with the same arguments, as the paper measures Fig. 7 on the
+    nets of Fig. 6.
+
     Args:
         depths: CIFAR depths 6n + 2 (the paper shows 20, 56 and 110).
         data: an `AnalysisData`; by default `load_analysis_data("digits")`. Responses are measured on its
@@ -179,33 +173,29 @@ def response_analysis(depths=(20, 56), data=None, settings=None, figure_path=Non
     Returns:
         A `ResponseResult`.
     """
-    from keras_vitres.analysis.degradation import net_name
-    from keras_vitres.models import ResNet
+    from keras_vitres.analysis.degradation import degradation_analysis
 
     data = data if data is not None else load_analysis_data("digits")
-    settings = settings or TrainingSettings()
-    images = data.x_val if num_images is None else data.x_val[:num_images]
-    profiles, val_error = {}, {}
-    for residual in (False, True):
-        for depth in depths:
-            name = net_name(depth, residual)
-            set_seed(settings.seed)
-            model = ResNet(
-                depth,
-                stem="cifar",
-                shortcut=shortcut if residual else None,
-                input_shape=data.image_shape,
-                classes=data.num_classes,
-                kernel_regularizer=settings.regularizer(),
-                name=name.replace("-", ""),
-                **model_args,
-            )
-            val_error[name] = train_classifier(model, data, settings)["val_error"][-1]
-            profiles[name] = layer_responses(model, images)
-    result = ResponseResult(profiles=profiles, val_error=val_error)
+    degradation = degradation_analysis(depths, data, settings, shortcut=shortcut, **model_args)
+    result = degradation_responses(degradation, data.x_val if num_images is None else data.x_val[:num_images])
     if figure_path is not None:
         result.figure = plot_responses(result, figure_path)
     return result
+
+
+def degradation_responses(degradation, images):
+    """Measures the layer responses of the trained nets of a `DegradationResult`.
+
+    Args:
+        degradation: a `DegradationResult` (its `models` are measured).
+        images: array (N, H, W, C), preprocessed as the nets were trained.
+
+    Returns:
+        A `ResponseResult` with the nets' names and final validation errors.
+    """
+    profiles = {name: layer_responses(model, images) for name, model in degradation.models.items()}
+    val_error = {name: curve["val_error"][-1] for name, curve in degradation.curves.items()}
+    return ResponseResult(profiles=profiles, val_error=val_error)
 
 
 def plot_responses(result, path):

@@ -8,13 +8,7 @@ the baseline row of Table 3.
 
 import dataclasses
 
-from keras_vitres.analysis.experiment import (
-    TrainingSettings,
-    load_analysis_data,
-    plain_data,
-    set_seed,
-    train_classifier,
-)
+from keras_vitres.analysis.experiment import TrainingSettings, load_analysis_data, plain_data, train_cifar_resnet
 from keras_vitres.analysis.figures import pyplot, save_figure
 
 
@@ -69,7 +63,6 @@ def shortcut_analysis(depth=20, options=("A", "B", "C"), data=None, settings=Non
         A `ShortcutResult` whose rows follow `options`.
     """
     from keras_vitres.layers.residual import check_shortcut
-    from keras_vitres.models import ResNet
 
     options = list(options)
     if not options or len(set(options)) != len(options):
@@ -81,19 +74,10 @@ def shortcut_analysis(depth=20, options=("A", "B", "C"), data=None, settings=Non
     rows, curves = [], {}
     for option in options:
         name = _label(depth, option)
-        set_seed(settings.seed)
-        model = ResNet(
-            depth,
-            stem="cifar",
-            shortcut=option,
-            input_shape=data.image_shape,
-            classes=data.num_classes,
-            kernel_regularizer=settings.regularizer(),
-            name=name.replace("-", "").replace(" ", "_"),
-            **model_args,
+        model, curves[name] = train_cifar_resnet(
+            depth, data, settings, shortcut=option, name=name.replace("-", "").replace(" ", "_"), **model_args
         )
         trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
-        curves[name] = train_classifier(model, data, settings)
         rows.append(dict(
             option=option,
             name=name,

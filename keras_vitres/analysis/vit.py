@@ -23,8 +23,7 @@ from keras_vitres.analysis.experiment import (
     load_analysis_data,
     plain_data,
     predict_probabilities,
-    set_seed,
-    train_classifier,
+    train_new_model,
 )
 from keras_vitres.analysis.figures import pyplot, save_figure
 
@@ -324,9 +323,7 @@ def vit_analysis(model=None, images=None, data=None, settings=None, figure_path=
         data = data if data is not None else load_analysis_data("digits")
     if model is None:
         settings = settings or TrainingSettings(epochs=10, learning_rate=1e-3, optimizer="adam", batch_size=64)
-        set_seed(settings.seed)
-        model = tiny_vit(data.image_shape, data.num_classes, **vit_args)
-        train_classifier(model, data, settings)
+        model, _ = train_new_model(lambda: tiny_vit(data.image_shape, data.num_classes, **vit_args), data, settings)
         val_error = error_rate(predict_probabilities(model, data.x_val), data.y_val)
     if images is None:
         images = data.x_val[:num_images]

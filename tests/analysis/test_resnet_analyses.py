@@ -89,6 +89,23 @@ def test_block_responses_reproduce_the_block(shortcut):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(rebuilt), features.predict(x, verbose=0)["out"], atol=1e-5)
 
 
+@pytest.mark.parametrize("version", ["v1", "v1.5"])
+def test_bottleneck_responses_reproduce_a_strided_block(version):
+    """The stride sits on the 1x1 (v1) or the 3x3 (v1.5): bn2's response, carried through conv3/bn3 and the
+    shortcut, is the block's output either way."""
+    model = ResNet(block="bottleneck", stage_blocks=(1, 1), stage_filters=(4, 8), version=version,
+                   input_shape=(16, 16, 3))
+    x = np.random.default_rng(0).normal(size=(3, 16, 16, 3)).astype("float32")
+    block = model.get_layer("stage2_block1")
+    assert block.strides == 2
+    inputs = keras.Model(model.input, block.input)(x)
+    r2 = _block_responses(block, inputs)["bn2"]
+    out = block.bn3(block._apply_conv(block.conv3_pad, block.conv3, keras.ops.relu(r2)), training=False)
+    rebuilt = keras.ops.relu(out + block.shortcut_branch(inputs, training=False))
+    expected = keras.Model(model.input, block.output)(x)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(rebuilt), keras.ops.convert_to_numpy(expected), atol=1e-5)
+
+
 def test_layer_response_std_is_the_per_channel_std_averaged(tiny_digits):
     model = ResNet(8, input_shape=tiny_digits.image_shape, **TINY)
     images = tiny_digits.x_val[:20]
