@@ -37,6 +37,13 @@ def add_parser(subparsers):
     parser.add_argument(
         "--output", default="auto", choices=("auto", "probabilities", "logits"), help="what the model returns"
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="serving_bytes refuses, before decoding, images whose header declares more than this many pixels "
+        "(height x width; default 16000000)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --version if it exists")
     parser.set_defaults(func=run)
 
@@ -111,12 +118,19 @@ def run(args):
 
     import keras_vitres  # noqa: F401  (registers the package's layers for loading)
     from keras_vitres.export import BYTES_SIGNATURE, FLOAT_SIGNATURE, export_saved_model, read_export_metadata
+    from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS, check_max_pixels
 
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             f"keras-vitres export writes TensorFlow SavedModels and needs KERAS_BACKEND=tensorflow; the backend is "
             f"{keras.backend.backend()!r}. Run it again with KERAS_BACKEND=tensorflow."
         )
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    try:
+        check_max_pixels(max_pixels)  # before the model is loaded
+    except ValueError:
+        raise ValueError(f"--max-pixels must be a positive int, the largest height x width an image may declare "
+                         f"(default {DEFAULT_MAX_PIXELS}); received --max-pixels={args.max_pixels}.") from None
     source = args.source
     class_names = parse_class_names(args.class_names)
     if os.path.isdir(source):
@@ -138,6 +152,7 @@ def run(args):
             preprocessing=parse_preprocessing(args.preprocessing),
             image_size=parse_image_size(args.image_size),
             output=args.output,
+            max_pixels=max_pixels,
             overwrite=args.overwrite,
         )
     except FileExistsError as error:  # the command reports it like any other bad argument (exit 2)
@@ -146,7 +161,7 @@ def run(args):
     height, width = meta["image_size"]
     print(f"exported {model.name} from {source} to {path}")
     print(f"  {FLOAT_SIGNATURE}: images float32 (batch, {height}, {width}, {meta['channels']}), raw [0, 255] pixels")
-    print(f"  {BYTES_SIGNATURE}: image_bytes string (batch,), JPEG or PNG files")
+    print(f"  {BYTES_SIGNATURE}: image_bytes string (batch,), JPEG or PNG files of at most {meta['max_pixels']} pixels")
     print(f"  outputs: {', '.join(meta['outputs'])} (top {meta['top_k']}); model output: {meta['model_output']}")
     preprocessing = meta["preprocessing"]
     if preprocessing["source"] == "model layer":

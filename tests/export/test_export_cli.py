@@ -66,3 +66,20 @@ def test_errors_exit_2_with_a_message(model_file, tmp_path, capsys):
     assert "list of 3 strings" in capsys.readouterr().err
     assert main(["export", model_file, str(tmp_path / "out"), "--preprocessing", "{bad json"]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_max_pixels_sets_the_bytes_signature_pixel_limit(model_file, tmp_path, capsys):
+    assert main(["export", model_file, str(tmp_path / "served"), "--max-pixels", "1024"]) == 0
+    assert "at most 1024 pixels" in capsys.readouterr().out
+    path = tmp_path / "served" / "1"
+    assert read_export_metadata(path)["max_pixels"] == 1024
+    serve = tf.saved_model.load(str(path)).signatures["serving_bytes"]
+    small = tf.io.encode_png(tf.zeros((32, 32, 3), tf.uint8))  # 1,024 pixels: served
+    assert serve(image_bytes=tf.stack([small]))["probabilities"].shape == (1, 3)
+    large = tf.io.encode_png(tf.zeros((32, 33, 3), tf.uint8))  # 1,056 pixels: refused before decoding
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels=1024"):
+        serve(image_bytes=tf.stack([large]))
+    for bad in ("0", "-5"):
+        assert main(["export", model_file, str(tmp_path / "other"), "--max-pixels", bad]) == 2
+        assert f"--max-pixels={bad}" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()  # refused before anything was written
