@@ -130,6 +130,9 @@ def list_presets():
 
 def get_preset(name):
     """Returns the registry row of a preset, or raises a ValueError that suggests close names."""
+    if not isinstance(name, str):  # a list or dict is unhashable, and bytes would never match
+        raise ValueError(f"`name` must be a preset name (a str); received name={name!r}. `list_presets()` lists all "
+                         f"{len(PRESETS)}.")
     if name not in PRESETS:
         close = difflib.get_close_matches(str(name), PRESETS, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

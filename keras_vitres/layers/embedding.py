@@ -9,6 +9,8 @@ from keras import ops
 
 def _pair(value, name):
     """Returns `value` as a (height, width) tuple of positive ints, or raises naming `name`."""
+    if not isinstance(value, (int, list, tuple)):  # tuple() of a float or a string would fail unclearly
+        raise ValueError(f"`{name}` must be a positive int or a pair of positive ints; received {name}={value!r}.")
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
         raise ValueError(f"`{name}` must be a positive int or a pair of positive ints; received {name}={value!r}.")

@@ -40,7 +40,21 @@ def check_head_args(include_top, pooling, classes, classifier_activation, poolin
         raise ValueError(f"`pooling` must be one of {poolings}; received pooling={pooling!r}.")
     if include_top and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 1):
         raise ValueError(f"`classes` must be a positive int when include_top=True; received classes={classes!r}.")
-    keras.activations.get(classifier_activation)  # raises for an unknown name
+    try:
+        keras.activations.get(classifier_activation)
+    except (ValueError, TypeError) as error:  # Keras' message does not say which argument it was
+        raise ValueError(
+            "`classifier_activation` must be None, an activation name (e.g. 'softmax', 'linear') or a callable; "
+            f"received classifier_activation={classifier_activation!r}."
+        ) from error
+
+
+def check_positive_int(name, value, *, allow_none=False):
+    """Raises a ValueError naming `name` unless `value` is an int >= 1 (or None, with `allow_none`)."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}; received {name}={value!r}.")
 
 
 def classifier(x, classes, classifier_activation, name="predictions", **dense_args):

@@ -53,7 +53,8 @@ def HybridViT(
     Returns:
         A `keras.Model`.
     """
-    check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation)
+    check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation,
+                   num_layers=num_layers, mlp_dim=mlp_dim, representation_size=representation_size)
     input_shape = check_input_shape(input_shape, require_size=True)
     stride = 4 * 2 ** (len(resnet_stage_blocks) - 1)
     grid_size = grid_size_for(input_shape, stride)

@@ -16,6 +16,7 @@ from keras_vitres.models.common import check_head_args, check_input_shape, class
 
 STEMS = ("cifar", "imagenet")
 BLOCKS = ("basic", "bottleneck")
+VERSIONS = ("v1", "v1.5")  # where a bottleneck strides: its 1x1 (the paper) or its 3x3 (torchvision)
 IMAGENET_STAGE_BLOCKS = {  # paper Table 1
     18: ("basic", (2, 2, 2, 2)),
     34: ("basic", (3, 4, 6, 3)),
@@ -30,6 +31,13 @@ DEFAULTS = {  # per stem: input shape, classes, shortcut option as in the paper'
 }
 
 
+def _is_positive_ints(values):
+    """Whether `values` is a non-empty list or tuple of ints >= 1 (bools excluded)."""
+    return isinstance(values, (list, tuple)) and len(values) > 0 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+    )
+
+
 def depth_to_stages(depth, stem):
     """Returns (block, stage_blocks) for a paper depth, or raises a ValueError naming `depth`."""
     if stem == "cifar":
@@ -40,7 +48,7 @@ def depth_to_stages(depth, stem):
             )
         n = (depth - 2) // 6
         return "basic", (n, n, n)
-    if depth not in IMAGENET_STAGE_BLOCKS:
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth not in IMAGENET_STAGE_BLOCKS:
         raise ValueError(
             f"`depth` of an ImageNet ResNet must be one of {sorted(IMAGENET_STAGE_BLOCKS)} (or pass `stage_blocks`); "
             f"received depth={depth!r}."
@@ -142,13 +150,21 @@ def ResNet(
     block = block or "basic"
     if block not in BLOCKS:
         raise ValueError(f"`block` must be one of {BLOCKS}; received block={block!r}.")
-    stage_filters = tuple(stage_filters or STAGE_FILTERS[stem])
-    stage_blocks = tuple(stage_blocks)
-    if len(stage_blocks) != len(stage_filters) or not all(isinstance(n, int) and n > 0 for n in stage_blocks):
+    if stage_filters is None:
+        stage_filters = STAGE_FILTERS[stem]
+    if not _is_positive_ints(stage_filters):
         raise ValueError(
-            f"`stage_blocks` must hold one positive int per stage ({len(stage_filters)} stages); "
-            f"received stage_blocks={stage_blocks!r}."
+            f"`stage_filters` must be a non-empty list or tuple of positive ints, the filters of each stage; "
+            f"received stage_filters={stage_filters!r}."
         )
+    if not _is_positive_ints(stage_blocks) or len(stage_blocks) != len(stage_filters):
+        raise ValueError(
+            f"`stage_blocks` must hold one positive int per stage ({len(stage_filters)} stages, as in "
+            f"stage_filters={tuple(stage_filters)!r}); received stage_blocks={stage_blocks!r}."
+        )
+    stage_filters, stage_blocks = tuple(stage_filters), tuple(stage_blocks)
+    if version not in VERSIONS:
+        raise ValueError(f"`version` must be one of {VERSIONS}; received version={version!r}.")
     if shortcut == "auto":
         shortcut = defaults["shortcut"]
     check_shortcut(shortcut)

@@ -19,7 +19,13 @@ from keras_vitres.layers.embedding import (
 )
 from keras_vitres.layers.pooling import TokenPooling
 from keras_vitres.layers.transformer import TransformerBlock
-from keras_vitres.models.common import check_head_args, check_input_shape, classifier, load_weights
+from keras_vitres.models.common import (
+    check_head_args,
+    check_input_shape,
+    check_positive_int,
+    classifier,
+    load_weights,
+)
 
 VIT_POOLINGS = (None, "token", "avg", "max")
 
@@ -74,12 +80,19 @@ def vit_head(x, *, use_class_token, include_top, pooling, representation_size, c
     return x
 
 
-def check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation):
+def check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation,
+                   *, num_layers=1, mlp_dim=1, representation_size=None):
+    """Validates the encoder's sizes and the head's arguments, raising a ValueError that names the argument."""
     check_head_args(include_top, pooling, classes, classifier_activation, poolings=VIT_POOLINGS)
-    if not isinstance(hidden_dim, int) or not isinstance(num_heads, int) or num_heads < 1 or hidden_dim % num_heads:
+    check_positive_int("num_heads", num_heads)
+    check_positive_int("hidden_dim", hidden_dim)
+    if hidden_dim % num_heads:
         raise ValueError(
             f"`hidden_dim` must be a multiple of `num_heads`; received hidden_dim={hidden_dim!r}, num_heads={num_heads!r}."
         )
+    check_positive_int("num_layers", num_layers)
+    check_positive_int("mlp_dim", mlp_dim)
+    check_positive_int("representation_size", representation_size, allow_none=True)
     if pooling == "token" and not use_class_token:
         raise ValueError("pooling='token' needs a class token; received pooling='token' with use_class_token=False.")
 
@@ -141,7 +154,8 @@ def VisionTransformer(
     >>> model.output_shape
     (None, 10)
     """
-    check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation)
+    check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation,
+                   num_layers=num_layers, mlp_dim=mlp_dim, representation_size=representation_size)
     input_shape = check_input_shape(input_shape, require_size=True)
     grid_size = grid_size_for(input_shape, patch_size)
 

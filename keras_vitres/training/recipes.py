@@ -12,14 +12,32 @@ warmup the paper gives ResNet-110 and -1202) and then `overrides` applied.
 
 import dataclasses
 import difflib
+import math
 
 from keras_vitres.data.augment import AUGMENTS
+from keras_vitres.data.datasets import DATASETS, TFDS_PREFIX
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "linear", "constant")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 PREPROCESSINGS = ("pixel_mean", "rescale", "none")
 WARMUP_MODES = ("linear", "constant")
+
+
+def _preset_names():
+    from keras_vitres.presets import list_presets  # presets come before training; imported late, as a leaf
+
+    return list_presets()
+
+
+def _check_name(field, value, names, extra=""):
+    """Raises a ValueError naming `field` unless `value` is one of `names`, suggesting the closest names."""
+    if isinstance(value, str) and value in names:
+        return
+    close = difflib.get_close_matches(value, names, n=3, cutoff=0.5) if isinstance(value, str) else []
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    listing = f"{len(names)} names: see `keras_vitres.list_presets()`" if field == "preset" else f"{list(names)}"
+    raise ValueError(f"Unknown {field}: received {field}={value!r}.{hint} Valid: {listing}{extra}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +147,12 @@ class Recipe:
         for field in ("learning_rate", "momentum", "weight_decay", "final_learning_rate", "warmup_learning_rate",
                       "mixup_alpha", "cutmix_alpha", "label_smoothing", "decay_factor"):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"`{field}` must be a number >= 0; received {field}={value!r}.")
+            # NaN and inf pass `value < 0`: require a finite number.
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"`{field}` must be a finite number >= 0; received {field}={value!r}.")
+        _check_name("preset", self.preset, _preset_names())
+        if not (isinstance(self.dataset, str) and self.dataset.startswith(TFDS_PREFIX) and len(self.dataset) > 5):
+            _check_name("dataset", self.dataset, DATASETS, extra=f" or '{TFDS_PREFIX}NAME'")
         if not isinstance(self.warmup_steps, int) or isinstance(self.warmup_steps, bool) or self.warmup_steps < 0:
             raise ValueError(f"`warmup_steps` must be an int >= 0; received warmup_steps={self.warmup_steps!r}.")
         bounds = list(self.decay_boundaries)

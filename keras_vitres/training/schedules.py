@@ -11,6 +11,8 @@ Every schedule uses `keras.ops` only, so it runs inside a compiled (graph, XLA o
 round-trips through `get_config` / `from_config`, also inside a saved compiled model.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -23,8 +25,20 @@ def _check_non_negative_int(name, value):
 
 
 def _check_rate(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"`{name}` must be a float >= 0; received {name}={value!r}.")
+    # NaN and inf pass `value < 0`: require a finite number.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite float >= 0; received {name}={value!r}.")
+
+
+def _check_decay_args(peak_learning_rate, total_steps, warmup_steps, initial_learning_rate):
+    """The checks `warmup_cosine_decay` and `warmup_linear_decay` share, each naming the caller's argument."""
+    _check_rate("peak_learning_rate", peak_learning_rate)
+    _check_rate("initial_learning_rate", initial_learning_rate)
+    _check_non_negative_int("warmup_steps", warmup_steps)
+    if not isinstance(total_steps, int) or isinstance(total_steps, bool) or total_steps <= warmup_steps:
+        raise ValueError(
+            f"`total_steps` must be an int > warmup_steps={warmup_steps}; received total_steps={total_steps!r}."
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_vitres")
@@ -51,6 +65,8 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, initial_learning_rate, boundaries=(32000, 48000), factor=0.1, name="step_decay"):
         super().__init__()
         _check_rate("initial_learning_rate", initial_learning_rate)
+        if not isinstance(boundaries, (list, tuple)):
+            raise ValueError(f"`boundaries` must be a list or tuple of ints; received boundaries={boundaries!r}.")
         bounds = list(boundaries)
         if any(not isinstance(b, int) or isinstance(b, bool) or b < 0 for b in bounds) or bounds != sorted(set(bounds)):
             raise ValueError(f"`boundaries` must be strictly increasing ints >= 0; received boundaries={boundaries!r}.")
@@ -218,11 +234,9 @@ def warmup_cosine_decay(peak_learning_rate, total_steps, warmup_steps, initial_l
     Returns:
         A `Warmup` schedule.
     """
-    _check_non_negative_int("warmup_steps", warmup_steps)
-    if not isinstance(total_steps, int) or total_steps <= warmup_steps:
-        raise ValueError(
-            f"`total_steps` must be an int > warmup_steps={warmup_steps}; received total_steps={total_steps!r}."
-        )
+    _check_decay_args(peak_learning_rate, total_steps, warmup_steps, initial_learning_rate)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(f"`alpha` must be a float in [0, 1]; received alpha={alpha!r}.")
     decay = keras.optimizers.schedules.CosineDecay(peak_learning_rate, total_steps - warmup_steps, alpha=alpha)
     return Warmup(decay, warmup_steps, initial_learning_rate, mode="linear", shift_schedule=True, name="warmup_cosine")
 
@@ -242,11 +256,8 @@ def warmup_linear_decay(peak_learning_rate, total_steps, warmup_steps, initial_l
     Returns:
         A `Warmup` schedule.
     """
-    _check_non_negative_int("warmup_steps", warmup_steps)
-    if not isinstance(total_steps, int) or total_steps <= warmup_steps:
-        raise ValueError(
-            f"`total_steps` must be an int > warmup_steps={warmup_steps}; received total_steps={total_steps!r}."
-        )
+    _check_decay_args(peak_learning_rate, total_steps, warmup_steps, initial_learning_rate)
+    _check_rate("final_learning_rate", final_learning_rate)
     decay = keras.optimizers.schedules.PolynomialDecay(
         peak_learning_rate, total_steps - warmup_steps, end_learning_rate=final_learning_rate, power=1.0
     )

@@ -7,8 +7,9 @@ of the invalid arguments and the value it received. Nothing may hang (each examp
 interpreter or leave files behind (each test runs in an empty temporary folder that must stay empty). Runs are
 derandomised, so CI draws the same examples every time, and use no example database (no `.hypothesis/` folder).
 
-Inputs that a builder accepts or rejects unclearly today are listed in `KNOWN_GAPS`: they are kept out of the
-drawn space and each is a strict xfail below, with the fix suggested to the owner of the code.
+Inputs that these tests once found accepted, or refused unclearly, are in the drawn pools now and are also
+pinned one by one in `FIXED_GAPS` (`test_fixed_gap_raises_a_clear_error`), so each stays covered whatever
+Hypothesis draws.
 """
 
 import collections
@@ -133,13 +134,14 @@ def resnet_arguments(draw):
     kwargs, bad = {}, {}
     stem = pick(draw, "stem", ["cifar", "imagenet"], ["CIFAR", "", None, 3], kwargs, bad)
     if stem == "imagenet":
-        pick(draw, "depth", [18], [20, 0, 1202, "18", None], kwargs, bad)
-        kwargs["stage_filters"] = (8, 8, 16, 16)  # tiny, so that a build takes a second
+        pick(draw, "depth", [18], [20, 0, 1202, "18", 18.0, None], kwargs, bad)
+        # tiny, so that a build takes a second
+        pick(draw, "stage_filters", [(8, 8, 16, 16)], [(0, 8, 16, 16), (8.5, 8, 16, 16), 8], kwargs, bad)
     else:
         pick(draw, "depth", [8, 14, 20], [0, 7, 9, -4, 20.0, "20", True, None], kwargs, bad)
-        kwargs["stage_filters"] = (8, 8, 16)
+        pick(draw, "stage_filters", [(8, 8, 16), [8, 8, 16]], [(0, 8, 16), (8.5, 8, 16), (8, 8, -16)], kwargs, bad)
     pick(draw, "shortcut", ["auto", "A", "B", "C", None], ["D", "a", 1, ""], kwargs, bad)
-    pick(draw, "version", ["v1", "v1.5"], [], kwargs, bad)
+    pick(draw, "version", ["v1", "v1.5"], ["v3", "v2", None], kwargs, bad)
     pick(
         draw,
         "input_shape",
@@ -153,7 +155,7 @@ def resnet_arguments(draw):
     if include_top is not True and "classes" in bad:  # classes only matter with a classifier
         del bad["classes"]
     pick(draw, "pooling", [None, "avg", "max"], ["mean", "token", 1], kwargs, bad)
-    pick(draw, "classifier_activation", ["softmax", None, "linear"], [], kwargs, bad)
+    pick(draw, "classifier_activation", ["softmax", None, "linear"], ["nonsense", 3], kwargs, bad)
     if stem not in ("cifar", "imagenet"):  # the stem decides everything else: only it can be reported
         bad = {"stem": stem}
     return Draw(kwargs, bad)
@@ -177,13 +179,16 @@ def test_resnet_builder_arguments(drawn, empty_cwd, record_property):
 @st.composite
 def vit_arguments(draw):
     kwargs, bad = {}, {}
-    patch = pick(draw, "patch_size", [4, 8, (4, 8)], [0, -4, "8", (8,), (0, 8), (8.0, 8), True], kwargs, bad)
+    patch = pick(
+        draw, "patch_size", [4, 8, (4, 8)], [0, -4, "8", 3.5, (8,), (0, 8), (8.0, 8), True], kwargs, bad
+    )
     heads = pick(draw, "num_heads", [1, 2, 4], [0, -2, 2.0], kwargs, bad)
-    hidden = pick(draw, "hidden_dim", [8, 16, 32], [30, 2.0 * 8, "16"], kwargs, bad)
+    hidden = pick(draw, "hidden_dim", [8, 16, 32], [30, 2.0 * 8, "16", 0, -8], kwargs, bad)
     if "num_heads" not in bad and "hidden_dim" not in bad and hidden % heads:
         bad["hidden_dim"] = hidden  # not a multiple of num_heads: invalid together
-    pick(draw, "num_layers", [1, 2], [], kwargs, bad)
-    pick(draw, "mlp_dim", [16, 32], [], kwargs, bad)
+    pick(draw, "num_layers", [1, 2], [0, -1, 1.5], kwargs, bad)
+    pick(draw, "mlp_dim", [16, 32], [0, 16.0], kwargs, bad)
+    pick(draw, "representation_size", [None, 8], [-3, 0, 8.5], kwargs, bad)
     use_class_token = pick(draw, "use_class_token", [True, False], [], kwargs, bad)
     shape = pick(
         draw,
@@ -251,7 +256,7 @@ def mutated_preset_name(draw):
         st.sampled_from(PRESETS),
         mutated_preset_name(),
         st.text(max_size=20),
-        st.sampled_from([None, 123, 1.5, b"resnet20"]),
+        st.sampled_from([None, 123, 1.5, b"resnet20", ["resnet20"], ("resnet20",)]),
     )
 )
 def test_preset_names(name, empty_cwd, record_property):
@@ -309,7 +314,7 @@ def test_models_take_any_numeric_dtype(small_models, dtype, batch, which, scale,
 # --- schedules ---------------------------------------------------------------------------------------------------
 
 RATES = [0.0, 0.1, 1, 3e-4]
-BAD_RATES = [-0.1, -1, "0.1", None, True]
+BAD_RATES = [-0.1, -1, "0.1", None, True, float("nan"), float("inf")]
 
 
 @st.composite
@@ -322,7 +327,7 @@ def schedule_arguments(draw):
             draw,
             "boundaries",
             [(32000, 48000), (10,), (), [5, 6]],
-            [(48000, 32000), (5, 5), (-1,), (1.5,)],
+            [(48000, 32000), (5, 5), (-1,), (1.5,), 5, "10"],
             kwargs,
             bad,
         )
@@ -341,8 +346,8 @@ def schedule_arguments(draw):
     total = pick(draw, "total_steps", [5, 100, 1000], [0, 1.5e3, "100"], kwargs, bad)
     if "warmup_steps" not in bad and "total_steps" not in bad and total <= warmup:
         bad["total_steps"] = total  # must be longer than the warmup
-    kwargs["peak_learning_rate"] = draw(st.sampled_from([0.1, 1e-3]))
-    kwargs["initial_learning_rate"] = draw(st.sampled_from([0.0, 1e-5]))
+    pick(draw, "peak_learning_rate", [0.1, 1e-3], [-1.0, float("nan")], kwargs, bad)
+    pick(draw, "initial_learning_rate", [0.0, 1e-5], [-1.0, float("inf")], kwargs, bad)
     return kind, Draw(kwargs, bad)
 
 
@@ -437,11 +442,12 @@ def train_flags(draw):
             bad[name] = str(value)
 
     flag("--recipe", RECIPES, ["nope", "digits", "CIFAR_RESNET"])
-    flag("--preset", ["resnet20", "resnet56", "vit_tiny_patch16_224", "plain20"], [])
+    flag("--preset", ["resnet20", "resnet56", "vit_tiny_patch16_224", "plain20"], ["resnet2O", "vit_tiny"])
+    flag("--dataset", ["digits", "cifar10", "cifar100"], ["nope", "cifar1O"])
     flag("--epochs", [1, 3], [0, -1, "abc", 1.5])
     flag("--steps", [10, 500], [0, "ten"])
     flag("--batch-size", [8, 128], [0, -3, "x"])
-    flag("--lr", [0.1, 0.01, 0], [-0.1, "fast"])
+    flag("--lr", [0.1, 0.01, 0], [-0.1, "fast", "nan", "inf"])
     flag("--strategy", ["auto", "one", "mirrored"], ["gpu", "tpu"])
     flag("--mixed-precision", ["auto", "float32", "mixed_bfloat16"], ["fp8"])
     flag("--jit", ["auto", "on", "off"], ["yes"])
@@ -523,7 +529,7 @@ def test_serving_bytes_signature_fuzzed(served, prefix, body, record_property):
     tally.record(record_property)
 
 
-# --- known gaps: inputs accepted, or refused unclearly, today ----------------------------------------------------
+# --- fixed gaps: inputs once accepted, or refused unclearly, each pinned -----------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -532,7 +538,8 @@ class Gap:
     call: callable
     argument: str
     value: object
-    fix: str
+    fix: str  # what was fixed, where
+    hint: str = ""  # a further part of the message (e.g. the suggested name)
 
 
 def _resnet(**kwargs):
@@ -551,169 +558,64 @@ def _cli_train(*flags):
     return code
 
 
-KNOWN_GAPS = [
-    Gap(
-        "ResNet",
-        lambda: _resnet(depth=None, stage_blocks=5),
-        "stage_blocks",
-        5,
-        "models/resnet.py: check `isinstance(stage_blocks, (list, tuple))` before `tuple(stage_blocks)`",
-    ),
-    Gap(
-        "ResNet",
-        lambda: _resnet(stage_filters=(0, 8, 16)),
-        "stage_filters",
-        (0, 8, 16),
-        "models/resnet.py: validate `stage_filters` like `stage_blocks` (positive ints, one per stage); Keras "
-        "reports `filters=0` without naming stage_filters",
-    ),
-    Gap(
-        "ResNet",
-        lambda: _resnet(stage_filters=(8.5, 8, 16)),
-        "stage_filters",
-        (8.5, 8, 16),
-        "models/resnet.py: the same check (Keras says 'filters must be evenly divisible by groups')",
-    ),
-    Gap(
-        "ResNet",
-        lambda: _resnet(version="v3"),
-        "version",
-        "v3",
-        "models/resnet.py: check `version in ('v1', 'v1.5')` in ResNet itself; today only BottleneckBlock checks "
-        "it, so basic-block nets accept any value silently",
-    ),
-    Gap(
-        "ResNet",
-        lambda: _resnet(classifier_activation="nonsense"),
-        "classifier_activation",
-        "nonsense",
-        "models/common.py check_head_args: wrap `keras.activations.get` and re-raise naming classifier_activation "
-        "(Keras says 'Could not interpret activation function identifier: nonsense')",
-    ),
-    Gap(
-        "ResNet",
-        lambda: _resnet(stem="imagenet", depth=18.0, stage_filters=(8, 8, 16, 16)),
-        "depth",
-        18.0,
-        "models/resnet.py depth_to_stages: require an int for the ImageNet stem too (18.0 == 18 is found in the "
-        "table, so a float depth is accepted and the model is named 'resnet18.0')",
-    ),
-    Gap(
-        "VisionTransformer",
-        lambda: _vit(patch_size=3.5),
-        "patch_size",
-        3.5,
-        "layers/embedding.py _pair: `tuple(value)` on a float raises \"TypeError: 'float' object is not iterable\"; "
-        "check `isinstance(value, (list, tuple))` before converting, and raise the ValueError naming patch_size",
-    ),
-    Gap(
-        "VisionTransformer",
-        lambda: _vit(hidden_dim=0),
-        "hidden_dim",
-        0,
-        "models/vit.py check_vit_args: require `hidden_dim >= 1` (0 % num_heads == 0 passes today; Keras then "
-        "reports `filters=0`)",
-    ),
-    Gap(
-        "VisionTransformer",
-        lambda: _vit(num_layers=-1),
-        "num_layers",
-        -1,
-        "models/vit.py: require an int `num_layers >= 1` (a negative value builds a model with no encoder)",
-    ),
-    Gap(
-        "VisionTransformer",
-        lambda: _vit(num_layers=1.5),
-        "num_layers",
-        1.5,
-        "models/vit.py: the same check (today: TypeError 'float' object cannot be interpreted as an integer)",
-    ),
-    Gap(
-        "VisionTransformer",
-        lambda: _vit(mlp_dim=0),
-        "mlp_dim",
-        0,
-        "models/vit.py: require an int `mlp_dim >= 1` (Keras reports `units=0`)",
-    ),
-    Gap(
-        "VisionTransformer",
-        lambda: _vit(representation_size=-3),
-        "representation_size",
-        -3,
-        "models/vit.py: require None or an int >= 1 (Keras reports `units=-3`)",
-    ),
-    Gap(
-        "build_model",
-        lambda: keras_vitres.build_model(["resnet20"]),
-        "name",
-        ["resnet20"],
-        "presets.py get_preset: check `isinstance(name, str)` first (today: TypeError unhashable type: 'list')",
-    ),
-    Gap(
-        "StepDecay",
-        lambda: schedules.StepDecay(float("nan")),
-        "initial_learning_rate",
-        float("nan"),
-        "training/schedules.py _check_rate: also require math.isfinite(value) (NaN and inf pass `value < 0`)",
-    ),
-    Gap(
-        "StepDecay",
-        lambda: schedules.StepDecay(0.1, boundaries=5),
-        "boundaries",
-        5,
-        "training/schedules.py: check that `boundaries` is a list or tuple before `list(boundaries)`",
-    ),
-    Gap(
-        "warmup_cosine_decay",
-        lambda: schedules.warmup_cosine_decay(-1.0, 100, 10),
-        "peak_learning_rate",
-        -1.0,
-        "training/schedules.py: `_check_rate('peak_learning_rate', ...)` in warmup_cosine_decay and "
-        "warmup_linear_decay (Keras' CosineDecay does not check it)",
-    ),
-    Gap(
-        "warmup_cosine_decay",
-        lambda: schedules.warmup_cosine_decay(0.1, 100, 10, initial_learning_rate=-1.0),
-        "initial_learning_rate",
-        -1.0,
-        "training/schedules.py: check `initial_learning_rate` in warmup_cosine_decay/warmup_linear_decay under its "
-        "own name (today Warmup reports `warmup_learning_rate=-1.0`, a name the caller never used)",
-    ),
-    Gap(
-        "keras-vitres train",
-        lambda: _cli_train("--lr", "nan"),
-        "learning_rate",
-        "nan",
-        "training/recipes.py Recipe.__post_init__: require finite numbers (NaN passes `value < 0`)",
-    ),
-    Gap(
-        "keras-vitres train",
-        lambda: _cli_train("--preset", "resnet2O"),
-        "preset",
-        "resnet2O",
-        "training/recipes.py get_recipe: check the preset with `keras_vitres.get_preset` so --print-config and "
-        "the run fail before any work",
-    ),
-    Gap(
-        "keras-vitres train",
-        lambda: _cli_train("--dataset", "nope"),
-        "dataset",
-        "nope",
-        "training/recipes.py: check the dataset name against the known datasets when resolving the config",
-    ),
+FIXED_GAPS = [
+    Gap("ResNet", lambda: _resnet(depth=None, stage_blocks=5), "stage_blocks", 5,
+        "models/resnet.py: `stage_blocks` must be a list or tuple (was `tuple(5)`: 'int' object is not iterable)"),
+    Gap("ResNet", lambda: _resnet(stage_filters=(0, 8, 16)), "stage_filters", (0, 8, 16),
+        "models/resnet.py: `stage_filters` checked as positive ints (Keras reported `filters=0`)"),
+    Gap("ResNet", lambda: _resnet(stage_filters=(8.5, 8, 16)), "stage_filters", (8.5, 8, 16),
+        "models/resnet.py: the same check (Keras said 'filters must be evenly divisible by groups')"),
+    Gap("ResNet", lambda: _resnet(version="v3"), "version", "v3",
+        "models/resnet.py: `version` checked by ResNet itself (basic-block nets accepted any value)"),
+    Gap("ResNet", lambda: _resnet(classifier_activation="nonsense"), "classifier_activation", "nonsense",
+        "models/common.py check_head_args: Keras' 'Could not interpret activation function identifier' re-raised "
+        "naming classifier_activation"),
+    Gap("ResNet", lambda: _resnet(stem="imagenet", depth=18.0, stage_filters=(8, 8, 16, 16)), "depth", 18.0,
+        "models/resnet.py depth_to_stages: an int for the ImageNet stem too (18.0 built a model named 'resnet18.0')"),
+    Gap("VisionTransformer", lambda: _vit(patch_size=3.5), "patch_size", 3.5,
+        "layers/embedding.py _pair: type checked before `tuple(value)` ('float' object is not iterable)"),
+    Gap("VisionTransformer", lambda: _vit(hidden_dim=0), "hidden_dim", 0,
+        "models/vit.py check_vit_args: `hidden_dim >= 1` (0 % num_heads == 0 passed; Keras reported `filters=0`)"),
+    Gap("VisionTransformer", lambda: _vit(num_layers=-1), "num_layers", -1,
+        "models/vit.py check_vit_args: an int `num_layers >= 1` (a negative value built a model with no encoder)"),
+    Gap("VisionTransformer", lambda: _vit(num_layers=1.5), "num_layers", 1.5,
+        "models/vit.py check_vit_args: the same check (was: 'float' object cannot be interpreted as an integer)"),
+    Gap("VisionTransformer", lambda: _vit(mlp_dim=0), "mlp_dim", 0,
+        "models/vit.py check_vit_args: an int `mlp_dim >= 1` (Keras reported `units=0`)"),
+    Gap("VisionTransformer", lambda: _vit(representation_size=-3), "representation_size", -3,
+        "models/vit.py check_vit_args: None or an int >= 1 (Keras reported `units=-3`)"),
+    Gap("build_model", lambda: keras_vitres.build_model(["resnet20"]), "name", ["resnet20"],
+        "presets.py get_preset: `name` must be a str (was: TypeError unhashable type: 'list')", "list_presets()"),
+    Gap("StepDecay", lambda: schedules.StepDecay(float("nan")), "initial_learning_rate", float("nan"),
+        "training/schedules.py _check_rate: finite rates only (NaN and inf passed `value < 0`)"),
+    Gap("StepDecay", lambda: schedules.StepDecay(0.1, boundaries=5), "boundaries", 5,
+        "training/schedules.py: `boundaries` must be a list or tuple (was: 'int' object is not iterable)"),
+    Gap("warmup_cosine_decay", lambda: schedules.warmup_cosine_decay(-1.0, 100, 10), "peak_learning_rate", -1.0,
+        "training/schedules.py: `peak_learning_rate` checked by warmup_cosine_decay and warmup_linear_decay "
+        "(Keras' CosineDecay does not check it)"),
+    Gap("warmup_cosine_decay", lambda: schedules.warmup_cosine_decay(0.1, 100, 10, initial_learning_rate=-1.0),
+        "initial_learning_rate", -1.0,
+        "training/schedules.py: `initial_learning_rate` checked under its own name (Warmup reported "
+        "`warmup_learning_rate=-1.0`, a name the caller never used)"),
+    Gap("keras-vitres train", lambda: _cli_train("--lr", "nan"), "learning_rate", "nan",
+        "training/recipes.py Recipe: finite numbers only (NaN passed `value < 0`)"),
+    Gap("keras-vitres train", lambda: _cli_train("--preset", "resnet2O"), "preset", "resnet2O",
+        "training/recipes.py Recipe: the preset checked against the registry, with close names suggested, before "
+        "any work", "'resnet20'"),
+    Gap("keras-vitres train", lambda: _cli_train("--dataset", "nope"), "dataset", "nope",
+        "training/recipes.py Recipe: the dataset checked against the known datasets before any work", "'cifar10'"),
+    Gap("keras-vitres train", lambda: _cli_train("--dataset", "cifar1O"), "dataset", "cifar1O",
+        "training/recipes.py Recipe: close dataset names suggested", "Did you mean 'cifar10'"),
 ]
 
 
-@pytest.mark.parametrize(
-    "gap",
-    [
-        pytest.param(g, id=f"{g.entry}-{g.argument}={g.value!r}", marks=pytest.mark.xfail(strict=True, reason=g.fix))
-        for g in KNOWN_GAPS
-    ],
-)
-def test_known_gap_raises_a_clear_error(gap, empty_cwd):
+@pytest.mark.parametrize("gap", [pytest.param(g, id=f"{g.entry}-{g.argument}={g.value!r}") for g in FIXED_GAPS])
+def test_fixed_gap_raises_a_clear_error(gap, empty_cwd, record_property):
     with pytest.raises((ValueError, TypeError)) as caught:
         gap.call()
-    assert gap.argument in str(caught.value) and (
-        repr(gap.value) in str(caught.value) or str(gap.value) in str(caught.value)
-    )
+    message = str(caught.value)
+    assert gap.argument in message and (repr(gap.value) in message or str(gap.value) in message), message
+    assert gap.hint in message, message
+    record_property("input", f"{gap.entry}: {gap.argument}={gap.value!r}")
+    record_property("outcome", f"{type(caught.value).__name__}: {message}")
+    record_property("fix", gap.fix)
