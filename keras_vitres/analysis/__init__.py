@@ -13,7 +13,14 @@ from keras_vitres.analysis.ensemble import (
     member_probabilities,
     plot_ensemble,
 )
-from keras_vitres.analysis.experiment import AnalysisData, TrainingSettings, load_analysis_data, train_classifier
+from keras_vitres.analysis.experiment import (
+    AnalysisData,
+    TrainingSettings,
+    load_analysis_data,
+    train_cifar_resnet,
+    train_classifier,
+    train_new_model,
+)
 from keras_vitres.analysis.responses import (
     ResponseProfile,
     ResponseResult,
@@ -70,7 +77,9 @@ __all__ = [
     "rollout_map",
     "shortcut_analysis",
     "tiny_vit",
+    "train_cifar_resnet",
     "train_classifier",
+    "train_new_model",
     "uniform_attention_distance",
     "vit_analysis",
 ]
