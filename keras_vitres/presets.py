@@ -143,11 +143,10 @@ def get_preset(name):
 def build_model(name, **overrides):
     """Builds the preset `name`; keyword arguments override its configuration (e.g. `classes=10`).
 
-    Example:
-
-    >>> model = build_model("resnet20")
-    >>> model.name, model.count_params()
-    ('resnet20', 271098)
+    Examples:
+        >>> model = build_model("resnet20")
+        >>> model.name, model.count_params()
+        ('resnet20', 271098)
     """
     row = get_preset(name)
     config = {**row["config"], "name": name, **overrides}

@@ -61,12 +61,11 @@ def resolve_preprocessing(preprocessing, channels=3):
     Returns:
         dict with every key of `PREPROCESSING_KEYS`.
 
-    Example:
-
-    >>> resolve_preprocessing("inception")["offset"]
-    -1.0
-    >>> resolve_preprocessing({"mean": [1, 2, 3], "std": 2})["std"]
-    (2.0, 2.0, 2.0)
+    Examples:
+        >>> resolve_preprocessing("inception")["offset"]
+        -1.0
+        >>> resolve_preprocessing({"mean": [1, 2, 3], "std": 2})["std"]
+        (2.0, 2.0, 2.0)
     """
     spec = preprocessing
     if spec is None:

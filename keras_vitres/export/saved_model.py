@@ -223,13 +223,12 @@ def export_saved_model(
     Returns:
         str: the path of the version folder written.
 
-    Example:
-
-    >>> import tempfile, keras_vitres
-    >>> model = keras_vitres.ResNet(8, stem="cifar")
-    >>> path = export_saved_model(model, tempfile.mkdtemp(), class_names=[str(i) for i in range(10)])
-    >>> os.path.basename(path)
-    '1'
+    Examples:
+        >>> import tempfile, keras_vitres
+        >>> model = keras_vitres.ResNet(8, stem="cifar")
+        >>> path = export_saved_model(model, tempfile.mkdtemp(), class_names=[str(i) for i in range(10)])
+        >>> os.path.basename(path)
+        '1'
     """
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(

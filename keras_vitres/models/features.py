@@ -30,12 +30,11 @@ def feature_extractor(model, layer_names=None):
         layer_names: None for `default_feature_layers(model)`, a list of layer names, or a dict
             {output key: layer name}.
 
-    Example:
-
-    >>> from keras_vitres import ResNet20
-    >>> features = feature_extractor(ResNet20())
-    >>> {k: v.shape for k, v in features.output.items()}
-    {'stage1': (None, 32, 32, 16), 'stage2': (None, 16, 16, 32), 'stage3': (None, 8, 8, 64)}
+    Examples:
+        >>> from keras_vitres import ResNet20
+        >>> features = feature_extractor(ResNet20())
+        >>> {k: v.shape for k, v in features.output.items()}
+        {'stage1': (None, 32, 32, 16), 'stage2': (None, 16, 16, 32), 'stage3': (None, 8, 8, 64)}
     """
     if layer_names is None:
         layer_names = default_feature_layers(model)

@@ -131,13 +131,12 @@ def ResNet(
     Returns:
         A `keras.Model`.
 
-    Example:
-
-    >>> model = ResNet(20, stem="cifar")
-    >>> model.count_params()
-    271098
-    >>> model.output_shape
-    (None, 10)
+    Examples:
+        >>> model = ResNet(20, stem="cifar")
+        >>> model.count_params()
+        271098
+        >>> model.output_shape
+        (None, 10)
     """
     if stem not in STEMS:
         raise ValueError(f"`stem` must be one of {STEMS}; received stem={stem!r}.")

@@ -145,14 +145,13 @@ def VisionTransformer(
     Returns:
         A `keras.Model`.
 
-    Example:
-
-    >>> model = VisionTransformer(patch_size=8, hidden_dim=64, num_layers=2, num_heads=2, mlp_dim=128,
-    ...                           input_shape=(32, 32, 3), classes=10)
-    >>> tuple(model.get_layer("position_embedding").embedding.shape)
-    (1, 17, 64)
-    >>> model.output_shape
-    (None, 10)
+    Examples:
+        >>> model = VisionTransformer(patch_size=8, hidden_dim=64, num_layers=2, num_heads=2, mlp_dim=128,
+        ...                           input_shape=(32, 32, 3), classes=10)
+        >>> tuple(model.get_layer("position_embedding").embedding.shape)
+        (1, 17, 64)
+        >>> model.output_shape
+        (None, 10)
     """
     check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation,
                    num_layers=num_layers, mlp_dim=mlp_dim, representation_size=representation_size)

@@ -278,12 +278,11 @@ def get_recipe(name, preset=None, **overrides):
     Returns:
         A `Recipe`.
 
-    Example:
-
-    >>> get_recipe("cifar_resnet", preset="resnet110").warmup_learning_rate
-    0.01
-    >>> get_recipe("cifar_resnet", batch_size=64).batch_size
-    64
+    Examples:
+        >>> get_recipe("cifar_resnet", preset="resnet110").warmup_learning_rate
+        0.01
+        >>> get_recipe("cifar_resnet", batch_size=64).batch_size
+        64
     """
     if isinstance(name, Recipe):
         recipe = name

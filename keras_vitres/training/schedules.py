@@ -56,10 +56,9 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         name: str. Name of the schedule.
 
     Examples:
-
-    >>> schedule = StepDecay(0.1, boundaries=(32000, 48000))
-    >>> tuple(round(float(schedule(s)), 6) for s in (0, 31999, 32000, 48000))
-    (0.1, 0.1, 0.01, 0.001)
+        >>> schedule = StepDecay(0.1, boundaries=(32000, 48000))
+        >>> tuple(round(float(schedule(s)), 6) for s in (0, 31999, 32000, 48000))
+        (0.1, 0.1, 0.01, 0.001)
     """
 
     def __init__(self, initial_learning_rate, boundaries=(32000, 48000), factor=0.1, name="step_decay"):
@@ -125,10 +124,9 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         name: str. Name of the schedule.
 
     Examples:
-
-    >>> schedule = Warmup(StepDecay(0.1), warmup_steps=400, warmup_learning_rate=0.01, mode="constant")
-    >>> tuple(round(float(schedule(s)), 6) for s in (0, 399, 400, 32000))
-    (0.01, 0.01, 0.1, 0.01)
+        >>> schedule = Warmup(StepDecay(0.1), warmup_steps=400, warmup_learning_rate=0.01, mode="constant")
+        >>> tuple(round(float(schedule(s)), 6) for s in (0, 399, 400, 32000))
+        (0.01, 0.01, 0.1, 0.01)
     """
 
     def __init__(
