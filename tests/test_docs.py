@@ -163,6 +163,102 @@ def test_doc_code_blocks(name, tmp_path, monkeypatch):
             run_console(block, where, tmp_path)
 
 
+def nav_pages():
+    """The Markdown pages of mkdocs.yml's nav, as paths from the repository root."""
+    text = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    nav = text.split("\nnav:\n", 1)[1]
+    nav = nav[: re.search(r"^\S", nav, flags=re.MULTILINE).start()]  # up to the next top-level key
+    return [f"docs/{page}" for page in re.findall(r"^\s*-\s*(?:[^:\n]+:\s*)?(\S+\.md)\s*$", nav, flags=re.MULTILINE)]
+
+
+def test_every_nav_page_and_the_readme_have_their_blocks_run():
+    covered = {param.values[0] for param in doc_files()}
+    pages = nav_pages()
+    assert len(pages) >= 10 and "docs/analyses.md" in pages and "docs/api/analysis.md" in pages, pages
+    assert not set(pages + ["README.md"]) - covered, set(pages + ["README.md"]) - covered
+
+
+# Docstring examples: `Examples:` sections indented under the heading (Google style), so that mkdocstrings
+# renders them as code, and every one of them run as a doctest.
+
+PACKAGE = ROOT / "keras_vitres"
+EXAMPLE_HEADING = re.compile(r"^(?P<indent>[ \t]*)(?P<heading>Examples?|Usage|Example usage)\s*:\s*$")
+
+
+def docstrings(path):
+    """(line, docstring) of the module, class and function docstrings of a Python file."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                yield (node.body[0].lineno, doc)
+
+
+def example_section_problems(doc):
+    """What is wrong with a docstring's example sections: the heading must be `Examples:` and its lines indented
+    under it, or mkdocstrings' Google parser renders the `>>>` lines as nested block quotes."""
+    problems, lines = [], doc.splitlines()
+    for i, line in enumerate(lines):
+        match = EXAMPLE_HEADING.match(line)
+        if not match:
+            continue
+        if match["heading"] != "Examples":
+            problems.append(f"heading {match['heading']!r} (use 'Examples:')")
+        body = [text for text in lines[i + 1:] if text.strip()]
+        if body and len(body[0]) - len(body[0].lstrip()) <= len(match["indent"]):
+            problems.append("section body not indented under its heading")
+    if any(line.lstrip().startswith(">>> ") for line in lines) and not any(
+        EXAMPLE_HEADING.match(line) for line in lines
+    ):
+        problems.append("doctest lines outside an 'Examples:' section")
+    return problems
+
+
+def test_example_section_checker():
+    good = "Summary.\n\nExamples:\n    >>> 1 + 1\n    2\n"
+    assert example_section_problems(good) == []
+    assert example_section_problems("Summary.\n\nExample:\n\n>>> 1 + 1\n2\n") == [
+        "heading 'Example' (use 'Examples:')",
+        "section body not indented under its heading",
+    ]
+    assert example_section_problems("Summary.\n\n>>> 1\n1\n") == ["doctest lines outside an 'Examples:' section"]
+
+
+def test_docstring_examples_are_google_style_sections():
+    problems = [
+        f"{path.relative_to(ROOT)}:{line}: {problem}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, doc in docstrings(path)
+        for problem in example_section_problems(doc)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def modules_with_examples():
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if any(">>> " in doc for _, doc in docstrings(path)):
+            names.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    return names
+
+
+def test_docstring_examples_are_found():
+    assert {"keras_vitres.models.resnet", "keras_vitres.analysis.vit"} <= set(modules_with_examples())
+
+
+@pytest.mark.parametrize("module_name", modules_with_examples())
+def test_docstring_examples_run(module_name, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    module = importlib.import_module(module_name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.attempted > 0 and result.failed == 0, f"{module_name}: {result}"
+
+
 # The checker itself: it must find what it claims to find.
 
 SAMPLE = """# Title

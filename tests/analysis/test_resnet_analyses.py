@@ -1,12 +1,9 @@
 """ResNet analyses: degradation and shortcut curves, layer responses, ensembles as one saveable model."""
 
-import doctest
-
 import keras
 import numpy as np
 import pytest
 
-import keras_vitres.analysis.ensemble as ensemble_module
 from keras_vitres import ResNet, feature_extractor
 from keras_vitres.analysis import (
     TrainingSettings,
@@ -137,11 +134,6 @@ def test_residual_responses_are_smaller_than_plain(digits_16, tmp_path):
     assert np.mean(np.take(residual.std, bn2)) < np.mean(np.take(plain.std, bn2)) - 0.02
     assert max(result.val_error.values()) < 0.1  # both nets are trained
     assert_png(result.figure)
-
-
-def test_ensemble_docstring_example_runs():
-    result = doctest.testmod(ensemble_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 5 and result.failed == 0
 
 
 def _members():

@@ -1,12 +1,9 @@
 """ViT analyses: attention read block by block, rollout, mean attention distance, position-embedding similarity."""
 
-import doctest
-
 import keras
 import numpy as np
 import pytest
 
-import keras_vitres.analysis.vit as vit_module
 from keras_vitres import VisionTransformer, feature_extractor
 from keras_vitres.analysis import (
     attention_rollout,
@@ -25,11 +22,6 @@ from tests.analysis.conftest import assert_png
 def small_vit(use_class_token=True, input_shape=(16, 24, 3)):
     return VisionTransformer(patch_size=4, hidden_dim=32, num_layers=3, num_heads=2, mlp_dim=64,
                              input_shape=input_shape, classes=5, use_class_token=use_class_token)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(vit_module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 4 and result.failed == 0
 
 
 def test_attention_is_read_from_the_blocks_the_model_runs():
