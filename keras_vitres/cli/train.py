@@ -1,10 +1,16 @@
 """`keras-vitres train`: trains a preset with a recipe and writes a run directory (see keras_vitres.training.runner).
 
-With no flags it trains ResNet-20 on the embedded digits (offline) and prints the test accuracy.
+With no flags it trains ResNet-20 on the embedded digits (offline) and prints the test accuracy. Ctrl-C saves
+the training state after the step in progress, prints the command that resumes the run, and exits with status 130.
 """
 
+import argparse
 import json
+import shlex
 import sys
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+_PARSER = {}  # the `train` parser, for rebuilding a command line from parsed arguments
 
 
 def _parse_set(items):
@@ -27,7 +33,8 @@ def add_parser(subparsers):
         help="train a preset with a recipe (default: ResNet-20 on the embedded digits)",
         description="Train a preset with a recipe and write a run directory: config.json, logs (CSV, TensorBoard), "
         "checkpoints, the final model.keras, curves.png and a one-line summary with the test accuracy. Running the "
-        "same command again resumes an unfinished run.",
+        "same command again resumes an unfinished run. Ctrl-C saves the step reached, prints the command that "
+        "resumes the run, and exits with status 130.",
     )
     parser.add_argument("--recipe", default="digits_resnet",
                         help="recipe name: digits_resnet (default), cifar_resnet, vit_small_data")
@@ -60,10 +67,40 @@ def add_parser(subparsers):
     parser.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     parser.set_defaults(func=run)
+    _PARSER["train"] = parser
+
+
+# Flags that must not be repeated by the command that resumes a run (or that --run-dir replaces).
+NOT_RESUMED = {"help", "overwrite", "print_config", "list_recipes", "run_dir"}
+
+
+def resume_command(args, run_dir):
+    """The `keras-vitres train` command line that resumes the run `args` started in `run_dir`."""
+    words = ["keras-vitres", "train"]
+    for action in _PARSER["train"]._actions:
+        if not action.option_strings or action.dest in NOT_RESUMED:
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, argparse._StoreTrueAction):
+            words.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words + ["--run-dir", run_dir])
 
 
 def run(args):
-    from keras_vitres.training import RECIPES, resolve_config, train
+    from keras_vitres.training import (
+        RECIPES,
+        TrainingInterrupted,
+        resolve_config,
+        train,
+    )
 
     if args.list_recipes:
         for name in sorted(RECIPES):
@@ -85,6 +122,14 @@ def run(args):
         return 0
     try:
         result = train(config, verbose=args.verbose, overwrite=args.overwrite)
+    except TrainingInterrupted as stop:
+        print(f"keras-vitres train: {stop}", file=sys.stderr)
+        print(f"Resume with:\n  {resume_command(args, config['run_dir'])}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before or after the training steps: any backup written so far is kept
+        print("keras-vitres train: interrupted outside the training steps; resume (from the last backup, if any) "
+              f"with:\n  {resume_command(args, config['run_dir'])}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except OSError as error:
         if isinstance(error, FileNotFoundError):
             raise

@@ -1,10 +1,31 @@
 """Training: warmup and decay schedules, the papers' recipes, callbacks, distribution, and the run driver."""
 
-from keras_vitres.training.callbacks import AdaptiveWarmup, LearningRateLogger, StopAtStep, TerminateOnNaN
-from keras_vitres.training.distribute import STRATEGIES, Distribution, get_distribution, resolve_strategy
+from keras_vitres.training.callbacks import (
+    AdaptiveWarmup,
+    LearningRateLogger,
+    StopAtStep,
+    TerminateOnNaN,
+    VerifiedBackup,
+)
+from keras_vitres.training.distribute import (
+    STRATEGIES,
+    Distribution,
+    get_distribution,
+    resolve_strategy,
+)
 from keras_vitres.training.recipes import RECIPES, Recipe, get_recipe, list_recipes
-from keras_vitres.training.runner import evaluate, resolve_config, train
-from keras_vitres.training.schedules import StepDecay, Warmup, warmup_cosine_decay, warmup_linear_decay
+from keras_vitres.training.runner import (
+    TrainingInterrupted,
+    evaluate,
+    resolve_config,
+    train,
+)
+from keras_vitres.training.schedules import (
+    StepDecay,
+    Warmup,
+    warmup_cosine_decay,
+    warmup_linear_decay,
+)
 
 __all__ = [
     "RECIPES",
@@ -16,6 +37,8 @@ __all__ = [
     "StepDecay",
     "StopAtStep",
     "TerminateOnNaN",
+    "TrainingInterrupted",
+    "VerifiedBackup",
     "Warmup",
     "evaluate",
     "get_distribution",

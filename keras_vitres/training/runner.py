@@ -7,16 +7,20 @@
       config.json           the resolved configuration, with what was derived from the data ("resolved")
       logs/training.csv     one row per epoch (CSVLogger; learning_rate included)
       logs/tensorboard/     TensorBoard events
-      backup/               BackupAndRestore's state while the run is unfinished (removed at the end)
+      backup/               the last two training states while the run is unfinished (removed at the end):
+                            step-NNNNNNNN.weights.h5 and .json with its sha256 (`VerifiedBackup`)
       checkpoints/best.keras  the best model so far (val_accuracy, or accuracy without a validation split)
       model.keras           the final model; it takes raw [0, 255] pixels
       curves.png            loss and accuracy per epoch
       summary.txt           one line, also printed, with the test accuracy (summary.json: the same, as data)
 
-Running the same configuration again resumes an unfinished run from its last completed epoch, with the same
-data stream (the training batches are one seeded stream, fast-forwarded past the epochs already done), so a
-killed and resumed run ends with the weights of a run that was never killed. A run directory that cannot be
-written fails before the first step.
+Running the same configuration again resumes an unfinished run from its newest intact backup (the end of an
+epoch, or the step at which Ctrl-C stopped it), with the same data stream (the training batches are one seeded
+stream, fast-forwarded past the steps already done), so a killed and resumed run ends with the weights of a run
+that was never killed. A truncated or corrupt backup is skipped, named, for the one before it. Ctrl-C (SIGINT)
+during training saves a backup after the step in progress and raises `TrainingInterrupted` (the command line
+prints the command that resumes, and exits with status 130). A run directory that cannot be written fails
+before the first step.
 """
 
 import contextlib
@@ -28,6 +32,8 @@ import math
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 
 import keras
@@ -166,7 +172,7 @@ def prepare_run_dir(config, overwrite=False):
         elif _is_finished(run_dir):
             raise ValueError(f"`run_dir` {run_dir!r} already holds a finished run ({SUMMARY_FILE} exists); pass "
                              "overwrite=True (--overwrite) to train again there, or choose another run_dir.")
-        elif os.path.isdir(os.path.join(run_dir, BACKUP_DIR)):  # an unfinished run that trained at least an epoch
+        elif os.path.isdir(os.path.join(run_dir, BACKUP_DIR)):  # an unfinished run that saved a backup
             with open(config_path) as f:
                 previous = json.load(f)
             changed = [k for k in RESUME_KEYS if previous.get(k) != json.loads(json.dumps(config[k], default=str))]
@@ -188,13 +194,43 @@ def prepare_run_dir(config, overwrite=False):
     return run_dir
 
 
-def resume_epoch(run_dir):
-    """The epoch at which `BackupAndRestore` will resume in `run_dir` (0 for a fresh run)."""
-    path = os.path.join(run_dir, BACKUP_DIR, "training_metadata.json")
-    if not os.path.exists(path) or not os.path.exists(os.path.join(run_dir, BACKUP_DIR, "latest.weights.h5")):
-        return 0
-    with open(path) as f:
-        return int(json.load(f).get("epoch", 0))
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `train` after a backup of the step reached; the same configuration resumes from it.
+
+    A `KeyboardInterrupt`, so code that lets Ctrl-C through lets this through too.
+
+    Attributes:
+        run_dir: the run directory.
+        step: the step the backup holds.
+        total_steps: the run's length.
+        backup: the path of the backup's weights file.
+    """
+
+    def __init__(self, run_dir, step, total_steps, backup):
+        self.run_dir, self.step, self.total_steps, self.backup = run_dir, step, total_steps, backup
+        super().__init__(f"interrupted at step {step} of {total_steps}; the training state was saved to {backup!r}, "
+                         f"and running the same configuration again resumes {run_dir!r} from step {step}.")
+
+
+@contextlib.contextmanager
+def stop_on_sigint(backup):
+    """While training, a first Ctrl-C asks `backup` for a backup and a stop after the step in progress; a second
+    one interrupts at once (the backups on disk stay intact: each is written under a temporary name first)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nCtrl-C: saving the training state after this step (Ctrl-C again to quit without it)...", flush=True)
+        backup.request_stop()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _trim_csv_log(csv_path, initial_epoch):
@@ -370,6 +406,12 @@ def train(config, *, verbose=1, overwrite=False, callbacks=()):
     Returns:
         dict (also in summary.json): test_accuracy, test_loss, steps, epochs, wall_time_s, stopped_on_nan,
         message, summary (the one line), run_dir and the paths of the model and the best checkpoint.
+
+    Raises:
+        TrainingInterrupted: Ctrl-C (SIGINT) stopped the training; a backup of the step reached was saved first,
+            and calling `train` again with the same configuration resumes from it.
+        OSError: the run directory cannot be written (before any data is loaded or model built).
+        ValueError: the run directory holds another run, or no backup in it can be restored.
     """
     started = time.time()
     recipe = Recipe(**{**config["recipe"], "decay_boundaries": tuple(config["recipe"]["decay_boundaries"])})
@@ -446,25 +488,34 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     )}
     _write_json(os.path.join(run_dir, CONFIG_FILE), config)
 
-    # The training batches are one seeded stream across epochs; a resumed run skips the epochs already done.
-    initial_epoch = resume_epoch(run_dir)
+    # Resume from the newest intact backup (weights and optimizer state), if the run has one.
+    backup = run_callbacks.VerifiedBackup(os.path.join(run_dir, BACKUP_DIR), keep=2)
+    with distribution.scope():
+        restored = backup.restore(model)
+    start_step = restored["step"] if restored else 0
+    initial_epoch = start_step // steps_per_epoch
     global_batch = recipe.batch_size
-    train_data = make_pipeline(
-        x_train, y_train, batch_size=global_batch, training=True, num_classes=num_classes, augment=recipe.augment,
-        mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha, image_size=recipe.image_size,
-        one_hot=one_hot, seed=config["seed"], drop_remainder=distribution.num_processes > 1,
-    )
-    if recipe.random_translation:
-        train_data = random_shift(train_data, recipe.random_translation, image_shape, config["seed"])
-    train_data = train_data.repeat()
-    if initial_epoch:
-        train_data = train_data.skip(initial_epoch * steps_per_epoch)
-    train_data = distribution.process_batch(train_data, global_batch)
-    if distribution.backend == "tensorflow" and distribution.name == "one":
-        # Keras' fit draws a batch from a first iterator to build the model under a tf.distribute strategy and
-        # on JAX, then trains on a new iterator; the reshuffling pipeline gives each iterator its own order. The
-        # one-device TensorFlow path draws that batch here, so every strategy trains on the same stream.
-        next(iter(train_data))
+
+    def training_stream(skip_steps):
+        """The training batches: one seeded stream across epochs, fast-forwarded past `skip_steps` batches."""
+        data = make_pipeline(
+            x_train, y_train, batch_size=global_batch, training=True, num_classes=num_classes, augment=recipe.augment,
+            mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha, image_size=recipe.image_size,
+            one_hot=one_hot, seed=config["seed"], drop_remainder=distribution.num_processes > 1,
+        )
+        if recipe.random_translation:
+            data = random_shift(data, recipe.random_translation, image_shape, config["seed"])
+        data = data.repeat()
+        if skip_steps:
+            data = data.skip(skip_steps)
+        data = distribution.process_batch(data, global_batch)
+        if distribution.backend == "tensorflow" and distribution.name == "one":
+            # Keras' fit draws a batch from a first iterator to build the model under a tf.distribute strategy
+            # and on JAX, then trains on a new iterator; the reshuffling pipeline gives each iterator its own
+            # order. The one-device TensorFlow path draws that batch here, so every strategy trains on the same
+            # stream.
+            next(iter(data))
+        return data
     evaluate_args = (recipe, num_classes, global_batch, recipe.image_size, distribution)
     # With several processes val_loss includes the padding rows (a factor of at most 1 + batch/size).
     validation_data = _eval_pipeline(*splits.validation, *evaluate_args)[0] if splits.validation else None
@@ -475,9 +526,9 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     best_so_far = max((v for v in history.get(monitor, []) if not math.isnan(v)), default=None)
     nan_guard = run_callbacks.TerminateOnNaN(snapshot_every=1 if model.count_params() < 5_000_000 else 100)
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, BACKUP_DIR), save_freq="epoch", delete_checkpoint=False),
         nan_guard,
         run_callbacks.StopAtStep(total_steps),
+        backup,  # after the NaN guard, so that a backup never holds the weights of a diverged step
         run_callbacks.LearningRateLogger(),
         keras.callbacks.ModelCheckpoint(os.path.join(run_dir, BEST_FILE), monitor=monitor, mode="max",
                                         save_best_only=True, initial_value_threshold=best_so_far),
@@ -491,11 +542,30 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         callbacks.insert(2, run_callbacks.AdaptiveWarmup(
             recipe.warmup_until_accuracy, state_path=os.path.join(run_dir, WARMUP_STATE), verbose=int(verbose > 0)))
     callbacks += list(extra_callbacks)
-    if verbose and initial_epoch:
-        print(f"Resuming {run_dir!r} at epoch {initial_epoch + 1} of {epochs}.")
+    if verbose and restored and start_step >= total_steps:
+        print(f"Resuming {run_dir!r}: all {total_steps} steps were trained; saving and evaluating the model.")
+    elif verbose and restored:
+        print(f"Resuming {run_dir!r} at epoch {initial_epoch + 1} of {epochs}, step {start_step} of {total_steps}.")
 
-    model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation_data,
-              callbacks=callbacks, verbose=verbose, shuffle=False)
+    # A run resumed in the middle of an epoch (after Ctrl-C) first finishes that epoch, so that the epochs (their
+    # validation, logs and backups) fall on the same steps as in a run never stopped.
+    segments = []  # (first epoch, last epoch + 1, steps per epoch, batches already done)
+    if start_step < total_steps:
+        into_epoch = start_step - initial_epoch * steps_per_epoch
+        if into_epoch:
+            segments.append((initial_epoch, initial_epoch + 1, steps_per_epoch - into_epoch, start_step))
+        first = initial_epoch + bool(into_epoch)
+        if first < epochs:
+            segments.append((first, epochs, steps_per_epoch, first * steps_per_epoch))
+    with stop_on_sigint(backup):
+        for first_epoch, end_epoch, steps, done in segments:
+            model.fit(training_stream(done), initial_epoch=first_epoch, epochs=end_epoch, steps_per_epoch=steps,
+                      validation_data=validation_data, callbacks=callbacks, verbose=verbose, shuffle=False)
+            if model.stop_training or backup.stop_requested:
+                break
+        if backup.stop_requested:
+            saved = backup.interrupt_backup or backup.save(model, reason="interrupted")
+            raise TrainingInterrupted(run_dir, saved["step"], total_steps, saved["path"])
 
     steps_done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     model_path = os.path.join(run_dir, MODEL_FILE)

@@ -7,7 +7,15 @@ import keras
 import numpy as np
 import pytest
 
-from keras_vitres.training import AdaptiveWarmup, LearningRateLogger, StepDecay, StopAtStep, TerminateOnNaN, Warmup
+from keras_vitres.training import (
+    AdaptiveWarmup,
+    LearningRateLogger,
+    StepDecay,
+    StopAtStep,
+    TerminateOnNaN,
+    VerifiedBackup,
+    Warmup,
+)
 
 
 def separable_data(n=256, seed=0):
@@ -180,3 +188,88 @@ def test_adaptive_warmup_changes_the_compiled_update_on_jax():
     result = json.loads(done.stdout.split("RESULT", 1)[1])
     assert result["backend"] == "jax"
     check_update_is_lr(result)  # the jitted step was traced again at the release
+
+
+def momentum_model():
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def trained_steps(model, x, y, steps):
+    model.fit(x[: 16 * steps], y[: 16 * steps], batch_size=16, epochs=1, verbose=0, shuffle=False)
+
+
+def test_verified_backup_keeps_two_and_falls_back_past_a_truncated_or_corrupt_newest(tmp_path, capsys):
+    x, y = separable_data(n=96)
+    model = momentum_model()
+    backup = VerifiedBackup(tmp_path / "backup")
+    saved = {}
+    for _ in range(3):  # backups at steps 2, 4 and 6: the oldest is pruned
+        trained_steps(model, x, y, 2)
+        record = backup.save(model)
+        saved[record["step"]] = [w.copy() for w in model.get_weights()] + [
+            keras.ops.convert_to_numpy(v).copy() for v in model.optimizer.variables]
+    assert sorted(os.listdir(tmp_path / "backup")) == [
+        "step-00000004.json", "step-00000004.weights.h5", "step-00000006.json", "step-00000006.weights.h5"]
+
+    fresh = momentum_model
+
+    def state(net):
+        return net.get_weights() + [keras.ops.convert_to_numpy(v) for v in net.optimizer.variables]
+
+    # Intact: the newest backup, optimizer state included (its step and the momentum).
+    restored = fresh()
+    assert backup.restore(restored)["step"] == 6 and backup.skipped == []
+    for a, b in zip(state(restored), saved[6]):
+        np.testing.assert_array_equal(a, b)
+
+    # Truncated newest: skipped, named, with the reason; the one before is restored.
+    newest = tmp_path / "backup" / "step-00000006.weights.h5"
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])
+    restored = fresh()
+    assert backup.restore(restored)["step"] == 4
+    out = capsys.readouterr().out
+    assert f"Skipping the backup {os.fspath(newest)!r}: it is {len(data) // 2} bytes long but {len(data)}" in out
+    assert "truncated" in out and "step-00000004.weights.h5' (step 4) instead" in out
+    for a, b in zip(state(restored), saved[4]):
+        np.testing.assert_array_equal(a, b)
+    # The skipped backup is set aside (kept for inspection, never counted among the two kept again).
+    assert os.path.exists(f"{newest}.skipped") and not newest.exists()
+
+    # Corrupt newest (same length, flipped bytes): caught by its sha256.
+    trained_steps(restored, x, y, 2)
+    backup.save(restored)  # step 6 again
+    newest.write_bytes(bytes(b ^ 0xFF if 2000 <= i < 2100 else b for i, b in enumerate(newest.read_bytes())))
+    again = fresh()
+    assert backup.restore(again)["step"] == 4
+    assert "its sha256 is" in capsys.readouterr().out and "corrupt" in backup.skipped[0][1]
+
+    # An unreadable record is skipped too; with no intact backup at all, the run starts again (untouched model).
+    (tmp_path / "backup" / "step-00000004.json").write_text("{not json")
+    untouched = fresh()
+    before = untouched.get_weights()
+    assert backup.restore(untouched) is None
+    assert "is unreadable" in backup.skipped[0][1] and "starts again from step 0" in capsys.readouterr().out
+    for a, b in zip(untouched.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="keep"):
+        VerifiedBackup(tmp_path, keep=1)
+
+
+def test_verified_backup_never_uses_a_backup_cut_short_while_being_written(tmp_path, capsys):
+    x, y = separable_data(n=64)
+    model = momentum_model()
+    backup = VerifiedBackup(tmp_path)
+    trained_steps(model, x, y, 2)
+    backup.save(model)
+    trained_steps(model, x, y, 2)
+    # Killed after the weights were renamed into place but before the record was written.
+    model.save_weights(tmp_path / "step-00000004.weights.h5")
+    (tmp_path / ".partial-step-00000006.weights.h5").write_bytes(b"half")  # and a write cut even shorter
+    restored = momentum_model()
+    assert backup.restore(restored)["step"] == 2
+    assert "it has no record (.json): the run stopped while writing it" in capsys.readouterr().out
+    backup.save(model)  # the next backup clears what the cut writes left
+    assert ".partial-step-00000006.weights.h5" not in os.listdir(tmp_path)
