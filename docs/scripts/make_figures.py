@@ -59,7 +59,8 @@ def settings_for(quick):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figures", nargs="*", choices=(*ORDER, []), help=f"which figures (default: all of {ORDER})")
+    parser.add_argument("figures", nargs="*", metavar="FIGURE",
+                        help=f"which figures, among {', '.join(ORDER)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny settings, to check the script")
     parser.add_argument("--output-dir", default=FIGURES, help="where to write the PNGs and numbers.json")
     parser.add_argument("--no-docs", action="store_true",
@@ -67,6 +68,9 @@ def main(argv=None):
     parser.add_argument("--docs-only", action="store_true",
                         help="only rewrite the tables of docs/analyses.md from the existing numbers.json")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.figures if name not in ORDER]
+    if unknown:
+        parser.error(f"unknown figures {unknown}; choose among {', '.join(ORDER)}")
     if args.docs_only:
         with open(os.path.join(args.output_dir, "numbers.json")) as f:
             numbers = json.load(f)
