@@ -77,12 +77,13 @@ def rerender(json_path, docs_path=None, notes=()):
     import dataclasses
 
     from keras_vitres.benchmark.report import format_table
-    from keras_vitres.benchmark.runner import Result
+    from keras_vitres.benchmark.runner import Result, compute_ratios
 
     with open(json_path) as f:
         record = json.load(f)
     fields = {field.name for field in dataclasses.fields(Result)}
     results = [Result(**{k: v for k, v in row.items() if k in fields}) for row in record["results"]]
+    compute_ratios(results)  # again from the step times: fills the ratio spread of runs saved before it existed
     print(format_table(results))
     if docs_path:
         write_docs(docs_path, record, results, notes)
