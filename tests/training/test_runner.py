@@ -199,11 +199,19 @@ def test_vit_recipe_with_randaugment_mixup_cutmix_label_smoothing_and_bfloat16(t
     assert "val_accuracy" in rows[0]
 
 
-def test_a_diverging_run_stops_keeps_the_last_good_weights_and_names_the_step(tmp_path, capsys):
-    config = resolve_config("digits_resnet", run_dir=os.fspath(tmp_path / "nan"), steps=6, learning_rate=1e30,
-                            schedule="constant", **{**TINY_RESNET, "warmup_steps": 0})
-    trace = Trace()
-    result = train(config, verbose=0, callbacks=[trace])
+def test_a_diverging_run_stops_keeps_the_last_good_weights_and_names_the_step(tmp_path, monkeypatch):
+    trace, results = Trace(), []
+
+    def traced_train(config, **kwargs):  # `keras-vitres train`, watched step by step
+        results.append(train(config, callbacks=[trace], **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr("keras_vitres.training.train", traced_train)
+    run_dir = os.fspath(tmp_path / "nan")
+    code, out, err = run_cli(["train", *TINY_FLAGS, "--steps", "6", "--lr", "1e30", "--set", "schedule=constant",
+                              "--set", "warmup_steps=0", "--run-dir", run_dir, "--verbose", "0"])
+    assert code == 1, err  # the command says the run did not finish
+    (result,) = results
     bad = result["stopped_on_nan"]
     assert bad is not None and result["steps"] == bad < 6
     assert not np.isfinite(trace.losses[bad]) and all(np.isfinite(trace.losses[s]) for s in range(1, bad))
@@ -211,17 +219,15 @@ def test_a_diverging_run_stops_keeps_the_last_good_weights_and_names_the_step(tm
     good = bad - 2
     assert f"at step {bad} " in result["message"] and f"the weights after step {good} " in result["message"]
     assert "STOPPED EARLY" in result["summary"] and result["message"] in result["summary"]
-    assert json.load(open(tmp_path / "nan" / "summary.json"))["stopped_on_nan"] == bad
+    assert result["message"] in out and json.load(open(os.path.join(run_dir, "summary.json")))["stopped_on_nan"] == bad
     import keras_vitres  # noqa: F401
 
-    kept = keras.saving.load_model(tmp_path / "nan" / "model.keras", compile=False).get_weights()
+    kept = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False).get_weights()
     assert all(np.isfinite(w).all() for w in kept)
-    reference = trace.weights[good] if good else None
-    if reference is not None:  # (good == 0: the initial weights, which the trace does not hold)
-        assert len(kept) == len(reference)
-        for a, b in zip(kept, reference):
-            np.testing.assert_array_equal(a, b)
-    assert "TerminateOnNaN" in capsys.readouterr().out
+    reference = trace.start_weights if good == 0 else trace.weights[good]
+    assert len(kept) == len(reference)
+    for a, b in zip(kept, reference):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_ctrl_c_saves_the_step_prints_the_resume_command_and_exits_130(tmp_path, monkeypatch):
