@@ -3,8 +3,8 @@
     python docs/scripts/reliability_report.py                 # the default suite (~3 minutes on 2 CPU cores)
     python docs/scripts/reliability_report.py --slow          # also the 20,000-request soak and the large presets
     python docs/scripts/reliability_report.py --soak          # also the soak, without the large presets
-    python docs/scripts/reliability_report.py --with-training # also rerun the training-fault tests
-    python docs/scripts/reliability_report.py --junit out.xml # rebuild the page from an earlier run's JUnit XML
+    python docs/scripts/reliability_report.py --with-training # also rerun the training-fault tests (~5 minutes)
+    python docs/scripts/reliability_report.py --junit a.xml b.xml  # rebuild the page from earlier runs' JUnit XML
 
 The tests record what each case fed in and what the user got (`record_property`); pytest writes them to a JUnit
 XML file, and this script turns that file into the tables between the markers of docs/reliability.md. Exit status:
@@ -29,43 +29,81 @@ PAGE = os.path.join(ROOT, "docs", "reliability.md")
 BEGIN, END = "<!-- reliability-report:begin -->", "<!-- reliability-report:end -->"
 SUITE = ["tests/reliability"]
 
-# The training suite's fault tests (owned by the training code); rerun with --with-training.
+# The training suite's fault tests (owned by the training code); rerun with --with-training (slow ones included).
+RUNNER = "tests/training/test_runner.py::"
+CALLBACKS = "tests/training/test_callbacks.py::"
 TRAINING_FAULTS = [
     (
         "SIGKILL mid-epoch, then the same command again",
-        "tests/training/test_runner.py::test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run",
+        RUNNER + "test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run",
         "the run resumes from its last backup and ends with weights bit-identical to an uninterrupted run",
     ),
     (
-        "a NaN loss",
-        "tests/training/test_runner.py::test_a_diverging_run_stops_keeps_finite_weights_and_says_so",
-        "the run stops, says so, keeps finite weights; `keras-vitres train` exits with status 1",
+        "Ctrl-C (SIGINT) sent to a real `keras-vitres train` process in the middle of an epoch",
+        RUNNER + "test_sigint_to_a_real_keras_vitres_train_process_saves_exits_130_and_the_printed_command_resumes",
+        "the step in progress finishes and is saved; the exact command to resume is printed; exit status 130; that "
+        "command resumes from the saved step and ends bit-identical to a run never interrupted",
+    ),
+    (
+        "Ctrl-C during `keras-vitres train` (in-process)",
+        RUNNER + "test_ctrl_c_saves_the_step_prints_the_resume_command_and_exits_130",
+        "a backup of the step reached, the resume command, exit 130; the printed command resumes from that step's "
+        "weights, finishes the interrupted epoch, and logs no epoch twice",
+    ),
+    (
+        "the newest backup truncated, then the run resumed",
+        RUNNER + "test_a_truncated_or_corrupt_newest_backup_falls_back_to_the_one_before",
+        "the truncated file is named and skipped with the reason; the run resumes from the backup before it",
+    ),
+    (
+        "the newest backup truncated, corrupted (same size), or its record unreadable",
+        CALLBACKS + "test_verified_backup_keeps_two_and_falls_back_past_a_truncated_or_corrupt_newest",
+        "two backups kept, each checked against its recorded size and sha256; a bad one is named and skipped "
+        "(set aside as *.skipped), the previous one restored with the optimizer state; with none intact the "
+        "model is left untouched and the run starts again",
+    ),
+    (
+        "a backup cut short while being written (killed between the weights and their record)",
+        CALLBACKS + "test_verified_backup_never_uses_a_backup_cut_short_while_being_written",
+        "never used: a backup counts only once its record is written last; the leftovers are cleared",
+    ),
+    (
+        "a NaN loss in a run",
+        RUNNER + "test_a_diverging_run_stops_keeps_the_last_good_weights_and_names_the_step",
+        "the run stops at the step whose loss was not finite and names it; the saved model holds exactly the "
+        "weights of the last step with a finite loss; `keras-vitres train` exits with status 1",
     ),
     (
         "a NaN loss inside `fit`",
-        "tests/training/test_callbacks.py::test_terminate_on_nan_names_the_step_and_restores_the_last_good_weights",
+        CALLBACKS + "test_terminate_on_nan_names_the_step_and_restores_the_last_good_weights",
         "training stops at that step with the last good weights restored",
     ),
     (
         "a run directory that cannot be written",
-        "tests/training/test_runner.py::test_an_unwritable_run_dir_fails_before_any_data_or_model",
-        "an OSError naming the directory, before any data is read or model built",
+        RUNNER + "test_an_unwritable_run_dir_fails_before_any_data_or_model",
+        "an OSError naming the directory (exit status 2 from `keras-vitres train`), before any data is read or "
+        "model built",
     ),
     (
         "resuming with another configuration",
-        "tests/training/test_runner.py::test_an_unfinished_run_resumes_only_with_its_own_configuration",
+        RUNNER + "test_an_unfinished_run_resumes_only_with_its_own_configuration",
         "a ValueError naming the fields that differ, before anything is written",
     ),
     (
         "rerunning a finished run",
-        "tests/training/test_runner.py::test_a_finished_run_is_not_overwritten_and_the_default_dir_moves_on",
+        RUNNER + "test_a_finished_run_is_not_overwritten_and_the_default_dir_moves_on",
         "the finished run is not overwritten",
     ),
-]
-TRAINING_PENDING = [
-    "a truncated or corrupt backup checkpoint (falls back to the previous good one)",
-    "Ctrl-C / SIGINT (saves a checkpoint, prints the resume command, exits 130)",
-    "the same seed twice on CPU with deterministic ops (identical weights after N steps)",
+    (
+        "the same seed twice on CPU with deterministic ops (two fresh processes, 6 steps)",
+        RUNNER + "test_the_same_seed_gives_bit_identical_weights_with_deterministic_ops_on_cpu",
+        "bit-identical weights; another seed gives different ones",
+    ),
+    (
+        "`deterministic=True` (`--deterministic`)",
+        RUNNER + "test_deterministic_runs_seed_everything_and_turn_op_determinism_on",
+        "seeds Python, NumPy and the backend and turns TensorFlow's op determinism on, before the run starts",
+    ),
 ]
 
 
@@ -176,7 +214,7 @@ def build_report(results, slow, with_training, timing):
     # Property-based tests.
     prop_rows, prop_examples, prop_errors, prop_valid = [], 0, 0, 0
     for node, result in results.items():
-        if not node.startswith("tests/reliability/test_properties.py::") or "known_gap" in node:
+        if not node.startswith("tests/reliability/test_properties.py::") or "_gap_" in node:
             continue
         props = result["properties"]
         examples, valid, errors = (int(props.get(k, 0)) for k in ("examples", "valid_ok", "clear_errors"))
@@ -192,7 +230,8 @@ def build_report(results, slow, with_training, timing):
         prop_rows,
     )
 
-    gaps = [(n, r) for n, r in results.items() if "test_known_gap" in n]
+    gaps = [(n, r) for n, r in results.items() if "test_known_gap" in n]  # strict xfails, if any come back
+    fixed = [(n, r) for n, r in results.items() if "test_fixed_gap" in n]
     gap_rows = []
     for node, result in gaps:
         case = node.split("[", 1)[1][:-1]
@@ -201,13 +240,28 @@ def build_report(results, slow, with_training, timing):
             result["status"], result["status"]
         )
         gap_rows.append(f"| `{cell(case, 80)}` | {status} | {cell(reason, 260)} |")
+    fixed_rows = []
+    for node, result in fixed:
+        props = result["properties"]
+        case = props.get("input", node.split("[", 1)[-1][:-1])
+        outcome = props.get("outcome", "") if result["status"] == "passed" else f"FAILED: {result['message']}"
+        fixed_rows.append(f"| `{cell(case, 90)}` | {cell(outcome, 220)} | {cell(props.get('fix', ''), 200)} |")
+    if gap_rows:
+        lines += section(
+            "Known gaps: inputs accepted, or refused unclearly, today",
+            "Each is a strict xfail in `test_properties.py`, so it fails the suite once fixed until the mark is "
+            "removed.",
+            ["| entry point and input | status | suggested fix |", "|---|---|---|"],
+            gap_rows,
+        )
     lines += section(
-        "Known gaps: inputs accepted, or refused unclearly, today",
-        "Found by the property tests in code this suite does not own; each is a strict xfail in "
-        "`test_properties.py::test_known_gap_raises_a_clear_error`, so it fails the suite once fixed until the mark "
-        "is removed.",
-        ["| entry point and input | status | suggested fix |", "|---|---|---|"],
-        gap_rows,
+        "Gaps found by the property tests, now fixed",
+        f"{len(fixed_rows)} inputs that the builders, `get_preset`, the schedules and `keras-vitres train` once "
+        "accepted or refused unclearly. Each is now a drawn invalid value of the property tests above and a pinned "
+        "case of `test_properties.py::test_fixed_gap_raises_a_clear_error`, which checks that the error names the "
+        "argument and the value (and, for names, suggests the close ones). No known gap is open.",
+        ["| entry point and input | what the user gets now | fixed in |", "|---|---|---|"],
+        fixed_rows,
     )
 
     # Presets and the Keras floor.
@@ -263,22 +317,27 @@ def build_report(results, slow, with_training, timing):
     for fault, node, gets in TRAINING_FAULTS:
         if with_training and node in results:
             status = {"passed": "passed", "failed": "FAILED"}.get(results[node]["status"], results[node]["status"])
+            status += f" ({results[node]['time']:.0f} s)"
         else:
             status = "covered by the training suite"
-        training_rows.append(f"| {fault} | `{node}` | {gets} | {status} |")
-    for fault in TRAINING_PENDING:
-        training_rows.append(f"| {fault} | (to come in tests/training) | | covered by the training suite |")
+        training_rows.append(f"| {fault} | `{node.replace('tests/training/', '')}` | {gets} | {status} |")
     lines += section(
         "Faults during training",
-        "These are tested by the training suite"
-        + (" and were rerun for this report." if with_training else "; rerun them here with `--with-training`."),
+        "A run keeps its last two backups in `RUN_DIR/backup/` (`keras_vitres.training.VerifiedBackup`): each is "
+        "the weights with the optimizer state, written under a temporary name and renamed, then a record with its "
+        "step, size and sha256, written last. These are tested by the training suite (`tests/training/`)"
+        + (
+            " and were rerun for this report, slow tests included."
+            if with_training
+            else "; rerun them here with `--with-training`."
+        ),
         ["| fault | test | what the user gets | result |", "|---|---|---|---|"],
         training_rows,
     )
 
     # Totals.
-    hostile = len(images) + len(files)
-    hostile_clear = sum(1 for r in images + files if "FAILED" not in r)
+    hostile = len(images) + len(files) + len(fixed_rows)
+    hostile_clear = sum(1 for r in images + files + fixed_rows if "FAILED" not in r)
     training_run = [results[n] for _, n, _ in TRAINING_FAULTS if with_training and n in results]
     integrity_nodes = [n for n in results if "test_untrusted_files.py::" in n] + (
         [n for _, n, _ in TRAINING_FAULTS if with_training and n in results]
@@ -290,7 +349,7 @@ def build_report(results, slow, with_training, timing):
         "",
         "| | count |",
         "|---|---:|",
-        f"| hostile inputs and faults tried (files, images{', training faults' if training_run else ''}) | "
+        f"| hostile inputs and faults tried (files, images, fixed gaps{', training faults' if training_run else ''}) | "
         f"{hostile + len(training_run)} |",
         f"| property-test examples drawn | {prop_examples} |",
         f"| **cases tried** | **{tried}** |",
@@ -299,7 +358,8 @@ def build_report(results, slow, with_training, timing):
         f"| crashes (interpreter died, wrong exception type, or a test failed) | **{len(failed)}** |",
         f"| data lost (a model changed by a failed load, a half-written download kept"
         f"{', a training fault losing state' if training_run else ''}) | **{data_lost}** |",
-        f"| known gaps still open (strict xfails, listed below) | {sum(r['status'] == 'xfailed' for _, r in gaps)} |",
+        f"| known gaps still open (strict xfails) | **{sum(r['status'] == 'xfailed' for _, r in gaps)}** "
+        f"({len(fixed_rows)} found earlier are fixed, listed below) |",
         "",
     ]
     header = [
@@ -345,7 +405,8 @@ def main(argv=None):
     parser.add_argument("--slow", action="store_true", help="also run the slow tests (soak, large presets)")
     parser.add_argument("--soak", action="store_true", help="also run the 20,000-request serving soak (slow)")
     parser.add_argument("--with-training", action="store_true", help="also rerun the training-fault tests")
-    parser.add_argument("--junit", help="build the page from this JUnit XML instead of running the tests")
+    parser.add_argument("--junit", nargs="+", help="build the page from these JUnit XML files (of earlier runs, e.g. "
+                        "kept with --keep-junit) instead of running the tests")
     parser.add_argument("--keep-junit", help="also copy the JUnit XML of the run to this path")
     parser.add_argument("--page", default=PAGE, help="the Markdown page to rewrite (default docs/reliability.md)")
     args = parser.parse_args(argv)
@@ -353,12 +414,15 @@ def main(argv=None):
     start = datetime.datetime.now()
     machine_line = machine()
     if args.junit:
-        results, code = read_junit(args.junit), 0
+        results, code = {}, 0
+        for path in args.junit:
+            results.update(read_junit(path))
     else:
-        targets = SUITE + ([n for _, n, _ in TRAINING_FAULTS] if args.with_training else [])
-        runs = [(targets, None if args.slow else "not slow")]
+        runs = [(SUITE, None if args.slow else "not slow")]
         if args.soak and not args.slow:
             runs.append((["tests/reliability/test_serving_load.py"], "slow"))
+        if args.with_training:  # all of them, the slow ones (real processes killed and interrupted) included
+            runs.append(([n for _, n, _ in TRAINING_FAULTS], None))
         results, code = {}, 0
         with tempfile.TemporaryDirectory() as folder:
             for i, (paths, marker) in enumerate(runs):
@@ -368,7 +432,10 @@ def main(argv=None):
                 if args.keep_junit:
                     shutil.copy(junit, args.keep_junit if len(runs) == 1 else f"{args.keep_junit}.{i}")
     flags = "".join(f" --{name.replace('_', '-')}" for name in ("slow", "soak", "with_training") if getattr(args, name))
-    scope = "slow tests included" if args.slow else "slow tests not run" + (", except the soak" if args.soak else "")
+    excepted = [name for name, on in (("the soak", args.soak), ("the training faults", args.with_training)) if on]
+    scope = "slow tests included" if args.slow else "slow tests not run" + (
+        f", except {' and '.join(excepted)}" if excepted else ""
+    )
     timing = dict(
         date=start.strftime("%Y-%m-%d"),
         machine=machine_line,
