@@ -23,8 +23,8 @@ COLUMNS = (
     ("train step ms", lambda r: _num(None if r.train_step_s is None else r.train_step_s * 1e3, "{:.0f}")),
     ("infer img/s", lambda r: _num(r.infer_ips, "{:.1f}")),
     ("peak RSS MiB", lambda r: _num(r.peak_rss_mib, "{:.0f}")),
-    ("ours/peer train", lambda r: _ratio(r.train_ratio, r.train_ratio_iqr)),
-    ("ours/peer infer", lambda r: _ratio(r.infer_ratio, r.infer_ratio_iqr)),
+    ("ours/peer train", lambda r: _ratio(r.train_ratio, r.train_ratio_quartiles)),
+    ("ours/peer infer", lambda r: _ratio(r.infer_ratio, r.infer_ratio_quartiles)),
     ("note", lambda r: r.note),
 )
 GPU_COLUMN = ("GPU peak MiB", lambda r: _num(r.device_peak_mib, "{:.0f}"))
@@ -34,11 +34,14 @@ def _num(value, fmt):
     return "-" if value is None else fmt.format(value)
 
 
-def _ratio(value, iqr=None):
-    """"0.98x", with the interquartile range of the per-round ratios when known: "0.98x (0.95-1.01)"."""
+def _ratio(value, quartiles=None):
+    """"0.98x", with the per-round ratios' median and interquartile range when known: "0.98x (1.00x, 0.97-1.02)"."""
     if value is None:
         return "-"
-    return f"{value:.2f}x" if not iqr else f"{value:.2f}x ({iqr[0]:.2f}-{iqr[1]:.2f})"
+    if not quartiles:
+        return f"{value:.2f}x"
+    first, median, third = quartiles
+    return f"{value:.2f}x ({median:.2f}x, {first:.2f}-{third:.2f})"
 
 
 def _columns(results):
@@ -121,11 +124,14 @@ def versions():
 
 
 def _verdict_row(result, kind):
-    """"ResNet-50 float32 vs keras-hub (0.97x, IQR 0.95-1.00: within the noise)" for a row slower than its peer."""
-    ratio, iqr = getattr(result, f"{kind}_ratio"), getattr(result, f"{kind}_ratio_iqr")
+    """"ResNet-50 float32 vs keras-hub (0.97x; rounds 0.99x, IQR 0.95-1.01: within the noise)", for a slower row."""
+    ratio, quartiles = getattr(result, f"{kind}_ratio"), getattr(result, f"{kind}_ratio_quartiles")
     noise = ""
-    if iqr:
-        noise = f", IQR {iqr[0]:.2f}-{iqr[1]:.2f}: " + ("within the noise" if iqr[1] >= 1.0 else "slower in most rounds")
+    if quartiles:
+        first, median, third = quartiles
+        noise = f"; rounds {median:.2f}x, IQR {first:.2f}-{third:.2f}: " + (
+            "within the noise" if third >= 1.0 else "slower in most rounds"
+        )
     return f"{result.title} {result.precision} vs {result.candidate} ({ratio:.2f}x{noise})"
 
 
@@ -187,8 +193,10 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
         " model, optimizer state and activations); `build s` is the builder call; `first step s` is the first"
         " training step, which traces and compiles. `ours/peer` is ours' throughput over the peer's (of the median"
         " step times), on the peer's row: above 1.00x ours is faster. In brackets, where every step was kept: the"
-        " interquartile range of the per-round ratios (ours' step i against the peer's step i, timed back to"
-        " back), which shows how much of a difference from 1.00x is noise.",
+        " median and interquartile range of the per-round ratios (ours' step i against the peer's step i, timed"
+        " back to back): when the load changes during a run the ratio of the medians can fall between two load"
+        " levels, the per-round ratios cannot, and their spread shows how much of a difference from 1.00x is"
+        " noise.",
         "",
         markdown_table(results),
         "",

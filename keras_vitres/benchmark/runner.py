@@ -54,8 +54,8 @@ class Result:
     device_peak_mib: float = None
     train_ratio: float = None
     infer_ratio: float = None
-    train_ratio_iqr: list = None
-    infer_ratio_iqr: list = None
+    train_ratio_quartiles: list = None
+    infer_ratio_quartiles: list = None
     note: str = ""
 
     @property
@@ -234,22 +234,22 @@ def measure_group(spec, *, batch_size, precision, jit, backend, device, steps, w
 
 
 def paired_ratio_quartiles(ours_steps, peer_steps):
-    """First and third quartiles of the per-round ratios ours/peer throughput, or None with fewer than 2 rounds.
+    """Quartiles [first, median, third] of the per-round ratios ours/peer throughput; None under 2 rounds.
 
     Round i timed ours' step i and the peer's step i back to back (the steps alternate), so their ratio
-    `peer_steps[i] / ours_steps[i]` sees the same machine load; the spread of these ratios shows how far the
-    median ratio can be trusted on a shared machine.
+    `peer_steps[i] / ours_steps[i]` sees the same machine load. When the load changes during a run, the ratio of
+    the medians can fall between two load levels; the per-round ratios cannot, and their spread shows how far a
+    difference from 1.00x can be trusted on a shared machine.
     """
     ratios = [peer / ours for ours, peer in zip(ours_steps or (), peer_steps or ()) if ours and peer]
     if len(ratios) < 2:
         return None
-    first, _, third = statistics.quantiles(ratios, n=4, method="inclusive")
-    return [first, third]
+    return list(statistics.quantiles(ratios, n=4, method="inclusive"))
 
 
 def compute_ratios(results):
     """Sets `train_ratio` and `infer_ratio` (ours/peer throughput of the medians) on each measured peer row, and
-    `train_ratio_iqr` / `infer_ratio_iqr` (`paired_ratio_quartiles` of the step times), in place."""
+    `train_ratio_quartiles` / `infer_ratio_quartiles` (`paired_ratio_quartiles` of the step times), in place."""
     by_key = {(r.model, r.precision, r.batch_size, r.candidate): r for r in results}
     for result in results:
         if result.against is None:
@@ -261,8 +261,8 @@ def compute_ratios(results):
             result.train_ratio = ours.train_ips / result.train_ips
         if ours.infer_ips and result.infer_ips:
             result.infer_ratio = ours.infer_ips / result.infer_ips
-        result.train_ratio_iqr = paired_ratio_quartiles(ours.train_steps, result.train_steps)
-        result.infer_ratio_iqr = paired_ratio_quartiles(ours.infer_steps, result.infer_steps)
+        result.train_ratio_quartiles = paired_ratio_quartiles(ours.train_steps, result.train_steps)
+        result.infer_ratio_quartiles = paired_ratio_quartiles(ours.infer_steps, result.infer_steps)
     return results
 
 

@@ -87,26 +87,26 @@ def test_targets_report_slower_rows_and_the_resnet1202_build():
 def test_ratio_spread_pairs_the_steps_of_each_round():
     # Round i timed ours then the peer back to back: the ratio of each round is peer_i / ours_i.
     ours_steps, peer_steps = [1.0, 2.0, 1.0, 1.0, 1.0], [1.0, 2.2, 0.9, 1.1, 1.2]
-    first, third = paired_ratio_quartiles(ours_steps, peer_steps)
-    assert (first, third) == (pytest.approx(1.0), pytest.approx(1.1))  # quartiles of [0.9, 1.0, 1.1, 1.1, 1.2]
+    quartiles = paired_ratio_quartiles(ours_steps, peer_steps)
+    assert quartiles == [pytest.approx(1.0), pytest.approx(1.1), pytest.approx(1.1)]  # of [0.9, 1, 1.1, 1.1, 1.2]
     assert paired_ratio_quartiles([1.0], [1.0]) is None and paired_ratio_quartiles([], None) is None
     ours = _result("ours", train_s=1.0, infer_s=1.0, train_steps=ours_steps, infer_steps=[1.0])
     peer = _result("keras-hub", against="ours", train_s=1.1, infer_s=1.0, train_steps=peer_steps, infer_steps=[1.0])
     compute_ratios([ours, peer])
-    assert peer.train_ratio_iqr == [pytest.approx(1.0), pytest.approx(1.1)] and peer.infer_ratio_iqr is None
+    assert peer.train_ratio_quartiles == quartiles and peer.infer_ratio_quartiles is None
     cell = dict(zip(*[row[1] if i else row for i, row in enumerate(report.table_rows([ours, peer]))]))
-    assert cell["ours/peer train"] == "1.10x (1.00-1.10)" and cell["ours/peer infer"] == "1.00x"
+    assert cell["ours/peer train"] == "1.10x (1.10x, 1.00-1.10)" and cell["ours/peer infer"] == "1.00x"
 
 
 def test_targets_tell_noise_from_a_slower_model():
-    ours = _result("ours", train_s=1.0, train_steps=[1.0, 1.0, 1.0, 1.0])
-    noisy = _result("keras-hub", against="ours", train_s=0.98, train_steps=[0.9, 1.05, 0.95, 1.02])
+    ours = _result("ours", train_s=1.0, train_steps=[1.0, 1.0, 1.0, 1.0, 1.0])
+    noisy = _result("keras-hub", against="ours", train_s=0.98, train_steps=[0.9, 1.05, 0.95, 1.02, 0.98])
     ours_b = _result("ours", model="vit_b16", train_s=1.0, train_steps=[1.0, 1.0, 1.0, 1.0])
     slower = _result("keras-hub", model="vit_b16", against="ours", train_s=0.9, train_steps=[0.9, 0.9, 0.9, 0.9])
     lines = report.targets(compute_ratios([ours, noisy, ours_b, slower]))
     verdict = next(line for line in lines if line.startswith("- train: ours"))
-    assert "resnet50 float32 vs keras-hub (0.98x, IQR 0.94-1.03: within the noise)" in verdict
-    assert "vit_b16 float32 vs keras-hub (0.90x, IQR 0.90-0.90: slower in most rounds)" in verdict
+    assert "resnet50 float32 vs keras-hub (0.98x; rounds 0.98x, IQR 0.95-1.02: within the noise)" in verdict
+    assert "vit_b16 float32 vs keras-hub (0.90x; rounds 0.90x, IQR 0.90-0.90: slower in most rounds)" in verdict
 
 
 def test_section_lists_machine_versions_command_and_the_missing_gpu():
