@@ -26,6 +26,7 @@ import keras_vitres
 from keras_vitres.cli.main import main
 from keras_vitres.models.common import load_weights
 from keras_vitres.weights import download
+from tests.helpers import tiny_vit
 from tests.reliability import memory
 from tests.weights.reference_forward import official_to_timm, random_official_vit
 
@@ -603,16 +604,7 @@ def checkpoint():
 def models():
     """One model per kind, shared by the cases: each case checks that its failed load left the weights as they were."""
     return dict(
-        vit=keras_vitres.VisionTransformer(
-            patch_size=8,
-            hidden_dim=32,
-            num_layers=2,
-            num_heads=2,
-            mlp_dim=64,
-            input_shape=(32, 32, 3),
-            classes=5,
-            approximate_gelu=True,
-        ),
+        vit=tiny_vit(classifier_activation="softmax"),
         resnet=keras_vitres.ResNet(8, stem="cifar"),
     )
 
