@@ -1,12 +1,14 @@
 """Keras layers of the ResNet and ViT families; each is registered under the package name "keras_vitres"."""
 
 from keras_vitres.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding, resample_position_embedding
+from keras_vitres.layers.normalization import BatchNormalization
 from keras_vitres.layers.pooling import TokenPooling
 from keras_vitres.layers.residual import BasicBlock, BottleneckBlock, Shortcut
 from keras_vitres.layers.transformer import DropPath, TransformerBlock
 
 __all__ = [
     "BasicBlock",
+    "BatchNormalization",
     "BottleneckBlock",
     "ClassToken",
     "DropPath",

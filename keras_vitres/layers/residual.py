@@ -19,6 +19,8 @@ TensorFlow 2.21's oneDNN kernel for the gradient of a strided 1x1 "valid" convol
 import keras
 from keras import ops
 
+from keras_vitres.layers.normalization import BatchNormalization
+
 SHORTCUT_OPTIONS = ("A", "B", "C", None)
 BOTTLENECK_VERSIONS = ("v1", "v1.5")
 
@@ -84,7 +86,7 @@ class _ConvBNMixin:
         return pad, conv
 
     def _make_bn(self, name):
-        return keras.layers.BatchNormalization(
+        return BatchNormalization(
             momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype_policy, name=name
         )
 

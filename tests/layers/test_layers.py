@@ -6,6 +6,7 @@ import pytest
 
 from keras_vitres.layers import (
     BasicBlock,
+    BatchNormalization,
     BottleneckBlock,
     ClassToken,
     DropPath,
@@ -28,6 +29,7 @@ LAYER_CASES = [
     (TokenPooling("avg", name="pool"), (5, 8), (8,)),
     (DropPath(0.5, seed=1, name="drop"), (5, 8), (5, 8)),
     (TransformerBlock(2, 8, 16, dropout_rate=0.1, drop_path_rate=0.1, name="block"), (5, 8), (5, 8)),
+    (BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn"), (6, 6, 8), (6, 6, 8)),
     (Shortcut(16, strides=2, option="B", name="shortcut"), (8, 8, 8), (4, 4, 16)),
     (Shortcut(16, strides=2, option="A", name="shortcut_a"), (8, 8, 8), (4, 4, 16)),
     (BasicBlock(16, strides=2, shortcut="A", name="basic"), (8, 8, 8), (4, 4, 16)),

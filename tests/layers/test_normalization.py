@@ -1,0 +1,129 @@
+"""BatchNormalization: TensorFlow's fused kernel computes what Keras' layer and the NumPy reference compute."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vitres.layers import BatchNormalization
+from tests import reference
+
+pytestmark = pytest.mark.backend_agnostic
+
+ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
+
+
+def _pair(shape, rng, **kwargs):
+    """Ours and Keras' layer, built for `shape`, with the same random gamma, beta and moving statistics."""
+    ours, theirs = BatchNormalization(**kwargs), keras.layers.BatchNormalization(**kwargs)
+    values = dict(
+        gamma=rng.normal(1.0, 0.3, shape[-1]), beta=rng.normal(0.0, 0.3, shape[-1]),
+        moving_mean=rng.normal(0.0, 1.0, shape[-1]), moving_variance=rng.uniform(0.5, 2.0, shape[-1]),
+    )  # fmt: skip
+    for layer in (ours, theirs):
+        layer.build(shape)
+        for name, value in values.items():
+            getattr(layer, name).assign(value.astype("float32"))
+    return ours, theirs, values
+
+
+def _train_step(layer, x):
+    """Output, gradients of a non-linear loss w.r.t. input, gamma and beta, and the moving statistics after."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        grads = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+    else:  # the gradients are checked on TensorFlow, where the fused kernel runs
+        y, grads = layer(x, training=True), []
+    stats = [layer.moving_mean, layer.moving_variance]
+    return [keras.ops.convert_to_numpy(v) for v in (y, *grads, *stats)]
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 5, 16), (3, 7, 6, 8), (1, 1, 1, 4)], ids=str)
+def test_training_matches_keras_and_numpy(shape):
+    """Same normalized output, input/gamma/beta gradients and moving-statistics update as Keras' layer; odd
+    batches, odd maps and a single value per channel (whose batch variance is 0) included."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, shape).astype("float32")
+    ours, theirs, values = _pair(shape, rng, momentum=0.9, epsilon=1e-5)
+    for a, b in zip(_train_step(ours, x), _train_step(theirs, x)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    y = keras.ops.convert_to_numpy(ours(x, training=True))
+    np.testing.assert_allclose(y, reference.batch_norm(x, values["gamma"], values["beta"], mean, var, 1e-5), atol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ours.moving_variance),
+        (values["moving_variance"] * 0.9 + var * 0.1) * 0.9 + var * 0.1, rtol=1e-5,
+    )  # fmt: skip
+
+
+def test_inference_uses_the_moving_statistics():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 6, 6, 8)).astype("float32")
+    ours, theirs, values = _pair(x.shape, rng, epsilon=1.001e-5)
+    expected = reference.batch_norm(x, *values.values(), 1.001e-5)
+    for layer in (ours, theirs):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x, training=False)), expected, atol=1e-5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours.moving_mean), values["moving_mean"].astype("float32"))
+
+
+def test_frozen_layer_normalizes_with_moving_statistics_in_training():
+    """trainable=False (fine-tuning with frozen BN) keeps inference behaviour and the statistics, as in Keras."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 3, 3, 8)).astype("float32")
+    ours, _, values = _pair(x.shape, rng)
+    ours.trainable = False
+    y = keras.ops.convert_to_numpy(ours(x, training=True))
+    np.testing.assert_allclose(y, reference.batch_norm(x, *values.values(), 1e-3), atol=1e-5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours.moving_variance), values["moving_variance"].astype("float32"))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_output_dtype_and_float32_statistics(policy):
+    keras.config.set_dtype_policy(policy)
+    x = np.random.default_rng(3).normal(1.0, 2.0, (4, 4, 4, 8)).astype("float32")
+    layer = BatchNormalization(momentum=0.0)
+    y = layer(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == policy.split("_")[1]
+    assert keras.backend.standardize_dtype(layer.moving_mean.dtype) == "float32"
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), x.mean(axis=(0, 1, 2)), atol=0.05)
+
+
+@pytest.mark.skipif(not ON_TENSORFLOW, reason="the fused kernel is TensorFlow's")
+@pytest.mark.parametrize("fused, training", [(None, True), (None, False), (False, True)])
+def test_tensorflow_graph_uses_the_fused_kernel_unless_disabled(fused, training):
+    import tensorflow as tf
+
+    layer = BatchNormalization(fused=fused)
+    layer.build((None, 4, 4, 8))
+    graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(
+        tf.TensorSpec((None, 4, 4, 8), "float32")
+    ).graph
+    op_types = {op.type for op in graph.get_operations()}
+    assert ("FusedBatchNormV3" in op_types) == (fused is None)
+
+
+def test_other_ranks_use_keras_implementation():
+    x = np.random.default_rng(4).normal(size=(6, 5)).astype("float32")
+    y = keras.ops.convert_to_numpy(BatchNormalization(epsilon=1e-5)(x, training=True))
+    np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5), atol=1e-5)
+
+
+def test_fused_true_where_the_kernel_does_not_apply_names_the_argument():
+    with pytest.raises(ValueError, match=r"fused=True.*input_shape=\(None, 5\)"):
+        BatchNormalization(fused=True).build((None, 5))
+    if not ON_TENSORFLOW:
+        with pytest.raises(ValueError, match="backend="):
+            BatchNormalization(fused=True).build((None, 4, 4, 8))
+    with pytest.raises(ValueError, match="received fused='yes'"):
+        BatchNormalization(fused="yes")
+
+
+def test_config_holds_fused_and_keras_arguments():
+    config = BatchNormalization(fused=False, momentum=0.9, epsilon=1e-5).get_config()
+    assert config["fused"] is False and config["momentum"] == 0.9 and config["epsilon"] == 1e-5
+    assert BatchNormalization.from_config(config).get_config() == config
