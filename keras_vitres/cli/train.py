@@ -55,7 +55,8 @@ def add_parser(subparsers):
     parser.add_argument("--process-id", type=int, help="multiworker: index of this process")
     parser.add_argument("--mixed-precision", default="auto",
                         choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-                        help="dtype policy (auto: bfloat16/float16 mixed precision on GPU, float32 on CPU)")
+                        help="dtype policy (auto: bfloat16/float16 mixed precision on GPU; on CPU mixed_bfloat16 with TensorFlow "
+                        "where the CPU has bfloat16 instructions (avx512_bf16, amx_bf16), else float32)")
     parser.add_argument("--jit", default="auto", choices=["auto", "on", "off"],
                         help="XLA compilation (auto: on for GPU, off on CPU)")
     parser.add_argument("--run-dir", help="run directory (default: runs/PRESET_DATASET)")

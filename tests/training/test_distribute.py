@@ -17,6 +17,7 @@ from keras_vitres.training.distribute import (
     MULTIWORKER_TF_ERROR,
     get_distribution,
     resolve_jit_compile,
+    cpu_has_native_bfloat16,
     resolve_precision,
     resolve_strategy,
 )
@@ -44,7 +45,7 @@ def test_strategy_names_and_cpu_defaults():
     assert resolve_strategy("mirrored") == "mirrored"
     with pytest.raises(ValueError, match="strategy="):
         resolve_strategy("tpu")
-    assert resolve_precision("auto") == "float32"
+    assert resolve_precision("auto") == ("mixed_bfloat16" if cpu_has_native_bfloat16() else "float32")
     assert resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
     with pytest.raises(ValueError, match="mixed_precision"):
         resolve_precision("float16")
@@ -94,7 +95,7 @@ from keras_vitres.training.recipes import Recipe
 root = sys.argv[1]
 common = dict(preset="vit_tiny_patch16_224", model_overrides=TINY_VIT, preprocessing="rescale", optimizer="sgd",
               learning_rate=0.05, schedule="cosine", warmup_steps=2, steps=6, steps_per_epoch=3, batch_size=32,
-              weight_decay=0.0)
+              weight_decay=0.0, mixed_precision="float32")  # float32: bfloat16 rounds each replica's half apart
 out = {}
 for strategy in ("mirrored", "one"):
     config = resolve_config("digits_resnet", run_dir=f"{root}/{strategy}", strategy=strategy, **common)
@@ -166,3 +167,19 @@ def test_two_jax_processes_on_localhost_train_identical_weights_that_match_one_p
     # Evaluation pads the test set to whole global batches with zero-weight rows; the scores do not see them.
     assert multi["test_accuracy"] == pytest.approx(one["test_accuracy"], abs=1e-6)
     assert multi["test_loss"] == pytest.approx(one["test_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", True), ("fpu sse2 avx512f amx_tile amx_bf16", True),
+    ("fpu sse2 avx2 avx512f avx512_vnni", False), (None, False),
+])  # fmt: skip
+def test_auto_precision_on_cpu_follows_the_bfloat16_flags(flags, expected, tmp_path, monkeypatch):
+    """A CPU with bfloat16 instructions trains in mixed_bfloat16 on TensorFlow by default; one without, in float32."""
+    cpuinfo = tmp_path / "cpuinfo"
+    if flags is not None:
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert cpu_has_native_bfloat16(str(cpuinfo)) is expected
+    monkeypatch.setattr(distribute, "cpu_has_native_bfloat16", lambda: expected)
+    tensorflow = keras.backend.backend() == "tensorflow"
+    assert resolve_precision("auto") == ("mixed_bfloat16" if expected and tensorflow else "float32")
+    assert resolve_precision("float32") == "float32"

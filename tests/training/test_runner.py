@@ -89,7 +89,7 @@ def test_a_run_writes_its_directory(tiny_run):
     assert config["recipe"]["name"] == "digits_resnet" and config["recipe"]["model_overrides"] == {"depth": 8}
     assert (resolved["steps_per_epoch"], resolved["epochs"], resolved["total_steps"]) == (2, 2, 4)
     assert resolved["preprocessing"]["mode"] == "pixel_mean" and resolved["preprocessing"]["layer"] == "Normalization"
-    assert resolved["strategy"] == "one" and resolved["mixed_precision"] == "float32"
+    assert resolved["strategy"] == "one" and resolved["mixed_precision"] == runner.resolve_precision("auto")
     assert resolved["jit_compile"] is False and resolved["train_examples"] == 1437
     assert result["steps"] == 4 and 0.0 <= result["test_accuracy"] <= 1.0
     summary = open(os.path.join(run_dir, "summary.txt")).read().strip()
