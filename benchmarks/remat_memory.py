@@ -1,4 +1,4 @@
-"""Memory saved by rematerialising every residual block (keras_vitres.benchmark.remat), and what it costs in time.
+"""Memory saved by rematerialising every residual block (the builders' `remat=True`), and what it costs in time.
 
     python benchmarks/remat_memory.py                                  # ResNet-110 (CIFAR, 128), ViT-S/16 (16)
     python benchmarks/remat_memory.py --models resnet1202:16,vit_b16:8 --steps 2

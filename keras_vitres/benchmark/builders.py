@@ -17,14 +17,8 @@ def preset(image_shape, classes, *, preset, overrides=None, remat=False):
     """Ours: a registered preset with logits output; `remat=True` recomputes its blocks in the backward pass."""
     from keras_vitres.presets import build_model
 
-    model = build_model(
-        preset, input_shape=image_shape, classes=classes, classifier_activation=None, **(overrides or {})
-    )
-    if remat:
-        from keras_vitres.benchmark.remat import rematerialize
-
-        model = rematerialize(model)
-    return model
+    overrides = {**(overrides or {}), **({"remat": True} if remat else {})}
+    return build_model(preset, input_shape=image_shape, classes=classes, classifier_activation=None, **overrides)
 
 
 def vision_transformer(image_shape, classes, **config):

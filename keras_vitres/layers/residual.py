@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from keras_vitres.layers.normalization import BatchNormalization
+from keras_vitres.layers.remat import rematerialized
 
 SHORTCUT_OPTIONS = ("A", "B", "C", None)
 BOTTLENECK_VERSIONS = ("v1", "v1.5")
@@ -194,6 +195,7 @@ class _ResidualBlock(_ConvBNMixin, keras.layers.Layer):
         bn_momentum=0.9,
         kernel_initializer="he_normal",
         kernel_regularizer=None,
+        remat=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -203,6 +205,9 @@ class _ResidualBlock(_ConvBNMixin, keras.layers.Layer):
         self.filters = filters
         self.strides = strides
         self.shortcut = shortcut
+        if not isinstance(remat, bool):
+            raise ValueError(f"`remat` must be a bool; received remat={remat!r}.")
+        self.remat = remat
         self._set_conv_args(use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer)
         self.shortcut_branch = None
         if shortcut is not None:
@@ -223,6 +228,11 @@ class _ResidualBlock(_ConvBNMixin, keras.layers.Layer):
     def output_filters(self):
         return self.filters
 
+    def call(self, inputs, training=None):
+        if self.remat and training:
+            return rematerialized(self, lambda x: self._forward(x, training), inputs)
+        return self._forward(inputs, training)
+
     def _merge(self, inputs, residual, training):
         if self.shortcut_branch is not None:
             residual = residual + self.shortcut_branch(inputs, training=training)
@@ -234,7 +244,8 @@ class _ResidualBlock(_ConvBNMixin, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, strides=self.strides, shortcut=self.shortcut, **self._conv_args_config())
+        config.update(filters=self.filters, strides=self.strides, shortcut=self.shortcut, remat=self.remat,
+                      **self._conv_args_config())
         return config
 
 
@@ -252,6 +263,8 @@ class BasicBlock(_ResidualBlock):
         bn_epsilon, bn_momentum: BatchNormalization settings.
         kernel_initializer: initializer of the convolution kernels (He et al. 2015, "he_normal").
         kernel_regularizer: regularizer of the convolution kernels (the paper's weight decay).
+        remat: bool. Recompute the block's activations in the backward pass instead of storing them (less training
+            memory for about one more forward pass; see `keras_vitres.layers.remat`).
     """
 
     def __init__(self, filters, strides=1, shortcut="B", **kwargs):
@@ -269,7 +282,7 @@ class BasicBlock(_ResidualBlock):
         if self.shortcut_branch is not None:
             self.shortcut_branch.build(input_shape)
 
-    def call(self, inputs, training=None):
+    def _forward(self, inputs, training):
         x = ops.relu(self.bn1(self._apply_conv(self.conv1_pad, self.conv1, inputs), training=training))
         x = self.bn2(self._apply_conv(self.conv2_pad, self.conv2, x), training=training)
         return self._merge(inputs, x, training)
@@ -285,7 +298,8 @@ class BottleneckBlock(_ResidualBlock):
         expansion: int. Output width multiplier (4 in the paper).
         version: "v1" puts the stride on the first 1x1 convolution (the paper, keras.applications);
             "v1.5" puts it on the 3x3 convolution (torchvision, timm), which is slightly more accurate.
-        shortcut, use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer: as in `BasicBlock`.
+        shortcut, use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer, remat: as in
+            `BasicBlock`.
     """
 
     def __init__(self, filters, strides=1, shortcut="B", expansion=4, version="v1", **kwargs):
@@ -320,7 +334,7 @@ class BottleneckBlock(_ResidualBlock):
         if self.shortcut_branch is not None:
             self.shortcut_branch.build(input_shape)
 
-    def call(self, inputs, training=None):
+    def _forward(self, inputs, training):
         x = ops.relu(self.bn1(self._apply_conv(self.conv1_pad, self.conv1, inputs), training=training))
         x = ops.relu(self.bn2(self._apply_conv(self.conv2_pad, self.conv2, x), training=training))
         x = self.bn3(self._apply_conv(self.conv3_pad, self.conv3, x), training=training)

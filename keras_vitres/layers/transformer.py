@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_vitres.layers.remat import rematerialized
+
 
 @keras.saving.register_keras_serializable(package="keras_vitres")
 class DropPath(keras.layers.Layer):
@@ -60,6 +62,8 @@ class TransformerBlock(keras.layers.Layer):
         layer_norm_epsilon: float. LayerNorm epsilon (1e-6 in the reference code).
         approximate_gelu: bool. Use the tanh approximation of GELU, as flax does and as the published `.npz`
             checkpoints were trained; False (exact GELU) matches timm and keras-hub.
+        remat: bool. Recompute the block's activations in the backward pass instead of storing them (less training
+            memory for about one more forward pass; see `keras_vitres.layers.remat`).
 
     Call arguments:
         x: (batch, tokens, hidden_dim).
@@ -76,6 +80,7 @@ class TransformerBlock(keras.layers.Layer):
         drop_path_rate=0.0,
         layer_norm_epsilon=1e-6,
         approximate_gelu=False,
+        remat=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -91,6 +96,9 @@ class TransformerBlock(keras.layers.Layer):
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
         self.approximate_gelu = approximate_gelu
+        if not isinstance(remat, bool):
+            raise ValueError(f"`remat` must be a bool; received remat={remat!r}.")
+        self.remat = remat
 
         dense_init = dict(kernel_initializer="glorot_uniform", bias_initializer=keras.initializers.RandomNormal(stddev=1e-6))
         self.attention_norm = keras.layers.LayerNormalization(
@@ -123,6 +131,11 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_dense_2.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
 
     def call(self, x, training=None, return_attention_scores=False):
+        if self.remat and training and not return_attention_scores:
+            return rematerialized(self, lambda inputs: self._forward(inputs, training), x)
+        return self._forward(x, training, return_attention_scores)
+
+    def _forward(self, x, training, return_attention_scores=False):
         y = self.attention_norm(x)
         if return_attention_scores:
             y, scores = self.attention(y, y, training=training, return_attention_scores=True)
@@ -148,5 +161,6 @@ class TransformerBlock(keras.layers.Layer):
             drop_path_rate=self.drop_path_rate,
             layer_norm_epsilon=self.layer_norm_epsilon,
             approximate_gelu=self.approximate_gelu,
+            remat=self.remat,
         )
         return config

@@ -32,6 +32,7 @@ def HybridViT(
     drop_path_rate=0.0,
     layer_norm_epsilon=1e-6,
     approximate_gelu=False,
+    remat=False,
     include_top=True,
     weights=None,
     input_shape=(224, 224, 3),
@@ -61,7 +62,8 @@ def HybridViT(
 
     inputs = keras.Input(input_shape, name="images")
     x = resnet_stem(inputs, "imagenet", resnet_stage_filters[0])
-    x = resnet_stages(x, "bottleneck", resnet_stage_blocks, resnet_stage_filters, shortcut="B", version=resnet_version)
+    x = resnet_stages(x, "bottleneck", resnet_stage_blocks, resnet_stage_filters, shortcut="B", version=resnet_version,
+                      remat=remat)
     tokens = PatchEmbedding(1, hidden_dim, name="patch_embedding")(x)
     x = vit_encoder(
         tokens,
@@ -76,6 +78,7 @@ def HybridViT(
         drop_path_rate=drop_path_rate,
         layer_norm_epsilon=layer_norm_epsilon,
         approximate_gelu=approximate_gelu,
+        remat=remat,
     )
     x = vit_head(
         x,

@@ -97,6 +97,7 @@ def ResNet(
     bn_epsilon=1e-5,
     bn_momentum=0.9,
     kernel_regularizer=None,
+    remat=False,
     include_top=True,
     weights=None,
     input_shape=None,
@@ -121,6 +122,8 @@ def ResNet(
         use_bias: bool. Biases on convolutions (keras.applications' ResNets have them; the paper's do not).
         bn_epsilon, bn_momentum: BatchNormalization settings.
         kernel_regularizer: regularizer for every convolution kernel (the paper's weight decay as L2).
+        remat: bool. Recompute each residual block's activations in the backward pass instead of storing them: less
+            training memory (53% less for ResNet-110 on CPU, docs/benchmarks.md) for about 1.3x the step time.
         include_top: bool. Whether to end with global average pooling and the classifier.
         weights: None or the path of a local weights file (`.weights.h5`, `.keras`, or a converted format).
         input_shape: (H, W, C); by default (32, 32, 3) or (224, 224, 3). H and W may be None.
@@ -176,7 +179,7 @@ def ResNet(
     name = name or f"{'resnet' if shortcut else 'plain'}{depth}"
 
     common = dict(use_bias=use_bias, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, kernel_regularizer=kernel_regularizer)
-    block_args = dict(shortcut=shortcut, **common)
+    block_args = dict(shortcut=shortcut, remat=remat, **common)
     if block == "bottleneck":
         block_args.update(expansion=expansion, version=version)
 

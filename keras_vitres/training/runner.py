@@ -61,7 +61,7 @@ CSV_LOG = os.path.join("logs", "training.csv")
 TENSORBOARD_DIR = os.path.join("logs", "tensorboard")
 BACKUP_DIR = "backup"
 WARMUP_STATE = "adaptive_warmup.json"
-RUN_KEYS = ("run_dir", "data_path", "seed", "strategy", "mixed_precision", "jit_compile", "deterministic",
+RUN_KEYS = ("run_dir", "data_path", "seed", "strategy", "mixed_precision", "jit_compile", "remat", "deterministic",
             "coordinator", "num_processes", "process_id")  # fmt: skip
 # What must match for a run directory to be resumed (where and how fast it runs may change).
 RESUME_KEYS = ("recipe", "data_path", "seed")
@@ -90,7 +90,7 @@ def default_run_dir(preset, dataset, root="runs"):
 
 
 def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_path=None, run_dir=None, seed=0,
-                   strategy="auto", mixed_precision="auto", jit_compile="auto", deterministic=False,
+                   strategy="auto", mixed_precision="auto", jit_compile="auto", remat=False, deterministic=False,
                    coordinator=None, num_processes=None, process_id=None, **overrides):
     """Resolves a run's configuration into a JSON-ready dict.
 
@@ -104,6 +104,9 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
         strategy: "auto", "one", "mirrored" or "multiworker" (see `keras_vitres.training.distribute`).
         mixed_precision: "auto", "float32", "mixed_float16" or "mixed_bfloat16".
         jit_compile: "auto", True or False.
+        remat: bool. Recompute every block's activations in the backward pass (the builders' `remat`): less
+            training memory for deep or wide models (ResNet-1202, ViT-L) at about 1.3x the step time. Like the
+            precision, it changes how a run computes, not what: a run may be resumed with another setting.
         deterministic: bool. TensorFlow's op determinism (bit-identical reruns, a little slower).
         coordinator, num_processes, process_id: for strategy="multiworker".
         **overrides: any `Recipe` field (e.g. `epochs=3`, `learning_rate=0.05`). Giving `epochs` without
@@ -127,6 +130,8 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
         raise ValueError(f"`mixed_precision` must be one of {PRECISIONS}; received mixed_precision={mixed_precision!r}.")
     if jit_compile not in ("auto", True, False):
         raise ValueError(f"`jit_compile` must be 'auto', True or False; received jit_compile={jit_compile!r}.")
+    if not isinstance(remat, bool):
+        raise ValueError(f"`remat` must be a bool; received remat={remat!r}.")
     return dict(
         recipe=resolved.to_dict(),
         run_dir=os.fspath(run_dir) if run_dir is not None else default_run_dir(resolved.preset, resolved.dataset),
@@ -135,6 +140,7 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
         strategy=strategy,
         mixed_precision=mixed_precision,
         jit_compile=jit_compile,
+        remat=remat,
         deterministic=deterministic,
         coordinator=coordinator,
         num_processes=num_processes,
@@ -297,11 +303,12 @@ def build_preprocessing(mode, train_images, image_shape):
     return layer, about
 
 
-def build_training_model(recipe, image_shape, num_classes, preprocessing):
-    """`input (raw pixels) -> preprocessing -> preset model`, as one functional model."""
+def build_training_model(recipe, image_shape, num_classes, preprocessing, remat=False):
+    """`input (raw pixels) -> preprocessing -> preset model`, as one functional model; `remat=True` builds the
+    preset with rematerialised blocks."""
     from keras_vitres.presets import BUILDERS, build_model, get_preset
 
-    arguments = dict(recipe.model_overrides)
+    arguments = dict(recipe.model_overrides, **({"remat": True} if remat else {}))
     if recipe.weight_decay > 0 and recipe.weight_decay_mode == "l2":
         builder = get_preset(recipe.preset)["builder"]
         if "kernel_regularizer" not in inspect.signature(BUILDERS[builder]).parameters:
@@ -467,7 +474,7 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
 
     preprocessing, about_preprocessing = build_preprocessing(recipe.preprocessing, x_train, image_shape)
     with distribution.scope(), dtype_policy(precision):
-        model = build_training_model(recipe, image_shape, num_classes, preprocessing)
+        model = build_training_model(recipe, image_shape, num_classes, preprocessing, remat=config.get("remat", False))
         optimizer = build_optimizer(recipe, build_schedule(recipe, total_steps, warmup_steps))
         one_hot = uses_one_hot(recipe)
         loss = (keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing) if one_hot

@@ -59,11 +59,11 @@ def test_configuration_flags_and_errors(tmp_path, capsys):
     recipe = config["recipe"]
     assert (recipe["warmup_learning_rate"], recipe["warmup_until_accuracy"], recipe["augment"]) == (0.01, 0.2, "none")
     assert (recipe["epochs"], recipe["steps"]) == (3, None)  # --epochs replaces the recipe's 64k steps
-    assert main(["train", "--jit", "on", "--mixed-precision", "mixed_float16", "--strategy", "mirrored",
+    assert main(["train", "--jit", "on", "--mixed-precision", "mixed_float16", "--strategy", "mirrored", "--remat",
                  "--print-config"]) == 0
     config = json.loads(capsys.readouterr().out)
-    assert (config["jit_compile"], config["mixed_precision"], config["strategy"]) == (True, "mixed_float16",
-                                                                                     "mirrored")
+    assert (config["jit_compile"], config["mixed_precision"], config["strategy"], config["remat"]) == (
+        True, "mixed_float16", "mirrored", True)
     assert main(["train", "--set", "warmup_step=3", "--print-config"]) == 2
     assert "did you mean 'warmup_steps'" in capsys.readouterr().err
     assert main(["train", "--strategy", "multiworker", "--run-dir", os.fspath(tmp_path / "mw"), *TINY]) == 2

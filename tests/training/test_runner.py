@@ -174,12 +174,12 @@ def test_an_unfinished_run_resumes_only_with_its_own_configuration(tmp_path):
         runner.prepare_run_dir(changed)
 
 
-def test_vit_recipe_with_randaugment_mixup_cutmix_label_smoothing_and_bfloat16(tmp_path):
+def test_vit_recipe_with_randaugment_mixup_cutmix_label_smoothing_bfloat16_and_remat(tmp_path):
     tiny_vit = dict(patch_size=8, hidden_dim=16, num_layers=1, num_heads=2, mlp_dim=32, drop_path_rate=0.1)
     config = resolve_config("vit_small_data", dataset="digits", run_dir=os.fspath(tmp_path / "vit"), steps=3,
                             steps_per_epoch=3, batch_size=16, warmup_epochs=None, warmup_steps=1,
                             validation_size=100, model_overrides=tiny_vit, mixed_precision="mixed_bfloat16",
-                            jit_compile=False)
+                            jit_compile=False, remat=True)
     result = train(config, verbose=0)
     assert keras.config.dtype_policy().name == "float32"  # the run's policy does not leak
     resolved = json.load(open(tmp_path / "vit" / "config.json"))["resolved"]
@@ -193,6 +193,10 @@ def test_vit_recipe_with_randaugment_mixup_cutmix_label_smoothing_and_bfloat16(t
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
     assert model.optimizer.global_clipnorm == 1.0
     assert model.layers[2].get_layer("encoder_block_0").dtype_policy.name == "mixed_bfloat16"
+    assert model.layers[2].get_layer("encoder_block_0").remat is True
+    assert json.load(open(tmp_path / "vit" / "config.json"))["remat"] is True
+    with pytest.raises(ValueError, match="received remat='on'"):
+        resolve_config("vit_small_data", remat="on")
     assert model.get_layer("preprocessing").dtype_policy.name == "float32"
     assert model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).dtype == np.float32  # float32 logits
     rows = open(tmp_path / "vit" / "logs" / "training.csv").read().split()
