@@ -15,9 +15,9 @@ import pytest
 from keras_vitres.training import distribute
 from keras_vitres.training.distribute import (
     MULTIWORKER_TF_ERROR,
+    cpu_has_native_bfloat16,
     get_distribution,
     resolve_jit_compile,
-    cpu_has_native_bfloat16,
     resolve_precision,
     resolve_strategy,
 )
