@@ -60,7 +60,7 @@ def add_parser(subparsers):
     parser.add_argument("--jit", default="auto", choices=["auto", "on", "off"],
                         help="XLA compilation (auto: on for GPU, off on CPU)")
     parser.add_argument("--remat", action="store_true",
-                        help="recompute each block's activations in the backward pass: less memory, ~1.3x the step")
+                        help="recompute each block's activations in the backward pass: less memory, 1.25-1.5x the step")
     parser.add_argument("--run-dir", help="run directory (default: runs/PRESET_DATASET)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, splits, shuffling, augmentation")
     parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
