@@ -9,11 +9,17 @@ The blocks call `rematerialized(self, forward, x)` from their `call` rather than
 and `tf.recompute_grad` (what `keras.remat` is there) rejects keyword arguments inside a `tf.function`. State updates
 (BatchNorm's moving statistics, dropout seeds) are made once per step, as without rematerialisation: on TensorFlow
 the recomputation runs in a `keras.StatelessScope` that starts from the state the forward pass read (so dropout
-draws the same masks) and drops its updates; on JAX `jax.checkpoint` traces the
-forward pass apart, so the new state leaves it as outputs and is assigned outside.
+draws the same masks) and drops its updates; on JAX `jax.checkpoint` traces the forward pass apart, so the new
+state leaves it as outputs and is assigned outside.
 """
 
 import keras
+
+
+def check_remat(remat):
+    """Raises a ValueError naming `remat` unless it is a bool."""
+    if not isinstance(remat, bool):
+        raise ValueError(f"`remat` must be a bool; received remat={remat!r}.")
 
 
 def rematerialized(layer, forward, x):
@@ -24,8 +30,8 @@ def rematerialized(layer, forward, x):
         forward: function of the input tensor alone (close over `training` and other arguments).
         x: the input tensor.
     """
+    state = layer.non_trainable_variables
     if keras.backend.backend() == "jax":
-        state = layer.non_trainable_variables
 
         def forward_with_state(inputs):
             return forward(inputs), [variable.value for variable in state]
@@ -35,7 +41,6 @@ def rematerialized(layer, forward, x):
             variable.assign(value)
         return outputs
 
-    state = layer.non_trainable_variables
     # Copies read ahead of the forward pass's updates (on TensorFlow `variable.value` is the live variable).
     before = [keras.ops.copy(variable.value) for variable in state]
     calls = []

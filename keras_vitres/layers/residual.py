@@ -20,7 +20,7 @@ import keras
 from keras import ops
 
 from keras_vitres.layers.normalization import BatchNormalization
-from keras_vitres.layers.remat import rematerialized
+from keras_vitres.layers.remat import check_remat, rematerialized
 
 SHORTCUT_OPTIONS = ("A", "B", "C", None)
 BOTTLENECK_VERSIONS = ("v1", "v1.5")
@@ -205,8 +205,7 @@ class _ResidualBlock(_ConvBNMixin, keras.layers.Layer):
         self.filters = filters
         self.strides = strides
         self.shortcut = shortcut
-        if not isinstance(remat, bool):
-            raise ValueError(f"`remat` must be a bool; received remat={remat!r}.")
+        check_remat(remat)
         self.remat = remat
         self._set_conv_args(use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer)
         self.shortcut_branch = None

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_vitres.layers.remat import rematerialized
+from keras_vitres.layers.remat import check_remat, rematerialized
 
 
 @keras.saving.register_keras_serializable(package="keras_vitres")
@@ -96,8 +96,7 @@ class TransformerBlock(keras.layers.Layer):
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
         self.approximate_gelu = approximate_gelu
-        if not isinstance(remat, bool):
-            raise ValueError(f"`remat` must be a bool; received remat={remat!r}.")
+        check_remat(remat)
         self.remat = remat
 
         dense_init = dict(kernel_initializer="glorot_uniform", bias_initializer=keras.initializers.RandomNormal(stddev=1e-6))

@@ -39,6 +39,7 @@ import time
 import keras
 import numpy as np
 
+from keras_vitres.layers.remat import check_remat
 from keras_vitres.training import callbacks as run_callbacks
 from keras_vitres.training.curves import plot_curves, read_log
 from keras_vitres.training.distribute import (
@@ -130,8 +131,7 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
         raise ValueError(f"`mixed_precision` must be one of {PRECISIONS}; received mixed_precision={mixed_precision!r}.")
     if jit_compile not in ("auto", True, False):
         raise ValueError(f"`jit_compile` must be 'auto', True or False; received jit_compile={jit_compile!r}.")
-    if not isinstance(remat, bool):
-        raise ValueError(f"`remat` must be a bool; received remat={remat!r}.")
+    check_remat(remat)
     return dict(
         recipe=resolved.to_dict(),
         run_dir=os.fspath(run_dir) if run_dir is not None else default_run_dir(resolved.preset, resolved.dataset),
