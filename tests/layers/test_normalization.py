@@ -28,7 +28,7 @@ def _pair(shape, rng, **kwargs):
 
 def _train_step(layer, x):
     """Output, gradients of a non-linear loss w.r.t. input, gamma and beta, and the moving statistics after."""
-    if keras.backend.backend() == "tensorflow":
+    if ON_TENSORFLOW:
         import tensorflow as tf
 
         x = tf.constant(x)
