@@ -92,10 +92,22 @@ class _ConvBNMixin:
         )
 
     @staticmethod
-    def _apply_conv(pad, conv, x):
+    def _before_conv(pad, x):
         if isinstance(pad, int):
-            return conv(x[:, ::pad, ::pad, :])
-        return conv(x if pad is None else pad(x))
+            return x[:, ::pad, ::pad, :]
+        return x if pad is None else pad(x)
+
+    @classmethod
+    def _apply_conv(cls, pad, conv, x):
+        return conv(cls._before_conv(pad, x))
+
+    @classmethod
+    def _conv_bn(cls, pad, conv, bn, x, training):
+        """bn(conv(x)); in inference with conv biases, the bias goes into the BN kernel (see `call_after_bias`)."""
+        x = cls._before_conv(pad, x)
+        if conv.use_bias and bn.folds_bias(x, training):
+            return bn.call_after_bias(conv.convolution_op(x, conv.kernel), conv.bias, training=training)
+        return bn(conv(x), training=training)
 
     @staticmethod
     def _build_conv(pad, conv, input_shape):
@@ -165,7 +177,7 @@ class Shortcut(_ConvBNMixin, keras.layers.Layer):
 
     def call(self, x, training=None):
         if self.mode == "projection":
-            return self.bn(self._apply_conv(self.conv_pad, self.conv, x), training=training)
+            return self._conv_bn(self.conv_pad, self.conv, self.bn, x, training)
         if self.mode == "zero_pad":
             if self.strides > 1:
                 x = x[:, :: self.strides, :: self.strides, :]
@@ -282,8 +294,8 @@ class BasicBlock(_ResidualBlock):
             self.shortcut_branch.build(input_shape)
 
     def _forward(self, inputs, training):
-        x = ops.relu(self.bn1(self._apply_conv(self.conv1_pad, self.conv1, inputs), training=training))
-        x = self.bn2(self._apply_conv(self.conv2_pad, self.conv2, x), training=training)
+        x = ops.relu(self._conv_bn(self.conv1_pad, self.conv1, self.bn1, inputs, training))
+        x = self._conv_bn(self.conv2_pad, self.conv2, self.bn2, x, training)
         return self._merge(inputs, x, training)
 
 
@@ -334,9 +346,9 @@ class BottleneckBlock(_ResidualBlock):
             self.shortcut_branch.build(input_shape)
 
     def _forward(self, inputs, training):
-        x = ops.relu(self.bn1(self._apply_conv(self.conv1_pad, self.conv1, inputs), training=training))
-        x = ops.relu(self.bn2(self._apply_conv(self.conv2_pad, self.conv2, x), training=training))
-        x = self.bn3(self._apply_conv(self.conv3_pad, self.conv3, x), training=training)
+        x = ops.relu(self._conv_bn(self.conv1_pad, self.conv1, self.bn1, inputs, training))
+        x = ops.relu(self._conv_bn(self.conv2_pad, self.conv2, self.bn2, x, training))
+        x = self._conv_bn(self.conv3_pad, self.conv3, self.bn3, x, training)
         return self._merge(inputs, x, training)
 
     def get_config(self):

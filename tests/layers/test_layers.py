@@ -110,12 +110,15 @@ def _randomize_block(block, rng):
     return {wt.path.split("/", 1)[1]: keras.ops.convert_to_numpy(wt).astype("float64") for wt in block.weights}
 
 
+@pytest.mark.parametrize("use_bias", [False, True], ids=["no_bias", "bias"])
 @pytest.mark.parametrize("version, strides_1x1, strides_3x3", [("v1", 2, 1), ("v1.5", 1, 2)])
-def test_bottleneck_matches_numpy_with_the_stride_where_its_version_puts_it(version, strides_1x1, strides_3x3):
-    """v1 strides the first 1x1 convolution (the paper), v1.5 the 3x3 one (torchvision); odd batch, even map."""
+def test_bottleneck_matches_numpy_with_the_stride_where_its_version_puts_it(version, strides_1x1, strides_3x3,
+                                                                             use_bias):
+    """v1 strides the first 1x1 convolution (the paper), v1.5 the 3x3 one (torchvision); odd batch, even map.
+    With conv biases (the keras.applications layout) the inference path folds them into the BN kernel."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 8, 8, 16)).astype("float32")
-    block = BottleneckBlock(4, strides=2, version=version)
+    block = BottleneckBlock(4, strides=2, version=version, use_bias=use_bias)
     block(x)
     w = _randomize_block(block, rng)
 
@@ -124,13 +127,47 @@ def test_bottleneck_matches_numpy_with_the_stride_where_its_version_puts_it(vers
             v, w[f"{prefix}/gamma"], w[f"{prefix}/beta"], w[f"{prefix}/moving_mean"], w[f"{prefix}/moving_variance"], 1e-5
         )
 
-    y = np.maximum(bn(reference.conv2d(x, w["conv1/kernel"], stride=strides_1x1), "bn1"), 0)
-    y = np.maximum(bn(reference.conv2d(y, w["conv2/kernel"], stride=strides_3x3, padding=1), "bn2"), 0)
-    y = bn(reference.conv2d(y, w["conv3/kernel"]), "bn3")
-    short = bn(reference.conv2d(x, w["shortcut/conv/kernel"], stride=2), "shortcut/bn")
+    def conv(v, name, **kwargs):
+        return reference.conv2d(v, w[f"{name}/kernel"], w.get(f"{name}/bias"), **kwargs)
+
+    y = np.maximum(bn(conv(x, "conv1", stride=strides_1x1), "bn1"), 0)
+    y = np.maximum(bn(conv(y, "conv2", stride=strides_3x3, padding=1), "bn2"), 0)
+    y = bn(conv(y, "conv3"), "bn3")
+    short = bn(conv(x, "shortcut/conv", stride=2), "shortcut/bn")
     actual = keras.ops.convert_to_numpy(block(x, training=False))
     assert actual.shape == block.compute_output_shape(x.shape) == (3, 4, 4, 16)
     np.testing.assert_allclose(actual, np.maximum(y + short, 0), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fold is on TensorFlow's fused BN path")
+def test_biased_conv_feeds_the_fused_kernel_directly_in_inference():
+    """In inference a biased block runs bias-free convolutions straight into FusedBatchNormV3 (which TensorFlow's
+    remapper fuses into one oneDNN call); in training the conv adds its bias as usual."""
+    import tensorflow as tf
+
+    block = BasicBlock(8, strides=2, shortcut="B", use_bias=True)
+    block.build((None, 8, 8, 4))
+    for training, folded in ((False, True), (True, False)):
+        graph = tf.function(lambda x, t=training: block(x, training=t)).get_concrete_function(
+            tf.TensorSpec((None, 8, 8, 4), "float32")
+        ).graph
+        bn_inputs = [op.inputs[0].op.type for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+        assert len(bn_inputs) == 3
+        assert all(t == "Conv2D" for t in bn_inputs) == folded, bn_inputs
+
+
+def test_biased_block_in_mixed_bfloat16_inference_matches_float32():
+    """The folded bias path reads the kernel under the block's autocast scope: bfloat16 in, bfloat16 out."""
+    x = np.random.default_rng(5).standard_normal((2, 8, 8, 16)).astype("float32")
+    block = BottleneckBlock(4, strides=2, use_bias=True)
+    expected = keras.ops.convert_to_numpy(block(x, training=False))
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    block16 = BottleneckBlock(4, strides=2, use_bias=True)
+    block16.build(x.shape)
+    block16.set_weights(block.get_weights())
+    actual = block16(x, training=False)
+    assert keras.backend.standardize_dtype(actual.dtype) == "bfloat16"
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(actual, "float32")), expected, atol=0.1)
 
 
 @pytest.mark.parametrize("make_block", [lambda: Shortcut(8, strides=2, option="B"), lambda: BottleneckBlock(2, 2)])

@@ -127,3 +127,44 @@ def test_config_holds_fused_and_keras_arguments():
     config = BatchNormalization(fused=False, momentum=0.9, epsilon=1e-5).get_config()
     assert config["fused"] is False and config["momentum"] == 0.9 and config["epsilon"] == 1e-5
     assert BatchNormalization.from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_call_after_bias_is_the_layer_applied_to_the_biased_input(training):
+    """The conv-bias fold (inference) and its fallback (training) give Keras' BN of `x + bias`, statistics too."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(1.0, 2.0, (4, 5, 5, 8)).astype("float32")
+    bias = rng.normal(0.0, 1.0, 8).astype("float32")
+    ours, theirs, _ = _pair(x.shape, rng, momentum=0.9, epsilon=1e-5)
+    assert ours.folds_bias(keras.ops.convert_to_tensor(x), training) == (ON_TENSORFLOW and not training)
+    y = ours.call_after_bias(keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(bias), training=training)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(y), keras.ops.convert_to_numpy(theirs(x + bias, training=training)),
+                               rtol=1e-4, atol=1e-4)
+    for name in ("moving_mean", "moving_variance"):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(getattr(ours, name)),
+                                   keras.ops.convert_to_numpy(getattr(theirs, name)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not ON_TENSORFLOW, reason="the fold is on TensorFlow's fused path")
+def test_folded_bias_keeps_every_gradient_in_inference_mode():
+    """Fine-tuning under `training=False` (the Keras transfer-learning pattern) still trains the conv bias: the fold
+    puts it in the kernel's offset, which is differentiable, not in its mean, whose gradient TensorFlow drops."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(6)
+    x = tf.constant(rng.normal(1.0, 2.0, (3, 4, 4, 8)).astype("float32"))
+    bias = tf.Variable(rng.normal(0.0, 1.0, 8).astype("float32"))
+    ours, theirs, _ = _pair(x.shape, rng, epsilon=1e-5)
+
+    def grads(layer, forward):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = forward()
+            loss = tf.reduce_sum(y * tf.sin(y))
+        return tape.gradient(loss, [x, bias, layer.gamma.value, layer.beta.value])
+
+    folded = grads(ours, lambda: ours.call_after_bias(x, bias, training=False))
+    plain = grads(theirs, lambda: theirs(x + bias, training=False))
+    for a, b in zip(folded, plain):
+        assert a is not None
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
