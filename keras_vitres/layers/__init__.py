@@ -1,10 +1,11 @@
 """Keras layers of the ResNet and ViT families; each is registered under the package name "keras_vitres"."""
 
+from keras_vitres.layers.attention import MultiHeadAttention
 from keras_vitres.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding, resample_position_embedding
 from keras_vitres.layers.normalization import BatchNormalization
 from keras_vitres.layers.pooling import TokenPooling
 from keras_vitres.layers.residual import BasicBlock, BottleneckBlock, Shortcut
-from keras_vitres.layers.transformer import DropPath, TransformerBlock
+from keras_vitres.layers.transformer import DropPath, TransformerBlock, gelu
 
 __all__ = [
     "BasicBlock",
@@ -12,10 +13,12 @@ __all__ = [
     "BottleneckBlock",
     "ClassToken",
     "DropPath",
+    "MultiHeadAttention",
     "PatchEmbedding",
     "PositionEmbedding",
     "Shortcut",
     "TokenPooling",
     "TransformerBlock",
+    "gelu",
     "resample_position_embedding",
 ]

@@ -3,7 +3,24 @@
 import keras
 from keras import ops
 
+from keras_vitres.layers.attention import MultiHeadAttention
 from keras_vitres.layers.remat import check_remat, rematerialized
+
+SQRT_HALF = 0.7071067811865476
+
+
+def gelu(x, approximate=False):
+    """GELU (Hendrycks & Gimpel, arXiv:1606.08415): `x * Phi(x)`, or its tanh approximation.
+
+    The exact form is computed as `x * (0.5 + 0.5 * erf(x / sqrt(2)))` in float32 and cast back: the same function as
+    `keras.activations.gelu(x, approximate=False)`, but TensorFlow's fused `Gelu` op and its gradient are slower on
+    CPU (1.2x in float32, 1.5x in bfloat16, whose erf has no vectorized kernel; `benchmarks/results/cpu_notes.md`).
+    The tanh form is Keras' own.
+    """
+    if approximate:
+        return keras.activations.gelu(x, approximate=True)
+    y = ops.cast(x, "float32")
+    return ops.cast(y * (0.5 + 0.5 * ops.erf(y * SQRT_HALF)), x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_vitres")
@@ -47,7 +64,8 @@ class DropPath(keras.layers.Layer):
 class TransformerBlock(keras.layers.Layer):
     """Pre-norm encoder block: x + MSA(LN(x)), then x + MLP(LN(x)) (arXiv:2010.11929, eq. 2-3).
 
-    Attention is `keras.layers.MultiHeadAttention`, whose kernels (hidden, heads, head_dim) have the layout of
+    Attention is `keras.layers.MultiHeadAttention` (through `keras_vitres.layers.MultiHeadAttention`, which only
+    computes its core with cheaper matmuls on TensorFlow), whose kernels (hidden, heads, head_dim) have the layout of
     the official checkpoints and which uses the backend's fused attention where it can. The MLP has two dense
     layers with GELU in between; dropout follows each dense layer and the attention output, as in the paper's
     Appendix B.1.
@@ -103,7 +121,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="attention_norm"
         )
-        self.attention = keras.layers.MultiHeadAttention(
+        self.attention = MultiHeadAttention(
             num_heads=num_heads,
             key_dim=hidden_dim // num_heads,
             dropout=attention_dropout_rate,
@@ -143,7 +161,7 @@ class TransformerBlock(keras.layers.Layer):
         x = x + self.drop_path(self.attention_dropout(y, training=training), training=training)
 
         y = self.mlp_norm(x)
-        y = keras.activations.gelu(self.mlp_dense_1(y), approximate=self.approximate_gelu)
+        y = gelu(self.mlp_dense_1(y), approximate=self.approximate_gelu)
         y = self.mlp_dropout(y, training=training)
         y = self.mlp_dropout(self.mlp_dense_2(y), training=training)
         x = x + self.drop_path(y, training=training)

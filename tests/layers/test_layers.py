@@ -10,15 +10,17 @@ from keras_vitres.layers import (
     BottleneckBlock,
     ClassToken,
     DropPath,
+    MultiHeadAttention,
     PatchEmbedding,
     PositionEmbedding,
     Shortcut,
     TokenPooling,
     TransformerBlock,
+    gelu,
     resample_position_embedding,
 )
 from tests import reference
-from tests.helpers import run_layer_test
+from tests.helpers import assert_config_round_trip, assert_keras_round_trip, run_layer_test
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -46,7 +48,7 @@ def test_layer_contract(layer, input_shape, output_shape, tmp_path):
 def test_every_public_layer_is_covered():
     import keras_vitres.layers as layers
 
-    covered = {type(case[0]).__name__ for case in LAYER_CASES}
+    covered = {type(case[0]).__name__ for case in LAYER_CASES} | {"MultiHeadAttention"}  # (query, value): below
     public = {name for name in layers.__all__ if isinstance(getattr(layers, name), type)}
     assert public <= covered, f"layers without a contract test: {public - covered}"
 
@@ -206,9 +208,104 @@ def test_transformer_block_matches_numpy(approximate):
     y = reference.layer_norm(h, w["mlp_norm/gamma"], w["mlp_norm/beta"])
     y = reference.gelu(y @ w["mlp_dense_1/kernel"] + w["mlp_dense_1/bias"], approximate)
     expected = h + y @ w["mlp_dense_2/kernel"] + w["mlp_dense_2/bias"]
-    actual, scores = block(x, return_attention_scores=True)
+    actual, scores = block(x, return_attention_scores=True)  # Keras' attention core
     np.testing.assert_allclose(keras.ops.convert_to_numpy(actual), expected, atol=1e-4)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(scores), weights, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(block(x)), expected, atol=1e-4)  # ours on TensorFlow
+
+
+def test_attention_contract(tmp_path):
+    """Config and .keras round trips and a training step, as run_layer_test does for single-input layers."""
+    layer = MultiHeadAttention(num_heads=2, key_dim=4, name="mha")
+    assert assert_config_round_trip(layer).name == "mha"
+    x = np.random.default_rng(0).standard_normal((2, 5, 8)).astype("float32")
+    inputs = keras.Input((5, 8))
+    outputs = layer(inputs, inputs)
+    assert tuple(outputs.shape) == (None, 5, 8)
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(outputs)))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    before = keras.ops.convert_to_numpy(layer.trainable_weights[0]).copy()
+    model.fit(x, np.ones((2, 1), "float32"), epochs=1, verbose=0)
+    assert not np.array_equal(before, keras.ops.convert_to_numpy(layer.trainable_weights[0]))
+    assert_keras_round_trip(model, x, tmp_path)
+
+
+def _attention_pair(rng, shape, **kwargs):
+    """Ours and Keras' MultiHeadAttention with the same random weights."""
+    ours, theirs = MultiHeadAttention(**kwargs), keras.layers.MultiHeadAttention(**kwargs)
+    for layer in (ours, theirs):
+        layer.build(shape, shape)
+    for a, b in zip(ours.weights, theirs.weights):
+        assert a.path.split("/", 1)[1] == b.path.split("/", 1)[1]
+        value = rng.standard_normal(a.shape).astype("float32") * 0.5
+        a.assign(value), b.assign(value)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_attention_core_matches_keras_and_its_gradients(policy):
+    """The TensorFlow matmul core computes Keras' attention: outputs and input/weight gradients."""
+    keras.config.set_dtype_policy(policy)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 7, 12)).astype("float32")
+    ours, theirs = _attention_pair(rng, x.shape, num_heads=3, key_dim=4)
+    tol = dict(atol=1e-4, rtol=1e-4) if policy == "float32" else dict(atol=0.1, rtol=0.05)
+
+    def run(layer):
+        if keras.backend.backend() != "tensorflow":
+            return [layer(x, x)]
+        import tensorflow as tf
+
+        inputs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            y = tf.cast(layer(inputs, inputs), "float32")
+            loss = tf.reduce_sum(y * tf.sin(y))
+        return [y, *tape.gradient(loss, [inputs, *(w.value for w in layer.trainable_weights)])]
+
+    for a, b in zip(run(ours), run(theirs)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(a, "float32")),
+                                   keras.ops.convert_to_numpy(keras.ops.cast(b, "float32")), **tol)
+
+
+def test_attention_keeps_keras_path_for_masks_dropout_and_scores():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 5, 8)).astype("float32")
+    mask = np.tril(np.ones((2, 5, 5), bool))
+    ours, theirs = _attention_pair(rng, x.shape, num_heads=2, key_dim=4)
+    for kwargs in (dict(attention_mask=mask), dict(use_causal_mask=True)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x, x, **kwargs)),
+                                   keras.ops.convert_to_numpy(theirs(x, x, **kwargs)), atol=1e-5)
+    y, scores = ours(x, x, return_attention_scores=True)
+    assert tuple(scores.shape) == (2, 2, 5, 5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(y), keras.ops.convert_to_numpy(theirs(x, x)), atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the matmul core is TensorFlow's path")
+def test_attention_core_is_batched_matmuls_on_tensorflow():
+    import tensorflow as tf
+
+    def op_types(layer):
+        layer.build((None, 5, 8), (None, 5, 8))
+        spec = tf.TensorSpec((None, 5, 8), "float32")
+        return [op.type for op in tf.function(lambda v: layer(v, v)).get_concrete_function(spec).graph.get_operations()]
+
+    theirs, ours = op_types(keras.layers.MultiHeadAttention(2, 4)), op_types(MultiHeadAttention(2, 4))
+    assert theirs.count("Einsum") == 2 and "Einsum" not in ours  # Keras' core: two einsums (projections: matmuls)
+    assert ours.count("BatchMatMulV2") == theirs.count("BatchMatMulV2") + 2 and "Softmax" in ours
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_gelu_is_keras_gelu_in_the_input_dtype(policy):
+    """The float32 erf form equals Keras' exact GELU (and the reference); the tanh form is Keras' own."""
+    dtype = "float32" if policy == "float32" else "bfloat16"
+    x = np.linspace(-6.0, 6.0, 301).astype("float32")
+    for approximate in (False, True):
+        y = gelu(keras.ops.cast(x, dtype), approximate=approximate)
+        assert keras.backend.standardize_dtype(y.dtype) == dtype
+        y = keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))
+        expected = reference.gelu(x.astype("float64"), approximate)
+        np.testing.assert_allclose(y, expected, atol=1e-6 if dtype == "float32" else 0.05, rtol=0 if dtype == "float32" else 0.01)
 
 
 def test_patch_embedding_projects_each_patch():
