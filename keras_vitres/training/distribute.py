@@ -159,8 +159,8 @@ def cpu_has_native_bfloat16(cpuinfo="/proc/cpuinfo"):
 def resolve_precision(mixed_precision="auto"):
     """The dtype policy name. "auto": mixed_bfloat16 on GPUs that compute in bfloat16 (compute capability 8.0+),
     mixed_float16 on older GPUs; on CPU, mixed_bfloat16 with TensorFlow where the CPU has bfloat16 instructions
-    (`cpu_has_native_bfloat16`; measured on 2 such cores: ResNet-50 trains 2.9x and ViT-B/16 1.6x faster than in
-    float32, and the digits default reaches the same test accuracy), else float32."""
+    (`cpu_has_native_bfloat16`; measured on 2 such cores: ResNet-50 trains 1.6x-2.9x and ViT-B/16 1.4x-1.6x faster
+    than in float32, and the digits default reaches the same test accuracy), else float32."""
     if mixed_precision not in PRECISIONS:
         raise ValueError(f"`mixed_precision` must be one of {PRECISIONS}; received mixed_precision={mixed_precision!r}.")
     if mixed_precision != "auto":
