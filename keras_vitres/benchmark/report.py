@@ -184,9 +184,9 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
         "",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores ({features}), {memory} memory; "
         + (f"GPU: {'; '.join(gpus)}." if gpus else f"{NO_GPU}."),
-        f"- Load average {load_text}, on {machine['cores']} cores (it counts the benchmark's own worker processes, and"
-        " anything else running): the candidates of each model were alternated step by step (A B A B ...) and the table gives medians; the ratios are"
-        " fairer than the absolute figures.",
+        f"- Load average {load_text}, on {machine['cores']} cores (it counts the benchmark's own worker processes,"
+        " and anything else running): the candidates of each model were alternated step by step (A B A B ...)"
+        " and the table gives medians; the ratios are fairer than the absolute figures.",
         f"- Versions: {version_text}.",
         f"- Settings: {settings}.",
         "- Each candidate runs in its own process; `peak RSS` is that process's peak resident memory (framework,"
