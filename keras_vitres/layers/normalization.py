@@ -79,7 +79,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def folds_bias(self, inputs, training):
         """Whether `call_after_bias(inputs, bias, training)` computes the inference kernel with the bias folded in."""
-        return not training and inputs.dtype is not None and self._fused_applies(len(inputs.shape), inputs.dtype)
+        return not training and self._fused_applies(len(inputs.shape), inputs.dtype)
 
     def call_after_bias(self, inputs, bias, training=None):
         """`self(inputs + bias)` for a per-channel `bias`, e.g. that of the convolution before this layer.

@@ -279,6 +279,10 @@ def test_attention_keeps_keras_path_for_masks_dropout_and_scores():
     y, scores = ours(x, x, return_attention_scores=True)
     assert tuple(scores.shape) == (2, 2, 5, 5)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(y), keras.ops.convert_to_numpy(theirs(x, x)), atol=1e-5)
+    # With attention dropout, Keras' path (which drops attention weights in training) runs: our core has no dropout.
+    dropped = MultiHeadAttention(num_heads=2, key_dim=4, dropout=0.5, seed=0)
+    train, infer = (keras.ops.convert_to_numpy(dropped(x, x, training=t)) for t in (True, False))
+    assert not np.allclose(train, infer)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the matmul core is TensorFlow's path")
