@@ -162,8 +162,11 @@ def targets(results, aim=1.2):
     return lines
 
 
-def markdown_section(results, *, command, machine, versions_found, settings, load_after=None, notes=()):
-    """The Markdown written between the docs markers: how it was run, on what, the table and the targets."""
+def markdown_section(results, *, command, machine, versions_found, settings, load_after=None, notes=(), date=None):
+    """The Markdown written between the docs markers: how it was run, on what, the table and the targets.
+
+    `date` is the day the run was measured (ISO format; today when None), so re-rendering a saved run keeps it.
+    """
     gpus = machine["gpus"]
     memory = "?" if machine["memory_gib"] is None else f"{machine['memory_gib']:.0f} GiB"
     features = ", ".join(machine["cpu_features"]) or "none of avx512f/avx512_bf16/amx_bf16"
@@ -175,7 +178,7 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
     lines = [
         "## Throughput",
         "",
-        f"Measured {datetime.date.today().isoformat()} with:",
+        f"Measured {date or datetime.date.today().isoformat()} with:",
         "",
         "<!-- illustrative: the full benchmark takes half an hour or more on 2 CPU cores -->",
         "```console",

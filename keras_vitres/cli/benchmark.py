@@ -3,6 +3,7 @@
 The same flags drive `python benchmarks/run.py`; the work is done by `keras_vitres.benchmark`.
 """
 
+import datetime
 import json
 import os
 import shlex
@@ -66,7 +67,8 @@ def write_docs(docs_path, record, results, notes=()):
 
     section = markdown_section(results, command=record["command"], machine=record["machine"],
                                versions_found=record["versions"], settings=record["settings"],
-                               load_after=record["load_after"], notes=notes)  # fmt: skip
+                               load_after=record["load_after"], notes=notes,
+                               date=record.get("date", "(date not recorded)"))  # fmt: skip
     fallback = os.path.join(os.path.dirname(docs_path) or ".", os.path.basename(FALLBACK_DOCS_PATH))
     written = write_docs_section(docs_path, section, fallback_path=fallback)
     print(f"wrote the benchmark section to {written}", file=sys.stderr)
@@ -128,8 +130,8 @@ def run(args, argv=None):
         raw = sys.argv[1:]
         argv = raw[raw.index("benchmark") + 1 :] if "benchmark" in raw else raw
     command = f"{getattr(args, 'command_prefix', 'keras-vitres benchmark')} {shlex.join(argv)}".strip()
-    record = dict(command=command, machine=machine, versions=versions(), settings=settings,
-                  load_after=os.getloadavg(), results=[r.as_dict() for r in results])  # fmt: skip
+    record = dict(command=command, date=datetime.date.today().isoformat(), machine=machine, versions=versions(),
+                  settings=settings, load_after=os.getloadavg(), results=[r.as_dict() for r in results])  # fmt: skip
     if args.json:  # first: a long run's measurements survive a docs error
         with open(args.json, "w") as f:
             json.dump(record, f, indent=2, default=str)

@@ -59,6 +59,13 @@ def test_script_quick_run_prints_the_table_and_rewrites_only_the_marked_section(
     assert again.endswith("Remat: measured separately.\n" + report.MARKER_END + frame_after)
     assert again.replace("\n\nRemat: measured separately.", "") == text
 
+    # The section keeps the day the run was measured, not the day it was re-rendered.
+    record = json.loads(results_path.read_text())
+    assert f"Measured {record['date']} with:" in text
+    results_path.write_text(json.dumps({**record, "date": "2020-01-02"}))
+    assert main(["benchmark", "--from-json", os.fspath(results_path), "--write-docs", "--docs", os.fspath(docs)]) == 0
+    assert "Measured 2020-01-02 with:" in docs.read_text()
+
 
 def test_a_missing_peer_is_reported_and_ours_still_measured(monkeypatch):
     monkeypatch.setattr(candidates, "is_installed", lambda module: module != "keras_hub")
