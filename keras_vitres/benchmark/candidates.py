@@ -131,6 +131,8 @@ MODELS = {
         _resnet50(),
         _vit("small", "S", 384, 12, 6, 1536),
         _vit("base", "B", 768, 12, 12, 3072),
+        # Not in the default run (3.5x ViT-B's cost): `--models vit_l16`, and the remat measurement's ViT-L.
+        _vit("large", "L", 1024, 24, 16, 4096),
         # Tiny stand-ins for --quick (tests, smoke runs): same code paths, seconds instead of minutes.
         ModelSpec("tiny_resnet", "ResNet-8 (CIFAR, tiny)", (32, 32, 3), 10, 8, (
             _ours("ours", "resnet20", depth=8),
@@ -146,7 +148,7 @@ MODELS = {
 }  # fmt: skip
 DEFAULT_MODELS = ("resnet20", "resnet110", "resnet1202", "resnet50", "vit_s16", "vit_b16")
 QUICK_MODELS = ("tiny_resnet", "tiny_vit")
-ALIASES = {"vit_small_patch16_224": "vit_s16", "vit_base_patch16_224": "vit_b16"}
+ALIASES = {"vit_small_patch16_224": "vit_s16", "vit_base_patch16_224": "vit_b16", "vit_large_patch16_224": "vit_l16"}
 
 
 def get_models(names):

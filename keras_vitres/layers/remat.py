@@ -22,6 +22,20 @@ def check_remat(remat):
         raise ValueError(f"`remat` must be a bool; received remat={remat!r}.")
 
 
+def remat_saves_memory():
+    """False where rematerialisation is known to save no memory: Keras on JAX compiling for the CPU.
+
+    XLA's CPU compiler removes the optimisation barriers that `jax.checkpoint` places around each block and merges
+    the recomputation back into the forward pass, so the compiled step keeps what a plain step keeps (measured in
+    docs/benchmarks.md). TensorFlow (`tf.recompute_grad`) and XLA on GPUs and TPUs keep the recomputation.
+    """
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 def rematerialized(layer, forward, x):
     """Returns `forward(x)`, computed under `keras.remat` so that the backward pass recomputes it.
 

@@ -39,7 +39,7 @@ import time
 import keras
 import numpy as np
 
-from keras_vitres.layers.remat import check_remat
+from keras_vitres.layers.remat import check_remat, remat_saves_memory
 from keras_vitres.training import callbacks as run_callbacks
 from keras_vitres.training.curves import plot_curves, read_log
 from keras_vitres.training.distribute import (
@@ -472,6 +472,9 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         raise ValueError(f"The run is {total_steps} steps long, not longer than its warmup of {warmup_steps} steps; "
                          "lengthen it (`steps`/`epochs`) or shorten the warmup.")
 
+    if verbose and config.get("remat") and not remat_saves_memory():
+        print("remat: Keras on JAX compiling for the CPU merges the recomputation back into the forward pass, so it "
+              "saves no memory here (it does on TensorFlow and on GPUs); the run goes on with it.")
     preprocessing, about_preprocessing = build_preprocessing(recipe.preprocessing, x_train, image_shape)
     with distribution.scope(), dtype_policy(precision):
         model = build_training_model(recipe, image_shape, num_classes, preprocessing, remat=config.get("remat", False))

@@ -26,6 +26,10 @@ def test_the_issue_models_and_peers_are_registered():
     assert {"keras.applications", "keras-hub", "timm", "torchvision"} <= peers
     assert {c.key for c in candidates.MODELS["vit_b16"].candidates} == {"ours", "keras-hub", "timm"}
     assert candidates.get_models(["vit_base_patch16_224"])[0].key == "vit_b16"
+    large = candidates.get_models(["vit_large_patch16_224"])[0]
+    assert large.key == "vit_l16" and {c.key for c in large.candidates} == {"ours", "keras-hub", "timm"}
+    hub = next(c for c in large.candidates if c.key == "keras-hub")
+    assert hub.options == dict(patch_size=16, hidden_dim=1024, num_layers=24, num_heads=16, mlp_dim=4096)
     with pytest.raises(ValueError, match="received models='vit_z16'"):
         candidates.get_models(["vit_z16"])
 
