@@ -481,3 +481,16 @@ def test_the_same_seed_gives_bit_identical_weights_with_deterministic_ops_on_cpu
     # A different seed gives different weights (so the comparison above could fail).
     trained = [k for k in zeros if first[k].size > 1 and not np.array_equal(first[k], second[k.replace("0_", "1_", 1)])]
     assert len(trained) > len(zeros) // 2
+
+
+def test_train_says_when_remat_saves_no_memory(tmp_path, monkeypatch):
+    # Keras on JAX compiling for the CPU merges the recomputation back (tests/benchmark/test_memory.py): say so.
+    monkeypatch.setattr("keras_vitres.training.runner.remat_saves_memory", lambda: False)
+    flags = [*TINY_FLAGS, "--steps", "2", "--remat", "--verbose", "1"]
+    code, out, err = run_cli(["train", *flags, "--run-dir", os.fspath(tmp_path / "jax_cpu")])
+    assert code == 0, err
+    assert "remat: Keras on JAX compiling for the CPU" in out and "saves no memory here" in out
+    monkeypatch.setattr("keras_vitres.training.runner.remat_saves_memory", lambda: True)
+    code, out, err = run_cli(["train", *flags, "--run-dir", os.fspath(tmp_path / "elsewhere")])
+    assert code == 0, err
+    assert "remat:" not in out
