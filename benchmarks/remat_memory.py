@@ -15,13 +15,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_vitres.benchmark.candidates import MODELS, Candidate, ModelSpec  # noqa: E402
+from keras_vitres.benchmark.candidates import Candidate, ModelSpec, get_model_batches  # noqa: E402
 from keras_vitres.benchmark.runner import detect_device, measure_group, resolve_backend  # noqa: E402
 
 
-def remat_spec(key):
-    spec = MODELS[key]
-    ours = next(c for c in spec.candidates if c.is_ours)
+def remat_spec(spec):
+    """`spec` with two candidates: ours plain and ours rematerialised, compared with each other."""
+    ours = spec.ours
     plain = Candidate("plain", ours.builder, ours.options)
     remat = Candidate("remat", ours.builder, {**ours.options, "remat": True}, against="plain")
     return ModelSpec(spec.key, spec.title, spec.image_shape, spec.classes, spec.batch_size, (plain, remat))
@@ -34,13 +34,16 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--backend", default="auto")
     args = parser.parse_args(argv)
+    try:
+        models = get_model_batches(args.models)
+    except ValueError as error:
+        parser.error(str(error))
     device = detect_device()
     backend = resolve_backend(args.backend, device)
     rows = []
-    for item in args.models.split(","):
-        key, _, batch = item.partition(":")
-        spec = remat_spec(key)
-        results = measure_group(spec, batch_size=int(batch or spec.batch_size), precision=args.precision, jit="auto",
+    for model, batch in models:
+        spec = remat_spec(model)
+        results = measure_group(spec, batch_size=batch, precision=args.precision, jit="auto",
                                 backend=backend, device=device, steps=args.steps, warmup=1, timeout=3600,
                                 log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
         plain, remat = results

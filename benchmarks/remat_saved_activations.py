@@ -21,22 +21,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-from keras_vitres.benchmark.candidates import MODELS  # noqa: E402
+from keras_vitres.benchmark.candidates import get_model_batches  # noqa: E402
 
 MIB = 2**20
 DEFAULT_MODELS = "resnet110:128,resnet1202:128,vit_b16:16,vit_l16:16"
 
 
-def build_ours(key, remat):
-    """Our candidate of benchmark model `key`, with or without rematerialisation; returns (model, build seconds)."""
+def build_ours(spec, remat):
+    """Our candidate of benchmark model `spec`, with or without rematerialisation; returns (model, build seconds)."""
     import keras
 
     from keras_vitres.benchmark.builders import BUILDERS
 
     keras.backend.clear_session()
-    spec = MODELS[key]
-    ours = next(c for c in spec.candidates if c.is_ours)
     start = time.perf_counter()
+    ours = spec.ours
     model = BUILDERS[ours.builder](tuple(spec.image_shape), spec.classes, **{**ours.options, "remat": remat})
     return model, time.perf_counter() - start
 
@@ -49,6 +48,10 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true",
                         help="also compile each step with XLA for the JAX device here and report its temp buffers")
     args = parser.parse_args(argv)
+    try:
+        models = get_model_batches(args.models)
+    except ValueError as error:
+        parser.error(str(error))
     import jax
     import keras
 
@@ -58,23 +61,21 @@ def main(argv=None):
         parser.error(f"needs the JAX backend; received KERAS_BACKEND={keras.backend.backend()!r}")
     keras.config.set_dtype_policy(args.precision)
     rows = []
-    for item in args.models.split(","):
-        key, _, batch = item.partition(":")
-        if key not in MODELS:
-            parser.error(f"unknown model: received models={item!r}; valid names are {', '.join(sorted(MODELS))}")
-        batch = int(batch or MODELS[key].batch_size)
+    for spec, batch in models:
         plain = None
         for remat in (False, True):
             variant = "remat" if remat else "plain"
-            print(f"  {key} batch {batch} {variant}", file=sys.stderr, flush=True)
-            model, build_s = build_ours(key, remat)
+            print(f"  {spec.key} batch {batch} {variant}", file=sys.stderr, flush=True)
+            model, build_s = build_ours(spec, remat)
             start = time.perf_counter()
             saved = saved_activations(model, batch)
             trace_s = time.perf_counter() - start
             temp = f"{compiled_step_memory(model, batch).temp_size_in_bytes / MIB:,.0f}" if args.compile else "-"
-            saving = "-" if plain is None else f"{1 - saved.bytes / plain.bytes:.0%}"
-            plain = plain or saved
-            rows.append(f"| {MODELS[key].title} | {batch} | {variant} | {saved.bytes / MIB:,.0f} | {saved.tensors:,} | "
+            if plain is None:
+                plain, saving = saved, "-"
+            else:
+                saving = f"{1 - saved.bytes / plain.bytes:.0%}"
+            rows.append(f"| {spec.title} | {batch} | {variant} | {saved.bytes / MIB:,.0f} | {saved.tensors:,} | "
                         f"{saving} | {temp} | {build_s:.1f} | {trace_s:.1f} |")  # fmt: skip
     print(f"{args.precision}, JAX {jax.__version__} ({jax.default_backend()}), Keras {keras.__version__}\n")
     print("| model | batch | variant | saved activations MiB | tensors kept | saving | XLA temp MiB | build s | "

@@ -60,6 +60,11 @@ class ModelSpec:
     batch_size: int
     candidates: tuple
 
+    @property
+    def ours(self):
+        """Our candidate with the model's default layout (the first "ours" of the group)."""
+        return next(c for c in self.candidates if c.is_ours)
+
 
 def _ours(key, preset, note="", **overrides):
     return Candidate(key, "preset", dict(preset=preset, overrides=overrides), note=note)
@@ -157,9 +162,33 @@ def get_models(names):
     for name in names:
         key = ALIASES.get(name, name)
         if key not in MODELS:
-            raise ValueError(f"Unknown benchmark model: received models={name!r}; valid names are {sorted(MODELS)}.")
+            raise _unknown_model(name)
         specs.append(MODELS[key])
     return specs
+
+
+def _unknown_model(given):
+    return ValueError(f"Unknown benchmark model: received models={given!r}; valid names are {sorted(MODELS)}.")
+
+
+def get_model_batches(text):
+    """Parses "MODEL:BATCH,MODEL,..." (the remat scripts' `--models`) into (`ModelSpec`, batch size) pairs.
+
+    A model without a batch gets its default; names and aliases are those of `get_models`. An unknown name or a
+    batch that is not a positive int raises a ValueError naming the item.
+    """
+    pairs = []
+    for item in text.split(","):
+        item = item.strip()
+        name, _, batch = item.partition(":")
+        try:
+            (spec,) = get_models([name])
+        except ValueError:
+            raise _unknown_model(item) from None  # the whole item, as typed
+        if batch and (not batch.isdigit() or int(batch) < 1):
+            raise ValueError(f"The batch after a model must be a positive int: received models={item!r}.")
+        pairs.append((spec, int(batch) if batch else spec.batch_size))
+    return pairs
 
 
 def is_installed(module):

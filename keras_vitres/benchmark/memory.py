@@ -52,8 +52,8 @@ def _abstract_step_inputs(model, batch_size):
 def saved_activations(model, batch_size):
     """Counts the tensors a training step of `model` keeps from its forward pass for the backward pass.
 
-    The step is the loss (sparse categorical cross-entropy on the model's logits) differentiated with respect to the
-    trainable weights and the input, traced by `jax.vjp` on abstract shapes. Tensors that are the step's own inputs
+    The step is the loss (sparse categorical cross-entropy on the model's logits) as a function of the weights, the
+    BatchNorm and dropout state and the batch, traced by `jax.vjp` on abstract shapes. Tensors that are the step's own inputs
     (weights, batch) are not counted: they are held with or without rematerialisation.
 
     Args:

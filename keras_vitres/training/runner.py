@@ -107,8 +107,8 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
         jit_compile: "auto", True or False.
         remat: bool. Recompute every block's activations in the backward pass (the builders' `remat`): less
             training memory (73% less for ViT-B/16, 56% for ResNet-110, with TensorFlow; none with JAX on CPU) at
-            1.25x to 1.5x the step time. Like the
-            precision, it changes how a run computes, not what: a run may be resumed with another setting.
+            1.25x to 1.5x the step time. Like the precision, it changes how a run computes, not what: a run may be
+            resumed with another setting.
         deterministic: bool. TensorFlow's op determinism (bit-identical reruns, a little slower).
         coordinator, num_processes, process_id: for strategy="multiworker".
         **overrides: any `Recipe` field (e.g. `epochs=3`, `learning_rate=0.05`). Giving `epochs` without

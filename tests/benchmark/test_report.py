@@ -34,6 +34,17 @@ def test_the_issue_models_and_peers_are_registered():
         candidates.get_models(["vit_z16"])
 
 
+def test_model_batch_lists_of_the_remat_scripts_parse_with_defaults_aliases_and_named_errors():
+    pairs = candidates.get_model_batches("resnet110:128, vit_base_patch16_224")
+    assert [(spec.key, batch) for spec, batch in pairs] == [("resnet110", 128), ("vit_b16", 16)]
+    assert pairs[0][0].ours.key == "ours" and pairs[0][0].ours.is_ours
+    with pytest.raises(ValueError, match="received models='resnet57:8'"):
+        candidates.get_model_batches("resnet20,resnet57:8")
+    for bad in ("vit_b16:0", "vit_b16:x", "vit_b16:-2"):
+        with pytest.raises(ValueError, match=f"positive int: received models='{bad}'"):
+            candidates.get_model_batches(bad)
+
+
 def test_skip_reasons_name_the_missing_package_and_the_gpu(monkeypatch):
     timm = next(c for c in candidates.MODELS["vit_b16"].candidates if c.key == "timm")
     hub = next(c for c in candidates.MODELS["vit_b16"].candidates if c.key == "keras-hub")

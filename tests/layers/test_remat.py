@@ -62,4 +62,3 @@ def test_remat_is_a_builder_option_that_saves_and_validates(tmp_path):
         BasicBlock(16, remat="yes")
     with pytest.raises(ValueError, match="received remat=1"):
         TransformerBlock(2, 8, 16, remat=1)
-
