@@ -64,3 +64,34 @@ def tiny_vit(**overrides):
         approximate_gelu=True,
     )
     return keras_vitres.VisionTransformer(**{**config, **overrides})
+
+
+# Unit roundoff of the low-precision formats (half the distance from 1 to the next number): 8 and 11 significand
+# bits. A result rounded once to such a format has a relative error of at most u.
+UNIT_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
+
+
+def rounding_error(actual, reference, dtype, scale=None):
+    """The norm-wise relative error ||actual - reference|| / ||reference|| of a low-precision result against the
+    float32 result of the same computation, in units of `dtype`'s unit roundoff u.
+
+    `scale` replaces ||reference|| where the exact result is zero or cancels: the error is then measured against the
+    size of the terms that cancel.
+    """
+    actual, reference = (np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(v, "float32")), "float64")
+                         for v in (actual, reference))
+    scale = np.linalg.norm(reference) if scale is None else scale
+    return float(np.linalg.norm(actual - reference) / scale / UNIT_ROUNDOFF[dtype])
+
+
+def assert_within_rounding(actual, reference, dtype, roundings, scale=None, name="result"):
+    """Asserts that a low-precision result is within the error budget of `roundings` roundings of the float32 one.
+
+    Each well-conditioned step of a computation (a matmul accumulating in float32, an elementwise function, a cast)
+    adds at most about u of relative error, so a result whose longest path through the computation rounds
+    `roundings` times stays within `roundings * u` of the float32 result (first order, norm-wise). A real difference
+    (a wrong scale, a wrong axis, a skipped term) changes the result by far more than that.
+    """
+    error = rounding_error(actual, reference, dtype, scale)
+    assert error <= roundings, f"{name}: error {error:.1f}u exceeds the budget of {roundings} roundings of {dtype}"
+    return error
