@@ -146,8 +146,14 @@ def get_distribution(strategy="auto", *, coordinator=None, num_processes=None, p
     return Distribution(name, backend)
 
 
-def cpu_has_native_bfloat16(cpuinfo="/proc/cpuinfo"):
-    """Whether this CPU multiplies bfloat16 natively (the x86 `avx512_bf16` or `amx_bf16` flags in `cpuinfo`)."""
+CPUINFO = "/proc/cpuinfo"
+
+
+def cpu_has_native_bfloat16(cpuinfo=None):
+    """Whether this CPU multiplies bfloat16 natively: the x86 `avx512_bf16` or `amx_bf16` flags in `cpuinfo`
+    (default `CPUINFO`). AVX2-only CPUs (AMD EPYC before Zen 4, Intel before Cooper Lake) emulate bfloat16 by
+    conversions to float32, which makes mixed_bfloat16 slower than float32 there."""
+    cpuinfo = CPUINFO if cpuinfo is None else cpuinfo
     try:
         with open(cpuinfo) as file:
             lines = [line for line in file if line.startswith("flags")]

@@ -169,17 +169,33 @@ def test_two_jax_processes_on_localhost_train_identical_weights_that_match_one_p
     assert multi["test_loss"] == pytest.approx(one["test_loss"], rel=1e-3)
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ("fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", True), ("fpu sse2 avx512f amx_tile amx_bf16", True),
-    ("fpu sse2 avx2 avx512f avx512_vnni", False), (None, False),
-])  # fmt: skip
-def test_auto_precision_on_cpu_follows_the_bfloat16_flags(flags, expected, tmp_path, monkeypatch):
-    """A CPU with bfloat16 instructions trains in mixed_bfloat16 on TensorFlow by default; one without, in float32."""
+# The flags of two real 2-core machines this project runs on (/proc/cpuinfo, trimmed to the SIMD flags): an AMD EPYC
+# with AVX2 and FMA only, and an AMD EPYC (Zen 4) with AVX-512 and its bfloat16 instructions; then an Intel CPU with
+# AMX, one with AVX-512 but no bfloat16, and a machine without /proc/cpuinfo.
+CPU_FLAGS = {
+    "epyc_avx2": "fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2 sha_ni",
+    "epyc_avx512_bf16": "fpu sse2 avx fma avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_bf16",
+    "xeon_amx": "fpu sse2 avx2 avx512f avx512_vnni amx_bf16 amx_tile amx_int8",
+    "xeon_avx512": "fpu sse2 avx2 avx512f avx512_vnni",
+    "no_cpuinfo": None,
+}
+
+
+@pytest.mark.parametrize("cpu, native", [("epyc_avx2", False), ("epyc_avx512_bf16", True), ("xeon_amx", True),
+                                         ("xeon_avx512", False), ("no_cpuinfo", False)])
+def test_cpu_defaults_follow_the_cpu_kind(cpu, native, tmp_path, monkeypatch):
+    """With the CPU's features faked (its /proc/cpuinfo): a CPU with bfloat16 instructions trains in mixed_bfloat16
+    on TensorFlow by default, one without (AVX2 only, or AVX-512 without bfloat16) in float32; XLA stays off on CPU
+    for TensorFlow on both kinds; explicit choices are kept."""
     cpuinfo = tmp_path / "cpuinfo"
-    if flags is not None:
-        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
-    assert cpu_has_native_bfloat16(str(cpuinfo)) is expected
-    monkeypatch.setattr(distribute, "cpu_has_native_bfloat16", lambda: expected)
+    if CPU_FLAGS[cpu] is not None:
+        cpuinfo.write_text("".join(f"processor\t: {i}\nvendor_id\t: AuthenticAMD\nflags\t\t: {CPU_FLAGS[cpu]}\n\n"
+                                   for i in range(2)))
+    monkeypatch.setattr(distribute, "CPUINFO", str(cpuinfo))
+    monkeypatch.setattr(distribute, "local_accelerators", lambda: 0)
+    assert cpu_has_native_bfloat16() is native
     tensorflow = keras.backend.backend() == "tensorflow"
-    assert resolve_precision("auto") == ("mixed_bfloat16" if expected and tensorflow else "float32")
+    assert resolve_precision("auto") == ("mixed_bfloat16" if native and tensorflow else "float32")
+    assert resolve_jit_compile("auto") is (keras.backend.backend() == "jax")
     assert resolve_precision("float32") == "float32"
+    assert resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
