@@ -7,6 +7,9 @@ import platform
 
 MARKER_START = "<!-- benchmark-table -->"
 MARKER_END = "<!-- /benchmark-table -->"
+# The SIMD features that decide CPU speed here: AVX2/FMA on every x86-64 CPU of the last decade, AVX-512 and native
+# bfloat16 (AVX-512 BF16, AMX) on some. TensorFlow's oneDNN kernels differ by kind, and so do the ratios to peers.
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 VERSION_PACKAGES = ("keras", "tensorflow", "jax", "keras-hub", "torch", "torchvision", "timm")
 NO_GPU = "no GPU was available; GPU targets not measured"
 
@@ -105,7 +108,7 @@ def machine_info():
         cpu=model,
         cores=os.cpu_count(),
         memory_gib=None if mem_kib is None else mem_kib / 2**20,
-        cpu_features=[f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags],
+        cpu_features=[f for f in CPU_FEATURES if f in flags],
         gpus=gpus,
         load_average=os.getloadavg() if hasattr(os, "getloadavg") else None,
         platform=platform.platform(),
@@ -169,14 +172,15 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
     """
     gpus = machine["gpus"]
     memory = "?" if machine["memory_gib"] is None else f"{machine['memory_gib']:.0f} GiB"
-    features = ", ".join(machine["cpu_features"]) or "none of avx512f/avx512_bf16/amx_bf16"
+    features = ", ".join(machine["cpu_features"]) or "none of " + "/".join(CPU_FEATURES)
     load = machine["load_average"]
     load_text = "unknown" if load is None else f"{load[0]:.1f} (1 min) at the start"
     if load_after is not None:
         load_text += f", {load_after[0]:.1f} at the end"
     version_text = ", ".join(f"{name} {version or 'not installed'}" for name, version in versions_found.items())
+    kind = f"GPU ({gpus[0]})" if gpus else f"CPU, {cpu_kind(machine)}"
     lines = [
-        "## Throughput",
+        f"## Throughput: {kind}",
         "",
         f"Measured {date or datetime.date.today().isoformat()} with:",
         "",
@@ -230,8 +234,30 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
     return "\n".join(lines)
 
 
-def write_docs_section(path, section, fallback_path=None):
-    """Replaces the text between `MARKER_START` and `MARKER_END` in `path` with `section`; nothing else changes.
+def cpu_kind(machine):
+    """A run's CPU kind from its recorded features: "AVX-512 with bfloat16", "AVX-512", "AVX2" or "no AVX2"."""
+    features = set(machine["cpu_features"])
+    if features & {"avx512_bf16", "amx_bf16"}:
+        return "AVX-512 with bfloat16"
+    if "avx512f" in features:
+        return "AVX-512"
+    # Runs recorded before avx2 was listed named only the AVX-512 features; those machines had neither.
+    return "AVX2" if "avx2" in features else "no AVX-512 (AVX2 not recorded)"
+
+
+def markers(name=None):
+    """The start and end markers of a docs section: `MARKER_START`/`MARKER_END`, or with a section `name`
+    (`<!-- benchmark-table cpu_avx2 -->`), so one page can hold the runs of several machines."""
+    if name is None:
+        return MARKER_START, MARKER_END
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"`name` must be letters, digits, '_' and '-'; received name={name!r}.")
+    return MARKER_START.replace(" -->", f" {name} -->"), MARKER_END.replace(" -->", f" {name} -->")
+
+
+def write_docs_section(path, section, fallback_path=None, name=None):
+    """Replaces the text between the markers of section `name` (`markers`) in `path` with `section`; nothing else
+    changes.
 
     When `path` has no markers, the section is written between the markers to `fallback_path` (if given), for
     merging by hand, and that path is returned; otherwise `path` is returned.
@@ -239,20 +265,21 @@ def write_docs_section(path, section, fallback_path=None):
     Raises:
         ValueError: the markers are out of order or repeated, or missing with no `fallback_path`.
     """
+    start, end = markers(name)
     text = _read(path)
-    starts, ends = text.count(MARKER_START), text.count(MARKER_END)
+    starts, ends = text.count(start), text.count(end)
     if starts == 1 and ends == 1:
-        if text.index(MARKER_END) < text.index(MARKER_START):
-            raise ValueError(f"{path!r}: {MARKER_END!r} comes before {MARKER_START!r}.")
-        head, rest = text.split(MARKER_START)
-        _, tail = rest.split(MARKER_END)
+        if text.index(end) < text.index(start):
+            raise ValueError(f"{path!r}: {end!r} comes before {start!r}.")
+        head, rest = text.split(start)
+        _, tail = rest.split(end)
         with open(path, "w") as f:
-            f.write(f"{head}{MARKER_START}\n{section.strip()}\n{MARKER_END}{tail}")
+            f.write(f"{head}{start}\n{section.strip()}\n{end}{tail}")
         return path
     if starts or ends:
-        raise ValueError(f"{path!r} must hold {MARKER_START!r} and {MARKER_END!r} once each; found {starts} and {ends}.")
+        raise ValueError(f"{path!r} must hold {start!r} and {end!r} once each; found {starts} and {ends}.")
     if fallback_path is None:
-        raise ValueError(f"{path!r} has no {MARKER_START!r} ... {MARKER_END!r} markers to write between.")
+        raise ValueError(f"{path!r} has no {start!r} ... {end!r} markers to write between.")
     with open(fallback_path, "w") as f:
-        f.write(f"{MARKER_START}\n{section.strip()}\n{MARKER_END}\n")
+        f.write(f"{start}\n{section.strip()}\n{end}\n")
     return fallback_path

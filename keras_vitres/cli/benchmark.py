@@ -36,6 +36,9 @@ def add_arguments(parser):
                         help=f"write the results between the markers of --docs (default {DOCS_PATH})")
     parser.add_argument("--docs", default=DOCS_PATH, help="Markdown file holding <!-- benchmark-table --> markers; "
                         f"without markers the section goes to {FALLBACK_DOCS_PATH} beside it")  # fmt: skip
+    parser.add_argument("--section", metavar="NAME",
+                        help="write between the markers <!-- benchmark-table NAME --> ... <!-- /benchmark-table NAME "
+                        "-->, so one page holds the runs of several machines (e.g. cpu_avx2, cpu_avx512_bf16)")
     parser.add_argument("--notes", metavar="PATH", action="append",
                         help="Markdown file appended to the docs section after the targets (repeatable), e.g. the "
                         "output of benchmarks/remat_memory.py")  # fmt: skip
@@ -61,8 +64,9 @@ def add_parser(subparsers):
     parser.set_defaults(func=run, command_prefix="keras-vitres benchmark")
 
 
-def write_docs(docs_path, record, results, notes=()):
-    """Writes the docs section for a run `record` (see `run`) between the markers of `docs_path`."""
+def write_docs(docs_path, record, results, notes=(), section_name=None):
+    """Writes the docs section for a run `record` (see `run`) between the markers of `docs_path` (those of
+    `section_name`, when given)."""
     from keras_vitres.benchmark.report import markdown_section, write_docs_section
 
     section = markdown_section(results, command=record["command"], machine=record["machine"],
@@ -70,11 +74,11 @@ def write_docs(docs_path, record, results, notes=()):
                                load_after=record["load_after"], notes=notes,
                                date=record.get("date", "(date not recorded)"))  # fmt: skip
     fallback = os.path.join(os.path.dirname(docs_path) or ".", os.path.basename(FALLBACK_DOCS_PATH))
-    written = write_docs_section(docs_path, section, fallback_path=fallback)
+    written = write_docs_section(docs_path, section, fallback_path=fallback, name=section_name)
     print(f"wrote the benchmark section to {written}", file=sys.stderr)
 
 
-def rerender(json_path, docs_path=None, notes=()):
+def rerender(json_path, docs_path=None, notes=(), section_name=None):
     """Prints the table of a run saved with --json and, given `docs_path`, writes its docs section again."""
     import dataclasses
 
@@ -88,7 +92,7 @@ def rerender(json_path, docs_path=None, notes=()):
     compute_ratios(results)  # again from the step times: fills the ratio spread of runs saved before it existed
     print(format_table(results))
     if docs_path:
-        write_docs(docs_path, record, results, notes)
+        write_docs(docs_path, record, results, notes, section_name)
     return 0
 
 
@@ -113,7 +117,7 @@ def run(args, argv=None):
         with open(path) as f:
             notes.append(f.read().strip())
     if args.from_json:
-        return rerender(args.from_json, args.docs if args.write_docs else None, notes)
+        return rerender(args.from_json, args.docs if args.write_docs else None, notes, args.section)
     machine = machine_info()
     results = run_benchmark(
         models, batch_size=args.batch_size, precisions=precisions, jit=args.jit, backend=args.backend, steps=steps,
@@ -136,5 +140,5 @@ def run(args, argv=None):
         with open(args.json, "w") as f:
             json.dump(record, f, indent=2, default=str)
     if args.write_docs:
-        write_docs(args.docs, record, results, notes)
+        write_docs(args.docs, record, results, notes, args.section)
     return 0

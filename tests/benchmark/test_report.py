@@ -131,7 +131,7 @@ def test_section_lists_machine_versions_command_and_the_missing_gpu():
         [_result("ours", train_s=1.0, infer_s=1.0)], command="python benchmarks/run.py --quick", machine=machine,
         versions_found={"python": "3.11", "keras": "3.15.1", "keras-hub": None}, settings="backend tensorflow",
     )  # fmt: skip
-    assert section.startswith("## Throughput\n") and "$ python benchmarks/run.py --quick" in section
+    assert section.startswith("## Throughput: CPU, AVX-512 with bfloat16\n") and "$ python benchmarks/run.py --quick" in section
     assert "<!-- illustrative:" in section.split("```console")[0]  # the docs test must not run the benchmark
     assert "Test CPU, 2 cores (amx_bf16), 24 GiB memory" in section
     assert "keras-hub not installed" in section and "keras 3.15.1" in section
@@ -177,3 +177,37 @@ def test_arguments_are_checked_before_anything_runs():
     with pytest.raises(ValueError, match="received backend='torch'"):
         resolve_backend("torch", "cpu")
     assert resolve_backend("auto", "cpu") == "tensorflow"
+
+
+def test_named_sections_hold_the_runs_of_several_machines(tmp_path):
+    """One page, one section per machine kind: writing one named section leaves the others and the unnamed one."""
+    path = tmp_path / "benchmarks.md"
+    avx2, avx512 = report.markers("cpu_avx2"), report.markers("cpu_avx512_bf16")
+    assert avx2 == ("<!-- benchmark-table cpu_avx2 -->", "<!-- /benchmark-table cpu_avx2 -->")
+    frame = (f"# B\n{report.MARKER_START}\nunnamed\n{report.MARKER_END}\n{avx512[0]}\nold 512\n{avx512[1]}\n"
+             f"{avx2[0]}\nold 2\n{avx2[1]}\n")
+    path.write_text(frame)
+    report.write_docs_section(path, "new 2", name="cpu_avx2")
+    assert path.read_text() == frame.replace("old 2", "new 2")
+    report.write_docs_section(path, "table")
+    assert path.read_text() == frame.replace("old 2", "new 2").replace("unnamed", "table")
+    with pytest.raises(ValueError, match="received name='a b'"):
+        report.markers("a b")
+
+
+@pytest.mark.parametrize("features, kind", [
+    (["avx2", "fma"], "AVX2"), (["amx_bf16"], "AVX-512 with bfloat16"), (["avx2", "fma", "avx512f", "avx512_bf16"], "AVX-512 with bfloat16"),
+    (["avx512f", "avx512_bf16"], "AVX-512 with bfloat16"), (["avx2", "avx512f", "amx_bf16"], "AVX-512 with bfloat16"),
+    (["avx2", "avx512f"], "AVX-512"), ([], "no AVX-512 (AVX2 not recorded)"),
+])  # fmt: skip
+def test_the_cpu_kind_of_a_run_and_its_heading(features, kind):
+    machine = dict(cpu="AMD EPYC", cores=2, memory_gib=24.0, cpu_features=features, gpus=[], load_average=None)
+    assert report.cpu_kind(machine) == kind
+    section = report.markdown_section([], command="c", machine=machine, versions_found={}, settings="s")
+    assert section.startswith(f"## Throughput: CPU, {kind}\n")
+
+
+def test_the_recorded_cpu_features_include_avx2(monkeypatch):
+    monkeypatch.setattr(report, "_read", lambda path: "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2 sha_ni\n"
+                        if path == "/proc/cpuinfo" else "")
+    assert report.machine_info()["cpu_features"] == ["avx2", "fma"]
