@@ -25,3 +25,17 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_command():
     extracted = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     extracted = extracted.splitlines()
     assert extracted[:2] == commands
+
+
+def test_speed_table_is_rendered_from_the_committed_records():
+    """Every speed-up in the README comes from a committed benchmark record, one row per machine kind."""
+    import json
+    import re
+
+    from keras_vitres.benchmark.report import speedup_table
+
+    paths = re.findall(r"\(\[[\w.]+\]\((benchmarks/results/[\w.]+\.json)\)\)", README)
+    assert len(paths) >= 2, "the README names no benchmark records"
+    table = speedup_table({path: json.loads((ROOT / path).read_text()) for path in paths})
+    assert "\n".join("  " + line for line in table.splitlines()) in README
+    assert "CPU, AVX2:" in table and "CPU, AVX-512 with bfloat16:" in table

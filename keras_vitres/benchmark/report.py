@@ -283,3 +283,32 @@ def write_docs_section(path, section, fallback_path=None, name=None):
     with open(fallback_path, "w") as f:
         f.write(f"{start}\n{section.strip()}\n{end}\n")
     return fallback_path
+
+
+# The libraries a user would otherwise pick; the flat functional CIFAR net is a control, not a library.
+LIBRARY_PEERS = ("keras.applications", "keras-hub", "timm", "torchvision")
+
+
+def speedup_table(records):
+    """The README's speed-up table: for each saved run (`{path: record}` as written by `--json`), the range of
+    ours/peer throughput ratios against the libraries (`LIBRARY_PEERS`) for ResNets and ViTs, training and
+    inference, every precision measured. One row per run, so a figure always names its machine kind and record."""
+    lines = [
+        "| machine (record) | ResNet train | ResNet inference | ViT train | ViT inference |",
+        "|---|---|---|---|---|",
+    ]
+    for path, record in records.items():
+        machine = record["machine"]
+        kind = f"GPU, {machine['gpus'][0]}" if machine["gpus"] else f"CPU, {cpu_kind(machine)}"
+        cells = []
+        for family in ("resnet", "vit"):
+            for step in ("train", "infer"):
+                ratios = sorted(row[f"{step}_ratio"] for row in record["results"]
+                                if row["model"].startswith(family) and row["candidate"] in LIBRARY_PEERS
+                                and row.get(f"{step}_ratio") is not None)  # fmt: skip
+                cells.append("-" if not ratios else f"{ratios[0]:.2f}x" if len(ratios) == 1 else
+                             f"{ratios[0]:.2f}x to {ratios[-1]:.2f}x")  # fmt: skip
+        name = os.path.basename(path)
+        lines.append(f"| {kind}: {machine['cores']}-core {machine['cpu']}, {record['date']} ([{name}]({path})) | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
