@@ -31,10 +31,10 @@ VIT_POOLINGS = (None, "token", "avg", "max")
 
 
 # Initialisers of a ViT trained from scratch (weights=None) and of one whose weights are loaded, by argument. From
-# scratch, Keras' defaults: on the digits with a 4x4x3 patch (fan-in 48), lecun_normal makes the patch tokens about 3x
-# larger than glorot_uniform and a zero head starts every class at the same score; together they cost 0.11 of test
-# accuracy (0.85 against 0.96, docs/models.md). With loaded weights, the paper's choices (big_vision, timm): a
-# lecun_normal patch embedding and a zero-initialised head when it is replaced for new classes (fine-tuning, §3.2).
+# scratch, Keras' defaults: with a 4x4x3 patch (fan-in 48), lecun_normal draws the patch kernel about 3x larger than
+# glorot_uniform, and a zero head starts every class at the same score (measurements: docs/models.md). With loaded
+# weights, the paper's choices (big_vision, timm): a lecun_normal patch embedding and a zero-initialised head when it
+# is replaced for new classes (fine-tuning, §3.2).
 INITIALIZERS = {
     "patch_kernel_initializer": dict(scratch="glorot_uniform", pretrained="lecun_normal"),
     "head_kernel_initializer": dict(scratch="glorot_uniform", pretrained="zeros"),
@@ -192,10 +192,9 @@ def VisionTransformer(
             for about 1.25x the step time. Keras on JAX compiling for the CPU saves nothing.
         patch_kernel_initializer: initializer of the patch embedding's kernel (a Keras initializer name, dict or
             instance). None: "glorot_uniform" (Keras' default) when `weights` is None, "lecun_normal" (the paper's
-            code, big_vision and timm) when weights are loaded. From scratch on small data the paper's choice hurts:
-            with 4x4x3 patches (fan-in 48) it draws the kernel about 3x larger than glorot_uniform and the first
-            tokens saturate; on the digits the small ViT of docs/models.md reaches 0.85 test accuracy with it and
-            0.95 with glorot_uniform.
+            code, big_vision and timm) when weights are loaded. lecun_normal suits 16x16 patches; with 4x4x3 patches
+            (fan-in 48) it draws the kernel about 3x larger than glorot_uniform and the first tokens saturate
+            (docs/models.md gives the measurements on the digits).
         head_kernel_initializer: initializer of the classifier's kernel. None: "glorot_uniform" when `weights` is
             None (a zero head gives every class the same score and slows the start from scratch); "zeros" when
             weights are loaded, as the paper does when it replaces the head for new classes (§3.2, fine-tuning).
