@@ -111,6 +111,16 @@ PRESETS = {
         paper=f"{VIT_PAPER} §3.1 and §4.1 (ImageNet-21k pre-training head with pre-logits)",
         description="ViT-B/16 as pre-trained on ImageNet-21k: 768-wide pre-logits, 21,843 classes",
     ),
+    "vit_digits_patch4_32": dict(
+        builder="VisionTransformer",
+        builder_name=None,
+        config=dict(patch_size=4, hidden_dim=64, num_layers=4, num_heads=4, mlp_dim=128, input_shape=(32, 32, 3),
+                    classes=10),
+        params=142_026,
+        trainable_params=142_026,
+        paper=f"{VIT_PAPER} (a small ViT for 32x32 inputs: width 64, 4 layers, 4 heads, MLP 128)",
+        description="Small ViT/4 on 32x32 images, the `digits_vit` recipe's: width 64, 4 layers, 4 heads, MLP 128",
+    ),
     "r50_vit_base_patch16_224": dict(
         builder="HybridViT",
         builder_name="R50ViTB16",

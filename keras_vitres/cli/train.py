@@ -37,7 +37,7 @@ def add_parser(subparsers):
         "resumes the run, and exits with status 130.",
     )
     parser.add_argument("--recipe", default="digits_resnet",
-                        help="recipe name: digits_resnet (default), cifar_resnet, vit_small_data")
+                        help="recipe name: digits_resnet (default), digits_vit, cifar_resnet, vit_small_data")
     parser.add_argument("--preset", help="preset to train (default: the recipe's; see `keras-vitres presets`)")
     parser.add_argument("--dataset", help="digits, cifar10, cifar100, folder (default: the recipe's)")
     parser.add_argument("--data-path", help="dataset archive or folder (CIFAR archive, image folder)")

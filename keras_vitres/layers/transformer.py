@@ -80,6 +80,8 @@ class TransformerBlock(keras.layers.Layer):
         layer_norm_epsilon: float. LayerNorm epsilon (1e-6 in the reference code).
         approximate_gelu: bool. Use the tanh approximation of GELU, as flax does and as the published `.npz`
             checkpoints were trained; False (exact GELU) matches timm and keras-hub.
+        kernel_initializer: initializer of every dense kernel: the attention's query, key, value and output
+            projections and both MLP layers ("glorot_uniform", as the paper's code and Keras' defaults).
         remat: bool. Recompute the block's activations in the backward pass instead of storing them (less training
             memory for about one more forward pass; see `keras_vitres.layers.remat`).
 
@@ -98,6 +100,7 @@ class TransformerBlock(keras.layers.Layer):
         drop_path_rate=0.0,
         layer_norm_epsilon=1e-6,
         approximate_gelu=False,
+        kernel_initializer="glorot_uniform",
         remat=False,
         **kwargs,
     ):
@@ -114,10 +117,11 @@ class TransformerBlock(keras.layers.Layer):
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
         self.approximate_gelu = approximate_gelu
+        self.kernel_initializer = kernel_initializer
         check_remat(remat)
         self.remat = remat
 
-        dense_init = dict(kernel_initializer="glorot_uniform", bias_initializer=keras.initializers.RandomNormal(stddev=1e-6))
+        dense_init = dict(kernel_initializer=kernel_initializer, bias_initializer=keras.initializers.RandomNormal(stddev=1e-6))
         self.attention_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="attention_norm"
         )
@@ -125,6 +129,7 @@ class TransformerBlock(keras.layers.Layer):
             num_heads=num_heads,
             key_dim=hidden_dim // num_heads,
             dropout=attention_dropout_rate,
+            kernel_initializer=kernel_initializer,
             dtype=self.dtype_policy,
             name="attention",
         )
@@ -178,6 +183,7 @@ class TransformerBlock(keras.layers.Layer):
             drop_path_rate=self.drop_path_rate,
             layer_norm_epsilon=self.layer_norm_epsilon,
             approximate_gelu=self.approximate_gelu,
+            kernel_initializer=keras.initializers.serialize(keras.initializers.get(self.kernel_initializer)),
             remat=self.remat,
         )
         return config

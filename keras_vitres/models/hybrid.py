@@ -10,10 +10,10 @@ package's ResNet v1.5 bottleneck trunk with batch norm, the form that Keras user
 
 import keras
 
-from keras_vitres.layers.embedding import PatchEmbedding, grid_size_for
-from keras_vitres.models.common import check_input_shape, load_weights
+from keras_vitres.layers.embedding import grid_size_for
+from keras_vitres.models.common import check_input_shape
 from keras_vitres.models.resnet import resnet_stages, resnet_stem
-from keras_vitres.models.vit import check_vit_args, vit_encoder, vit_head
+from keras_vitres.models.vit import check_vit_args, vit_from_features
 
 
 def HybridViT(
@@ -33,6 +33,9 @@ def HybridViT(
     layer_norm_epsilon=1e-6,
     approximate_gelu=False,
     remat=False,
+    patch_kernel_initializer=None,
+    head_kernel_initializer=None,
+    encoder_kernel_initializer="glorot_uniform",
     include_top=True,
     weights=None,
     input_shape=(224, 224, 3),
@@ -43,8 +46,9 @@ def HybridViT(
 ):
     """Builds a ResNet-trunk + ViT hybrid as a functional `keras.Model` (arXiv:2010.11929, §3.1).
 
-    The arguments after `resnet_version` are those of `VisionTransformer`. The total stride is 4 * 2**(stages - 1)
-    (16 for three stages), so H and W must be multiples of it.
+    The arguments after `resnet_version` are those of `VisionTransformer`, initialisers included (their defaults
+    follow `weights` in the same way; here the patch embedding projects 1x1 "patches" of the trunk's features). The
+    total stride is 4 * 2**(stages - 1) (16 for three stages), so H and W must be multiples of it.
 
     Args:
         resnet_stage_blocks: bottleneck blocks per ResNet stage ((3, 4, 9) for the paper's R50 trunk).
@@ -64,30 +68,30 @@ def HybridViT(
     x = resnet_stem(inputs, "imagenet", resnet_stage_filters[0])
     x = resnet_stages(x, "bottleneck", resnet_stage_blocks, resnet_stage_filters, shortcut="B", version=resnet_version,
                       remat=remat)
-    tokens = PatchEmbedding(1, hidden_dim, name="patch_embedding")(x)
-    x = vit_encoder(
-        tokens,
+    return vit_from_features(
+        inputs,
+        x,
         grid_size,
+        patch_size=1,
+        hidden_dim=hidden_dim,
         num_layers=num_layers,
         num_heads=num_heads,
-        hidden_dim=hidden_dim,
         mlp_dim=mlp_dim,
         use_class_token=use_class_token,
+        representation_size=representation_size,
         dropout_rate=dropout_rate,
         attention_dropout_rate=attention_dropout_rate,
         drop_path_rate=drop_path_rate,
         layer_norm_epsilon=layer_norm_epsilon,
         approximate_gelu=approximate_gelu,
         remat=remat,
-    )
-    x = vit_head(
-        x,
-        use_class_token=use_class_token,
+        patch_kernel_initializer=patch_kernel_initializer,
+        head_kernel_initializer=head_kernel_initializer,
+        encoder_kernel_initializer=encoder_kernel_initializer,
         include_top=include_top,
+        weights=weights,
         pooling=pooling,
-        representation_size=representation_size,
         classes=classes,
         classifier_activation=classifier_activation,
+        name=name,
     )
-    model = keras.Model(inputs, x, name=name)
-    return load_weights(model, weights)

@@ -30,26 +30,75 @@ from keras_vitres.models.common import (
 VIT_POOLINGS = (None, "token", "avg", "max")
 
 
-def vit_encoder(
-    tokens,
+# Initialisers of a ViT trained from scratch (weights=None) and of one whose weights are loaded, by argument. From
+# scratch, Keras' defaults: with a 4x4x3 patch (fan-in 48), lecun_normal draws the patch kernel about 3x larger than
+# glorot_uniform, and a zero head starts every class at the same score (measurements: docs/models.md). With loaded
+# weights, the paper's choices (big_vision, timm): a lecun_normal patch embedding and a zero-initialised head when it
+# is replaced for new classes (fine-tuning, §3.2).
+INITIALIZERS = {
+    "patch_kernel_initializer": dict(scratch="glorot_uniform", pretrained="lecun_normal"),
+    "head_kernel_initializer": dict(scratch="glorot_uniform", pretrained="zeros"),
+}
+
+
+def resolve_initializer(argument, value, weights=None):
+    """Returns `value`, or when it is None the default of `argument` for a model with or without `weights`; raises a
+    ValueError that names the argument unless it is a Keras initializer (name, config dict or instance)."""
+    if value is None:
+        return INITIALIZERS[argument]["scratch" if weights is None else "pretrained"]
+    try:
+        initializer = keras.initializers.get(value)
+    except (ValueError, TypeError):
+        initializer = None
+    if initializer is None:
+        raise ValueError(
+            f"`{argument}` must be None, a Keras initializer name (e.g. 'glorot_uniform', 'lecun_normal', 'zeros'), a "
+            f"serialised initializer dict or a keras.initializers.Initializer; received {argument}={value!r}."
+        )
+    return value
+
+
+def vit_from_features(
+    inputs,
+    features,
     grid_size,
     *,
+    patch_size,
+    hidden_dim,
     num_layers,
     num_heads,
-    hidden_dim,
     mlp_dim,
-    use_class_token=True,
-    dropout_rate=0.0,
-    attention_dropout_rate=0.0,
-    drop_path_rate=0.0,
-    layer_norm_epsilon=1e-6,
-    approximate_gelu=False,
-    remat=False,
+    use_class_token,
+    representation_size,
+    dropout_rate,
+    attention_dropout_rate,
+    drop_path_rate,
+    layer_norm_epsilon,
+    approximate_gelu,
+    remat,
+    patch_kernel_initializer,
+    head_kernel_initializer,
+    encoder_kernel_initializer,
+    include_top,
+    weights,
+    pooling,
+    classes,
+    classifier_activation,
+    name,
 ):
-    """Class token, position embedding, the encoder blocks and the final LayerNorm, applied to patch tokens.
+    """The ViT shared by `VisionTransformer` and `HybridViT`, from `features` (images or a trunk's feature map) on:
+    patch embedding, class token, position embedding, the encoder blocks, the final LayerNorm and the head; returns the
+    `keras.Model` from `inputs`, with `weights` loaded.
 
     Stochastic depth grows linearly from 0 at the first block to `drop_path_rate` at the last (as in DeiT/timm).
+    Initialisers that are None take their default for `weights` (`INITIALIZERS`).
     """
+    patch_kernel_initializer = resolve_initializer("patch_kernel_initializer", patch_kernel_initializer, weights)
+    head_kernel_initializer = resolve_initializer("head_kernel_initializer", head_kernel_initializer, weights)
+    encoder_kernel_initializer = resolve_initializer("encoder_kernel_initializer", encoder_kernel_initializer)
+
+    tokens = PatchEmbedding(patch_size, hidden_dim, kernel_initializer=patch_kernel_initializer,
+                            name="patch_embedding")(features)
     x = ClassToken(name="class_token")(tokens) if use_class_token else tokens
     x = PositionEmbedding(grid_size, num_prefix_tokens=int(use_class_token), name="position_embedding")(x)
     x = keras.layers.Dropout(dropout_rate, name="embedding_dropout")(x)
@@ -63,23 +112,22 @@ def vit_encoder(
             drop_path_rate=drop_path_rate * i / max(num_layers - 1, 1),
             layer_norm_epsilon=layer_norm_epsilon,
             approximate_gelu=approximate_gelu,
+            kernel_initializer=encoder_kernel_initializer,
             remat=remat,
             name=f"encoder_block_{i}",
         )(x)
-    return keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="encoder_norm")(x)
+    x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="encoder_norm")(x)
 
-
-def vit_head(x, *, use_class_token, include_top, pooling, representation_size, classes, classifier_activation):
-    """Reduces the encoded tokens: the class token or average for the classifier, else as `pooling` says."""
+    # The head: the class token or the average for the classifier, else as `pooling` says.
     prefix = int(use_class_token)
     if include_top:
         x = TokenPooling("token" if use_class_token else "avg", num_prefix_tokens=prefix, name="token_pooling")(x)
         if representation_size:
             x = keras.layers.Dense(representation_size, activation="tanh", name="pre_logits")(x)
-        return classifier(x, classes, classifier_activation, kernel_initializer="zeros")
-    if pooling is not None:
+        x = classifier(x, classes, classifier_activation, kernel_initializer=head_kernel_initializer)
+    elif pooling is not None:
         x = TokenPooling(pooling, num_prefix_tokens=prefix, name="token_pooling")(x)
-    return x
+    return load_weights(keras.Model(inputs, x, name=name), weights)
 
 
 def check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation,
@@ -114,6 +162,9 @@ def VisionTransformer(
     layer_norm_epsilon=1e-6,
     approximate_gelu=False,
     remat=False,
+    patch_kernel_initializer=None,
+    head_kernel_initializer=None,
+    encoder_kernel_initializer="glorot_uniform",
     include_top=True,
     weights=None,
     input_shape=(224, 224, 3),
@@ -139,6 +190,16 @@ def VisionTransformer(
         remat: bool. Recompute each encoder block's activations in the backward pass instead of storing them: less
             training memory (73% less for ViT-B/16 and 77% for ViT-L/16 on CPU with TensorFlow, docs/benchmarks.md)
             for about 1.25x the step time. Keras on JAX compiling for the CPU saves nothing.
+        patch_kernel_initializer: initializer of the patch embedding's kernel (a Keras initializer name, dict or
+            instance). None: "glorot_uniform" (Keras' default) when `weights` is None, "lecun_normal" (the paper's
+            code, big_vision and timm) when weights are loaded. lecun_normal suits 16x16 patches; with 4x4x3 patches
+            (fan-in 48) it draws the kernel about 3x larger than glorot_uniform and the first tokens saturate
+            (docs/models.md gives the measurements on the digits).
+        head_kernel_initializer: initializer of the classifier's kernel. None: "glorot_uniform" when `weights` is
+            None (a zero head gives every class the same score and slows the start from scratch); "zeros" when
+            weights are loaded, as the paper does when it replaces the head for new classes (§3.2, fine-tuning).
+        encoder_kernel_initializer: initializer of the encoder's dense kernels (attention query, key, value and
+            output, and both MLP layers): "glorot_uniform", as the paper's code and Keras, with or without weights.
         include_top: bool. End with the classifier; otherwise return tokens (or pooled features, see `pooling`).
         weights: None or the path of a local weights file.
         input_shape: (H, W, C) with H and W multiples of the patch size.
@@ -165,33 +226,33 @@ def VisionTransformer(
     grid_size = grid_size_for(input_shape, patch_size)
 
     inputs = keras.Input(input_shape, name="images")
-    tokens = PatchEmbedding(patch_size, hidden_dim, name="patch_embedding")(inputs)
-    x = vit_encoder(
-        tokens,
+    return vit_from_features(
+        inputs,
+        inputs,
         grid_size,
+        patch_size=patch_size,
+        hidden_dim=hidden_dim,
         num_layers=num_layers,
         num_heads=num_heads,
-        hidden_dim=hidden_dim,
         mlp_dim=mlp_dim,
         use_class_token=use_class_token,
+        representation_size=representation_size,
         dropout_rate=dropout_rate,
         attention_dropout_rate=attention_dropout_rate,
         drop_path_rate=drop_path_rate,
         layer_norm_epsilon=layer_norm_epsilon,
         approximate_gelu=approximate_gelu,
         remat=remat,
-    )
-    x = vit_head(
-        x,
-        use_class_token=use_class_token,
+        patch_kernel_initializer=patch_kernel_initializer,
+        head_kernel_initializer=head_kernel_initializer,
+        encoder_kernel_initializer=encoder_kernel_initializer,
         include_top=include_top,
+        weights=weights,
         pooling=pooling,
-        representation_size=representation_size,
         classes=classes,
         classifier_activation=classifier_activation,
+        name=name,
     )
-    model = keras.Model(inputs, x, name=name)
-    return load_weights(model, weights)
 
 
 def resize_vit(model, input_shape):

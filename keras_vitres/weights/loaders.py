@@ -7,6 +7,7 @@ it with `mapping.assign_weights` (which checks every declared shape before readi
 
 import math
 import os
+import re
 
 from keras_vitres.weights import resnet, vit
 from keras_vitres.weights.mapping import assign_weights
@@ -17,11 +18,16 @@ from keras_vitres.weights.readers import (
     SafetensorsTensors,
     TensorFile,
     check_hdf5_sizes,
+    describe_hdf5,
+    describe_model_weights,
     is_legacy_keras_h5,
+    keras3_layers,
     open_hdf5,
 )
 
 STATE_DICT_PREFIXES = ("module.", "model.", "state_dict.")  # left by DataParallel and training wrappers
+# keras.applications ResNets by their number of convolutions (each followed by its BatchNormalization).
+KERAS_APPLICATIONS_RESNETS = {53: "ResNet50", 104: "ResNet101", 155: "ResNet152"}
 
 
 class _Renamed(TensorFile):
@@ -112,16 +118,72 @@ def _load_keras_applications(model, tensor_file):
     )
 
 
+def keras_applications_resnet(h5file):
+    """Recognises a Keras 3 `.weights.h5` saved from keras.applications ResNet50/101/152 by its structure.
+
+    Returns (application name, classes or None without a top, input channels), or None when the file is not one:
+    only Conv2D, BatchNormalization and at most one Dense layer hold variables, as many convolutions as batch
+    norms (53, 104 or 155), and a 7x7 stem convolution first.
+    """
+    layers = keras3_layers(h5file)
+    if not layers:
+        return None
+    kinds = {}
+    for name, _ in layers:
+        kind = re.sub(r"_\d+$", "", name)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    convs = kinds.get("conv2d", 0)
+    if set(kinds) - {"conv2d", "batch_normalization", "dense"} or kinds.get("batch_normalization") != convs:
+        return None
+    shapes = dict(layers)
+    stem, dense = shapes.get("conv2d", [()])[0], shapes.get("dense")
+    if convs not in KERAS_APPLICATIONS_RESNETS or len(stem) != 4 or stem[:2] != (7, 7) or kinds.get("dense", 0) > 1:
+        return None
+    return KERAS_APPLICATIONS_RESNETS[convs], (dense[-1][0] if dense else None), stem[2]
+
+
+def _load_keras3_applications(model, path, found):
+    """Builds the keras.applications ResNet the file was saved from, loads it there with Keras' own loader (the
+    file's keys follow that model's layer order), then converts by layer name as `load_keras_applications` does."""
+    import keras
+
+    application, classes, channels = found
+    if not resnet.is_resnet(model):
+        raise ValueError(
+            f"`weights` file {path!r} holds a keras.applications {application} (Keras 3 .weights.h5); model "
+            f"{model.name!r} is not a ResNet (build e.g. keras_vitres.build_model('{application.lower()}_keras'))."
+        )
+    source = getattr(keras.applications, application)(
+        weights=None,
+        include_top=classes is not None,
+        classes=classes or 1000,
+        input_shape=(224, 224, channels) if classes else (None, None, channels),
+    )
+    try:
+        source.load_weights(path)
+    except Exception as error:  # Keras raises several types; its message can run to thousands of characters
+        raise ValueError(
+            f"`weights` file {path!r} has the structure of keras.applications {application} (Keras 3 .weights.h5), "
+            f"but Keras {keras.__version__} cannot load it into one ({type(error).__name__}); files written by Keras "
+            "3.15 load (docs/weights.md)."
+        ) from None
+    return load_keras_applications(model, source)
+
+
 def load_h5(model, path):
     """Loads an HDF5 weight file after checking that it is self-contained (no external links or datasets) and that
     no dataset declares more elements than the model's largest weight (both from the headers, before any data).
 
-    keras.applications ResNet files (legacy layout, layer names such as `conv1_conv`, `conv2_block1_0_conv`, `probs`)
-    are converted by name into the v1 ImageNet ResNets with conv biases (presets `resnet50_keras`, ...); any other
-    file (`.weights.h5` written by Keras 3, a legacy file of the same architecture) goes to Keras' own loader.
+    keras.applications ResNet files are converted by layer name into the v1 ImageNet ResNets with conv biases
+    (presets `resnet50_keras`, ...): the published legacy `.h5` files (layer names such as `conv1_conv`,
+    `conv2_block1_0_conv`, `probs`), and the Keras 3 `.weights.h5` files that `save_weights` writes for
+    keras.applications ResNet50/101/152, recognised by their structure (`keras_applications_resnet`). Any other
+    file (a `.weights.h5` of the same architecture, a legacy file of it) goes to Keras' own loader; one that does not
+    fit gets an error that describes the file and the model in a few names and shapes.
     """
     path = os.fspath(path)
     h5file = open_hdf5(path)
+    found = None
     try:
         largest = max((math.prod(weight.shape) for weight in model.weights), default=0)
         check_hdf5_sizes(h5file, path, largest, model.name)
@@ -129,20 +191,28 @@ def load_h5(model, path):
             tensor_file = KerasH5Tensors(path, h5file)
             if "conv1_conv" in tensor_file.layer_names() and "stem_conv" in {layer.name for layer in model.layers}:
                 return _load_keras_applications(model, tensor_file)
+        else:
+            found = keras_applications_resnet(h5file)
+        holds = describe_hdf5(h5file)
     finally:
         h5file.close()
+    if found:
+        return _load_keras3_applications(model, path, found)
     try:
         model.load_weights(path)
-    except Exception as error:  # Keras raises several types for a file that does not fit the model
-        raise ValueError(f"`weights` file {path!r} does not fit model {model.name!r}: {error}") from error
+    except Exception:  # Keras raises several types for a file that does not fit; its message is Keras' internals
+        raise ValueError(
+            f"`weights` file {path!r} does not fit model {model.name!r}: the file holds {holds}; the model expects "
+            f"{describe_model_weights(model)}. docs/weights.md lists the files that load."
+        ) from None
     return dict(loaded=len(model.weights), head_reset=False, resampled=False)
 
 
 def load_keras_applications(model, source):
     """Copies the weights of a live `keras.applications` ResNet50/101/152 model into a package ResNet.
 
-    Useful for weights in formats without layer names (Keras 3 `.weights.h5`): build the keras.applications model,
-    load its file there (or pass `weights="imagenet"` where the network is reachable), then convert.
+    Useful where the network is reachable: `keras.applications.ResNet50(weights="imagenet")`, then convert. (A Keras 3
+    `.weights.h5` of these models loads through `weights=` directly, see `load_h5`.)
 
     Args:
         model: a package ResNet with conv biases, v1 bottlenecks (e.g. `build_model("resnet50_keras")`).

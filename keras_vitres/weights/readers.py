@@ -258,6 +258,56 @@ def is_legacy_keras_h5(h5file):
     return "layer_names" in root.attrs
 
 
+def keras3_layers(h5file):
+    """[(group name, [variable shapes])] of a Keras 3 `.weights.h5` file's top-level `layers`, in file order, for
+    the layers that hold variables; None when the file does not have that layout.
+
+    Keras 3 keys these files by class name and position (`layers/conv2d_5/vars/0`), not by layer name: the key of
+    a layer depends on the order in which Keras lists the model's layers.
+    """
+    import h5py
+
+    group = h5file.get("layers")
+    if not isinstance(group, h5py.Group) or is_legacy_keras_h5(h5file):
+        return None
+    layers = []
+    for name, layer in group.items():
+        variables = layer.get("vars") if isinstance(layer, h5py.Group) else None
+        if isinstance(variables, h5py.Group) and len(variables):
+            shapes = [tuple(variables[k].shape) for k in sorted(variables, key=lambda k: int(k) if k.isdigit() else -1)
+                      if isinstance(variables[k], h5py.Dataset)]
+            layers.append((name, shapes))
+    return layers
+
+
+def describe_hdf5(h5file, limit=3):
+    """A short description of an HDF5 weight file for error messages: its layout and its first few names, with
+    shapes (never its data)."""
+    import h5py
+
+    def listing(items, total):
+        shown = "; ".join(f"{name} {', '.join(str(shape) for shape in shapes)}" for name, shapes in items[:limit])
+        return shown + ("; ..." if total > limit else "")
+
+    if is_legacy_keras_h5(h5file):
+        tensors = KerasH5Tensors("", h5file)
+        names = tensors.layer_names()
+        first = [(n, [tensors.shape(k) for k in tensors.keys() if k.split("/")[0] == n]) for n in names[:limit]]
+        return f"legacy Keras HDF5 weights of {len(names)} layers ({listing(first, len(names))})"
+    layers = keras3_layers(h5file)
+    if layers is not None:
+        named = [(f"layers/{name}", shapes) for name, shapes in layers]
+        return f"Keras 3 weights of {len(layers)} layers with variables ({listing(named, len(layers))})"
+    top = [(name, [item.shape] if isinstance(item, h5py.Dataset) else ["(group)"]) for name, item in h5file.items()]
+    return f"HDF5 objects {listing(top, len(top))}" if top else "an empty HDF5 file"
+
+
+def describe_model_weights(model, limit=3):
+    """A short description of what a model expects, for error messages: its weight count and first few weights."""
+    first = "; ".join(f"{w.path} {tuple(w.shape)}" for w in model.weights[:limit])
+    return f"{len(model.weights)} weights ({first}{'; ...' if len(model.weights) > limit else ''})"
+
+
 class KerasModelTensors(TensorFile):
     """A live Keras model's weights as a TensorFile, keyed "layer_name/weight_name" like `KerasH5Tensors`."""
 

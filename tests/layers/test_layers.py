@@ -467,3 +467,16 @@ def test_resample_position_embedding_keeps_prefix_and_interpolates():
 def test_bad_arguments_name_the_value(make, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make()
+
+
+def test_transformer_block_kernel_initializer_reaches_every_dense_kernel():
+    block = TransformerBlock(2, 8, 16, kernel_initializer="zeros")
+    block.build((None, 5, 8))
+    kernels = [w for w in block.weights if w.path.endswith("kernel")]
+    assert len(kernels) == 6  # query, key, value, attention output, two MLP layers
+    assert all(not np.any(keras.ops.convert_to_numpy(w)) for w in kernels)
+    assert block.get_config()["kernel_initializer"]["class_name"] == "Zeros"
+    default = TransformerBlock(2, 8, 16)
+    config = default.get_config()
+    del config["kernel_initializer"]  # a config saved before the argument existed
+    assert TransformerBlock.from_config(config).get_config() == default.get_config()

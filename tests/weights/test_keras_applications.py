@@ -189,3 +189,77 @@ def test_keras_applications_resnet50_gives_identical_outputs(tmp_path):
     actual = keras.ops.convert_to_numpy(model(images, training=False))
     np.testing.assert_allclose(actual, expected, atol=1e-4 * np.abs(expected).max(), rtol=1e-4)
     print(f"ResNet50 conversion test: {time.perf_counter() - start:.1f} s")
+
+
+# Keras 3 `.weights.h5` files written by keras.applications itself (`save_weights`), loaded through `weights=`.
+# Keras 3 keys them by class name and position, so the test writes them with the installed Keras (3.15.1 when this
+# was written; docs/weights.md states the versions checked).
+KERAS3_RESNETS = [
+    ("ResNet50", "resnet50_keras"),
+    pytest.param("ResNet101", "resnet101_keras", marks=pytest.mark.slow),
+    pytest.param("ResNet152", "resnet152_keras", marks=pytest.mark.slow),
+]
+SMALL_IMAGES = (64, 64, 3)  # the weights do not depend on the resolution; 64x64 keeps the test fast
+
+
+def keras3_file(tmp_path, application, **kwargs):
+    source = randomise(getattr(keras.applications, application)(weights=None, input_shape=SMALL_IMAGES,
+                                                                classifier_activation=None, **kwargs))
+    path = str(tmp_path / f"{application.lower()}.weights.h5")
+    source.save_weights(path)
+    return source, path
+
+
+@pytest.mark.parametrize("application, preset", KERAS3_RESNETS)
+def test_keras3_weights_of_keras_applications_load_through_weights_argument(application, preset, tmp_path):
+    source, path = keras3_file(tmp_path, application)
+    with h5py.File(path) as f:
+        assert "layers" in f and "layer_names" not in f.attrs  # the Keras 3 layout, not the legacy one
+    images = np.random.default_rng(0).uniform(-120, 130, (2, *SMALL_IMAGES)).astype("float32")
+    expected = keras.ops.convert_to_numpy(source(images, training=False))
+    model = keras_vitres.build_model(preset, weights=path, input_shape=SMALL_IMAGES, classifier_activation=None)
+    assert model.count_params() == source.count_params()
+    actual = keras.ops.convert_to_numpy(model(images, training=False))
+    np.testing.assert_allclose(actual, expected, atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=1e-5)
+
+
+def test_keras3_resnet50_without_top_and_wrong_models(tmp_path):
+    source, path = keras3_file(tmp_path, "ResNet50", include_top=False, pooling="avg")
+    images = np.random.default_rng(1).uniform(-120, 130, (2, *SMALL_IMAGES)).astype("float32")
+    expected = keras.ops.convert_to_numpy(source(images, training=False))
+    features = keras_vitres.build_model("resnet50_keras", include_top=False, pooling="avg", input_shape=SMALL_IMAGES,
+                                        weights=path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(features(images, training=False)), expected,
+                               atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=1e-5)
+    with pytest.warns(UserWarning, match="left at its initialisation"):  # a file without a head, a model with one
+        keras_vitres.build_model("resnet50_keras", input_shape=SMALL_IMAGES, classes=3, weights=path)
+    with pytest.raises(ValueError, match="use_bias=True") as error:  # the torchvision layout: no conv biases
+        keras_vitres.build_model("resnet50", input_shape=SMALL_IMAGES, weights=path)
+    assert len(str(error.value)) < 400
+    with pytest.raises(ValueError, match="no tensor 'conv4_block7_1_conv/kernel'") as error:
+        keras_vitres.build_model("resnet101_keras", input_shape=SMALL_IMAGES, weights=path)
+    assert len(str(error.value)) < 400
+    with pytest.raises(ValueError, match=r"keras.applications ResNet50 .*is not a ResNet") as error:
+        keras_vitres.VisionTransformer(num_layers=1, input_shape=SMALL_IMAGES, weights=path)  # ViT-B's widths
+    assert len(str(error.value)) < 400
+    with h5py.File(path, "a") as f:  # the same safety checks as every HDF5 file, before Keras reads anything
+        f["layers/conv2d/vars/extra"] = h5py.ExternalLink("elsewhere.h5", "/x")
+    with pytest.raises(ValueError, match="external link to 'elsewhere.h5'"):
+        keras_vitres.build_model("resnet50_keras", include_top=False, input_shape=SMALL_IMAGES, weights=path)
+
+
+def test_a_file_of_no_known_layout_gets_a_short_error(tmp_path):
+    keras_vitres.ResNet(14, stem="cifar").save_weights(tmp_path / "r14.weights.h5")
+    with pytest.raises(ValueError) as error:
+        keras_vitres.ResNet(8, stem="cifar", weights=str(tmp_path / "r14.weights.h5"))
+    message = str(error.value)
+    assert "r14.weights.h5" in message and "does not fit model 'resnet8'" in message
+    assert "the file holds Keras 3 weights of" in message and "layers/" in message  # what the file holds
+    assert "the model expects" in message and "stem_conv/kernel (3, 3, 3, 16)" in message  # what the model wants
+    assert len(message) < 600, message
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["embeddings"] = np.zeros((3, 4), "float32")
+        f["head/kernel"] = np.zeros((4, 2), "float32")
+    with pytest.raises(ValueError, match=r"holds HDF5 objects embeddings \(3, 4\); head \(group\)") as error:
+        keras_vitres.ResNet(8, stem="cifar", weights=str(tmp_path / "other.h5"))
+    assert len(str(error.value)) < 600
