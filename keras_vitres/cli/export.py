@@ -116,7 +116,7 @@ def parse_preprocessing(value):
 def run(args):
     import keras
 
-    import keras_vitres  # noqa: F401  (registers the package's layers for loading)
+    import keras_vitres.layers  # noqa: F401  (registers the package's layers for loading)
     from keras_vitres.export import BYTES_SIGNATURE, FLOAT_SIGNATURE, export_saved_model, read_export_metadata
     from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS, check_max_pixels
 
