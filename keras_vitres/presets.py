@@ -1,17 +1,29 @@
-"""The preset registry: one row per named model, with its configuration, pinned parameter counts and paper table.
+"""The preset registry: one row per named model, with its configuration, pinned parameter counts, paper table and
+named checkpoints.
 
 `params` is `model.count_params()` (BatchNorm moving statistics included); `trainable_params` counts weights,
 biases and BN scale/offset only, the figure that torchvision/timm publish. Both are pinned by the test suite for
 every row, and a row without them fails it.
+
+`weights` maps checkpoint names to published files: `url`, `sha256` (a download is always verified), and
+optionally `fname` (the cached file's name) and `config` (builder arguments the checkpoint needs, e.g.
+`approximate_gelu=True`, under the caller's). `build_model(name, weights="NAME")` downloads a declared
+checkpoint (`keras_vitres.weights.download`) and hands its path to the builder; any other `weights=` (a local
+path) goes to the builder as it is.
+
+The table is plain data: reading it imports neither Keras nor a backend. The builders are imported when a model
+is built.
 """
 
 import difflib
+import importlib
 
-from keras_vitres.models.hybrid import HybridViT
-from keras_vitres.models.resnet import ResNet
-from keras_vitres.models.vit import VisionTransformer
-
-BUILDERS = {"ResNet": ResNet, "VisionTransformer": VisionTransformer, "HybridViT": HybridViT}
+# Builder name -> the module that defines it.
+BUILDER_MODULES = {
+    "ResNet": "keras_vitres.models.resnet",
+    "VisionTransformer": "keras_vitres.models.vit",
+    "HybridViT": "keras_vitres.models.hybrid",
+}
 
 RESNET_PAPER = "arXiv:1512.03385"
 VIT_PAPER = "arXiv:2010.11929"
@@ -28,6 +40,7 @@ def _cifar(depth, shortcut, params, trainable):
         paper=f"{RESNET_PAPER} §4.2, Table 6" if shortcut else f"{RESNET_PAPER} §4.2, Fig. 6 (plain)",
         description=f"CIFAR {'ResNet' if shortcut else 'plain net'}-{depth}, 16/32/64 filters"
         + (", shortcut option A" if shortcut else ", no shortcuts"),
+        weights={},
     )
 
 
@@ -49,6 +62,7 @@ def _imagenet(depth, shortcut, params, trainable, keras_layout=False):
             else f"ImageNet {'ResNet' if shortcut else 'plain net'}-{depth}"
             + (", shortcut option B" if shortcut else ", no shortcuts")
         ),
+        weights={},
     )
 
 
@@ -79,6 +93,7 @@ def _vit(size, patch):
         trainable_params=params,
         paper=f"{VIT_PAPER} Table 1" + (" (Ti/S sizes: DeiT, arXiv:2012.12877)" if size in ("tiny", "small") else ""),
         description=f"ViT-{short}/{patch} at 224x224",
+        weights={},
     )
 
 
@@ -110,6 +125,7 @@ PRESETS = {
         trainable_params=103_186_515,
         paper=f"{VIT_PAPER} §3.1 and §4.1 (ImageNet-21k pre-training head with pre-logits)",
         description="ViT-B/16 as pre-trained on ImageNet-21k: 768-wide pre-logits, 21,843 classes",
+        weights={},
     ),
     "vit_digits_patch4_32": dict(
         builder="VisionTransformer",
@@ -129,6 +145,7 @@ PRESETS = {
         trainable_params=98_659_112,
         paper=f"{VIT_PAPER} §3.1, Table 5 (R50x1+ViT-B/16)",
         description="Hybrid: ResNet-50 trunk (stages 3/4/9, stride 16) feeding 1x1 patches to ViT-B",
+        weights={},
     ),
 }  # fmt: skip
 
@@ -150,8 +167,36 @@ def get_preset(name):
     return PRESETS[name]
 
 
+def get_builder(builder):
+    """Returns the builder function named by a preset row's `builder` ("ResNet", "VisionTransformer", ...)."""
+    if builder not in BUILDER_MODULES:
+        raise ValueError(f"`builder` must be one of {sorted(BUILDER_MODULES)}; received builder={builder!r}.")
+    return getattr(importlib.import_module(BUILDER_MODULES[builder]), builder)
+
+
+def __getattr__(name):
+    if name == "BUILDERS":  # builder name -> function; imports the builders (and Keras) on first use
+        return {builder: get_builder(builder) for builder in BUILDER_MODULES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def resolve_weights(name, weights):
+    """The local path for a `weights=` given to preset `name`: a checkpoint name its row declares is downloaded
+    (sha256-verified, cached) and its path returned; anything else (None, a local path) is returned as it is,
+    for the builder to load or reject."""
+    checkpoint = get_preset(name)["weights"].get(weights) if isinstance(weights, str) else None
+    if checkpoint is None:
+        return weights
+    from keras_vitres.weights.download import download
+
+    return download(checkpoint["url"], checkpoint["sha256"], fname=checkpoint.get("fname"))
+
+
 def build_model(name, **overrides):
     """Builds the preset `name`; keyword arguments override its configuration (e.g. `classes=10`).
+
+    `weights` is a local file (any format the builders read) or the name of a checkpoint the preset declares in
+    its `weights` field, which is downloaded, verified and cached first.
 
     Examples:
         >>> model = build_model("resnet20")
@@ -159,8 +204,12 @@ def build_model(name, **overrides):
         ('resnet20', 271098)
     """
     row = get_preset(name)
-    config = {**row["config"], "name": name, **overrides}
-    return BUILDERS[row["builder"]](**config)
+    weights = overrides.get("weights")
+    checkpoint = row["weights"].get(weights, {}) if isinstance(weights, str) else {}
+    config = {**row["config"], **checkpoint.get("config", {}), "name": name, **overrides}
+    if weights is not None:
+        config["weights"] = resolve_weights(name, weights)
+    return get_builder(row["builder"])(**config)
 
 
 def _named_builder(preset):
@@ -180,4 +229,3 @@ def _named_builder(preset):
 
 
 NAMED_BUILDERS = {row["builder_name"]: _named_builder(name) for name, row in PRESETS.items() if row["builder_name"]}
-globals().update(NAMED_BUILDERS)

@@ -8,7 +8,7 @@ plain nets on the left, ResNets on the right, training error dashed and validati
 import dataclasses
 
 from keras_vitres.analysis.experiment import TrainingSettings, load_analysis_data, plain_data, train_cifar_resnet
-from keras_vitres.analysis.figures import pyplot, save_figure
+from keras_vitres.training.curves import pyplot, save_figure
 
 
 @dataclasses.dataclass

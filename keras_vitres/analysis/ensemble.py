@@ -19,7 +19,7 @@ from keras_vitres.analysis.experiment import (
     predict_probabilities,
     train_cifar_resnet,
 )
-from keras_vitres.analysis.figures import pyplot, save_figure
+from keras_vitres.training.curves import pyplot, save_figure
 
 
 def _output_kind(model):

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from keras_vitres.analysis.experiment import load_analysis_data, plain_data
-from keras_vitres.analysis.figures import pyplot, save_figure
+from keras_vitres.training.curves import pyplot, save_figure
 
 
 @dataclasses.dataclass

@@ -9,7 +9,7 @@ the baseline row of Table 3.
 import dataclasses
 
 from keras_vitres.analysis.experiment import TrainingSettings, load_analysis_data, plain_data, train_cifar_resnet
-from keras_vitres.analysis.figures import pyplot, save_figure
+from keras_vitres.training.curves import pyplot, save_figure
 
 
 @dataclasses.dataclass

@@ -25,7 +25,7 @@ from keras_vitres.analysis.experiment import (
     predict_probabilities,
     train_new_model,
 )
-from keras_vitres.analysis.figures import pyplot, save_figure
+from keras_vitres.training.curves import pyplot, save_figure
 
 HEAD_FUSIONS = ("mean", "max", "min")
 

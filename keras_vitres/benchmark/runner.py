@@ -286,7 +286,7 @@ def run_benchmark(
             by "+": "resnet50@float32+mixed_bfloat16" (the others use `precisions`).
         batch_size: int, or None for each model's default (128 for the CIFAR nets, 16 at 224x224).
         precisions: dtype policies to measure, each a separate row group: "float32", "mixed_bfloat16".
-        jit: "auto" (XLA on a GPU, off on CPU: `keras_vitres.training.distribute.resolve_jit_compile`), "on", "off".
+        jit: "auto" (XLA on a GPU, off on CPU: `keras_vitres.training.resolve_jit_compile`), "on", "off".
         backend: Keras backend of the workers: "auto" (JAX on a GPU, TensorFlow on CPU), "tensorflow", "jax".
         steps: timed steps per candidate, for training and for inference.
         warmup: untimed steps first (the first training step is reported as `first_step_s`).

@@ -37,7 +37,7 @@ class KerasSession:
         import numpy as np
 
         from keras_vitres.benchmark.builders import BUILDERS
-        from keras_vitres.training.distribute import local_accelerators, resolve_jit_compile
+        from keras_vitres.training import local_accelerators, resolve_jit_compile
 
         keras.config.set_dtype_policy(request["precision"])
         self.backend = keras.backend.backend()
@@ -100,7 +100,7 @@ def import_framework(framework):
     if framework == "torch":
         return _load_torch_peers()
     import keras_vitres.benchmark.builders  # noqa: F401 (imports keras and the backend)
-    import keras_vitres.training.distribute  # noqa: F401
+    import keras_vitres.training  # noqa: F401
 
 
 def serve(requests, replies):

@@ -142,6 +142,8 @@ def run(args):
     if name == "vit":
         import keras
 
+        import keras_vitres.layers  # noqa: F401  (registers the package's layers for loading)
+
         model = None
         if args.model:
             model = keras.saving.load_model(args.model, safe_mode=True, compile=False)

@@ -4,8 +4,6 @@ import glob
 import json
 import os
 
-RUN_MODEL_FILES = ("model.keras", "final.keras", "final_model.keras", "best.keras")
-
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -49,8 +47,12 @@ def add_parser(subparsers):
 
 
 def find_run_model(run_dir):
-    """Returns the model file of a training run folder, or raises naming what was found."""
-    for name in RUN_MODEL_FILES:
+    """Returns the model file of a training run folder (the final model, else the best checkpoint, as
+    `keras-vitres train` writes them; else its only .keras file), or raises naming what was found."""
+    from keras_vitres.training import BEST_FILE, MODEL_FILE
+
+    run_model_files = (MODEL_FILE, BEST_FILE)
+    for name in run_model_files:
         path = os.path.join(run_dir, name)
         if os.path.isfile(path):
             return path
@@ -59,7 +61,7 @@ def find_run_model(run_dir):
         return found[0]
     raise FileNotFoundError(
         f"Run folder {run_dir!r} has {'no' if not found else 'several'} .keras model files "
-        f"({', '.join(os.path.basename(f) for f in found) or 'none'}); expected one of {RUN_MODEL_FILES}. "
+        f"({', '.join(os.path.basename(f) for f in found) or 'none'}); expected one of {run_model_files}. "
         "Pass the model file itself."
     )
 
@@ -116,7 +118,7 @@ def parse_preprocessing(value):
 def run(args):
     import keras
 
-    import keras_vitres  # noqa: F401  (registers the package's layers for loading)
+    import keras_vitres.layers  # noqa: F401  (registers the package's layers for loading)
     from keras_vitres.export import BYTES_SIGNATURE, FLOAT_SIGNATURE, export_saved_model, read_export_metadata
     from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS, check_max_pixels
 

@@ -1,14 +1,14 @@
-"""Pieces every builder shares: argument checks, the keras.applications-style head, and weight loading."""
+"""Pieces every builder shares: argument checks, the keras.applications-style head, and weight loading.
 
-import os
+Builders load their `weights=` through `keras_vitres.weights.load_weights` (re-exported here), which picks the
+loader by the file's suffix: models call the loaders, the loaders never import the builders.
+"""
 
 import keras
 
-POOLINGS = (None, "avg", "max")
+from keras_vitres.weights.loaders import load_weights as load_weights  # the builders call it from here
 
-# Loaders for weight files other than Keras' own, keyed by file suffix. The `keras_vitres.weights` package
-# registers its converters here, so the builders accept published checkpoints without importing it.
-WEIGHT_LOADERS = {}
+POOLINGS = (None, "avg", "max")
 
 
 def check_input_shape(input_shape, *, require_size=False, min_size=None):
@@ -60,49 +60,3 @@ def check_positive_int(name, value, *, allow_none=False):
 def classifier(x, classes, classifier_activation, name="predictions", **dense_args):
     """The classification layer. It always computes in float32, so logits stay float32 under mixed precision."""
     return keras.layers.Dense(classes, activation=classifier_activation, dtype="float32", name=name, **dense_args)(x)
-
-
-def load_weights(model, weights):
-    """Loads `weights` (None, or a local file) into `model`, with an error that names the file on failure.
-
-    Keras' own files (`.weights.h5`, `.keras`) load directly; other formats go through the converters
-    registered in `WEIGHT_LOADERS` by suffix.
-    """
-    if weights is None:
-        return model
-    if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"`weights` must be None or the path of a local weights file; received weights={weights!r}.")
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"`weights` file not found: weights={path!r}.")
-    for suffix, loader in WEIGHT_LOADERS.items():
-        if path.endswith(suffix):
-            loader(model, path)
-            return model
-    if path.endswith(".keras"):
-        source = keras.saving.load_model(path, safe_mode=True, compile=False)
-        _copy_weights(source, model, path)
-        return model
-    if not path.endswith(".h5"):
-        known = sorted([".weights.h5", ".keras", *WEIGHT_LOADERS])
-        raise ValueError(f"`weights` has an unknown file type: weights={path!r}; expected one of {known}.")
-    try:
-        model.load_weights(path)
-    except Exception as error:  # Keras raises several types for a file that does not fit the model
-        raise ValueError(f"`weights` file {path!r} does not fit model {model.name!r}: {error}") from error
-    return model
-
-
-def _copy_weights(source, model, path):
-    source_weights, target_weights = source.weights, model.weights
-    if len(source_weights) != len(target_weights):
-        raise ValueError(
-            f"`weights` file {path!r} holds {len(source_weights)} tensors; model {model.name!r} has {len(target_weights)}."
-        )
-    for src, dst in zip(source_weights, target_weights):
-        if tuple(src.shape) != tuple(dst.shape):
-            raise ValueError(
-                f"`weights` file {path!r}: tensor {src.path!r} has shape {tuple(src.shape)}, but the model's "
-                f"{dst.path!r} has shape {tuple(dst.shape)}."
-            )
-    model.set_weights(source.get_weights())

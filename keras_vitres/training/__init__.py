@@ -11,10 +11,14 @@ from keras_vitres.training.distribute import (
     STRATEGIES,
     Distribution,
     get_distribution,
+    local_accelerators,
+    resolve_jit_compile,
     resolve_strategy,
 )
 from keras_vitres.training.recipes import RECIPES, Recipe, get_recipe, list_recipes
 from keras_vitres.training.runner import (
+    BEST_FILE,
+    MODEL_FILE,
     TrainingInterrupted,
     evaluate,
     resolve_config,
@@ -28,6 +32,8 @@ from keras_vitres.training.schedules import (
 )
 
 __all__ = [
+    "BEST_FILE",
+    "MODEL_FILE",
     "RECIPES",
     "STRATEGIES",
     "AdaptiveWarmup",
@@ -44,7 +50,9 @@ __all__ = [
     "get_distribution",
     "get_recipe",
     "list_recipes",
+    "local_accelerators",
     "resolve_config",
+    "resolve_jit_compile",
     "resolve_strategy",
     "train",
     "warmup_cosine_decay",

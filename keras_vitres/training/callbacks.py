@@ -7,7 +7,6 @@ The rest of a run's callbacks are Keras' own (`ModelCheckpoint`, `CSVLogger`, `T
 """
 
 import glob
-import hashlib
 import json
 import math
 import os
@@ -16,6 +15,7 @@ import re
 import keras
 
 from keras_vitres.training.schedules import find_warmup
+from keras_vitres.weights.download import sha256_of
 
 
 def _sync_weights(model):
@@ -209,14 +209,6 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = current_learning_rate(self.model.optimizer)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class VerifiedBackup(keras.callbacks.Callback):
     """Backs up the training state (weights and optimizer) at the end of every epoch, keeping the last `keep`
     backups, each verified against its recorded sha256 before a run resumes from it.
@@ -272,7 +264,7 @@ class VerifiedBackup(keras.callbacks.Callback):
         model.save_weights(partial, overwrite=True)
         os.replace(partial, weights)
         record = dict(step=step, epoch=self._epoch, reason=reason, weights=os.path.basename(weights),
-                      size=os.path.getsize(weights), sha256=_sha256(weights))
+                      size=os.path.getsize(weights), sha256=sha256_of(weights))
         manifest = os.path.join(self.backup_dir, f"{stem}.json")
         with open(f"{manifest}.partial", "w") as f:
             json.dump(record, f)
@@ -337,7 +329,7 @@ class VerifiedBackup(keras.callbacks.Callback):
         actual = os.path.getsize(weights)
         if actual != size:
             raise ValueError(f"it is {actual} bytes long but {size} bytes were written: truncated or overwritten")
-        actual = _sha256(weights)
+        actual = sha256_of(weights)
         if actual != digest:
             raise ValueError(f"its sha256 is {actual}, not the {digest} recorded when it was written: corrupt")
         return {**record, "path": weights}

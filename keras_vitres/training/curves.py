@@ -1,7 +1,41 @@
-"""The loss and accuracy curves of a run, drawn from its CSV log (matplotlib, Agg backend, no display needed)."""
+"""The loss and accuracy curves of a run, drawn from its CSV log, and the figure plumbing that the analyses share:
+matplotlib on the Agg backend (no display needed), PNG output."""
 
 import csv
 import math
+import os
+
+
+def pyplot():
+    """Returns `matplotlib.pyplot` on the Agg backend, or raises an ImportError saying how to install it."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError("the figures need matplotlib: `pip install matplotlib`.") from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path, dpi=100):
+    """Writes `figure` as a PNG at `path` (creating its folder), closes it and returns `path`.
+
+    Args:
+        figure: a matplotlib Figure.
+        path: str or os.PathLike ending in ".png".
+        dpi: int. Resolution.
+    """
+    path = os.fspath(path)
+    if not path.lower().endswith(".png"):
+        raise ValueError(f"`path` must name a .png file; received path={path!r}.")
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
+    pyplot().close(figure)
+    return path
 
 
 def read_log(csv_path):
@@ -30,16 +64,11 @@ def plot_curves(csv_path, png_path, title=""):
     Returns:
         `png_path`, or None when the log holds no epoch yet.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     columns = read_log(csv_path)
     if not columns.get("epoch"):
         return None
     epochs = [e + 1 for e in columns["epoch"]]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure, axes = pyplot().subplots(1, 2, figsize=(10, 4))
     for axis, metric in zip(axes, ("loss", "accuracy")):
         for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
             if any(not math.isnan(v) for v in columns.get(key, [])):  # CSVLogger writes "NA" without validation
@@ -51,7 +80,4 @@ def plot_curves(csv_path, png_path, title=""):
             axis.legend()
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=100)
-    plt.close(figure)
-    return png_path
+    return save_figure(figure, png_path)

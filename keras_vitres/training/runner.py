@@ -644,7 +644,7 @@ def evaluate(model, dataset=None, *, data_path=None, split="test", batch_size=25
         if not os.path.isfile(path):
             raise FileNotFoundError(f"`model` must be a run directory with a {MODEL_FILE} or a .keras file; "
                                     f"{path!r} does not exist.")
-        import keras_vitres  # noqa: F401  (registers the serialisable layers and schedules)
+        import keras_vitres.layers  # noqa: F401  (registers the layers; the schedules are this package's own)
 
         net = keras.saving.load_model(path, compile=False)
     recipe = run_config.get("recipe", {})

@@ -1,25 +1,30 @@
 """Loading published checkpoints: official ViT `.npz`, keras.applications ResNet `.h5`, timm/torchvision
 `.safetensors`, and verified downloads.
 
-Importing this package registers its loaders in `keras_vitres.models.common.WEIGHT_LOADERS`, so every builder's
-`weights=` accepts these files. PyTorch pickles (`.pth`, `.pt`, `.bin`, `.ckpt`) are refused with the command that
-converts them to safetensors.
+Every builder's `weights=` calls `load_weights`, which picks the loader by the file's suffix. PyTorch pickles
+(`.pth`, `.pt`, `.bin`, `.ckpt`) are refused with the command that converts them to safetensors. Named checkpoints
+are declared by the preset rows (`keras_vitres.presets`) and fetched with `download`.
 """
 
-from keras_vitres.models.common import WEIGHT_LOADERS
 from keras_vitres.weights.download import download, sha256_of
-from keras_vitres.weights.loaders import load_h5, load_keras_applications, load_npz, load_safetensors
-from keras_vitres.weights.readers import PICKLE_SUFFIXES, refuse_pickle
-
-WEIGHT_LOADERS.update({".npz": load_npz, ".safetensors": load_safetensors, ".h5": load_h5})
-WEIGHT_LOADERS.update({suffix: refuse_pickle for suffix in PICKLE_SUFFIXES})
+from keras_vitres.weights.loaders import (
+    LOADERS,
+    load_h5,
+    load_keras_applications,
+    load_npz,
+    load_safetensors,
+    load_weights,
+)
+from keras_vitres.weights.readers import refuse_pickle
 
 __all__ = [
+    "LOADERS",
     "download",
     "load_h5",
     "load_keras_applications",
     "load_npz",
     "load_safetensors",
+    "load_weights",
     "refuse_pickle",
     "sha256_of",
 ]

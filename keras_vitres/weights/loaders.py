@@ -1,6 +1,7 @@
-"""One loader per file format, registered in `keras_vitres.models.common.WEIGHT_LOADERS` by suffix.
+"""One loader per file format, and `load_weights`, which the builders call for their `weights=` argument.
 
-Each loader opens the file with a reader from `readers` (which refuses what could run code or reach outside the
+`load_weights` picks the loader by the file's suffix (`LOADERS`); Keras' own `.keras` files are copied tensor by
+tensor. Loaders take a model and never import the builders. Each loader opens the file with a reader from `readers` (which refuses what could run code or reach outside the
 file), recognises the checkpoint family from its tensor names, maps it onto the model (`resnet`, `vit`) and assigns
 it with `mapping.assign_weights` (which checks every declared shape before reading data).
 """
@@ -9,9 +10,12 @@ import math
 import os
 import re
 
+import keras
+
 from keras_vitres.weights import resnet, vit
 from keras_vitres.weights.mapping import assign_weights
 from keras_vitres.weights.readers import (
+    PICKLE_SUFFIXES,
     KerasH5Tensors,
     KerasModelTensors,
     NpzTensors,
@@ -23,6 +27,7 @@ from keras_vitres.weights.readers import (
     is_legacy_keras_h5,
     keras3_layers,
     open_hdf5,
+    refuse_pickle,
 )
 
 STATE_DICT_PREFIXES = ("module.", "model.", "state_dict.")  # left by DataParallel and training wrappers
@@ -59,6 +64,18 @@ def _has_head(model):
     return "predictions" in {layer.name for layer in model.layers}
 
 
+def _assign_vit(model, tensor_file, sources, ignorable):
+    """Assigns a ViT checkpoint through its family's `sources` and `ignorable` mappings, resampling the position
+    embedding to the model's patch grid."""
+    return assign_weights(
+        model,
+        tensor_file,
+        sources(model, tensor_file),
+        ignorable=ignorable(model, tensor_file),
+        position_grid=vit.position_grid(model),
+    )
+
+
 def load_npz(model, path):
     """Loads an official (google-research/vision_transformer) or big_vision ViT `.npz` into a ViT model.
 
@@ -67,14 +84,7 @@ def load_npz(model, path):
     whether the position embedding was resampled.
     """
     with NpzTensors(path) as tensor_file:
-        sources = vit.npz_vit_sources(model, tensor_file)
-        return assign_weights(
-            model,
-            tensor_file,
-            sources,
-            ignorable=vit.npz_vit_ignorable(model, tensor_file),
-            position_grid=vit.position_grid(model),
-        )
+        return _assign_vit(model, tensor_file, vit.npz_vit_sources, vit.npz_vit_ignorable)
 
 
 def load_safetensors(model, path):
@@ -82,14 +92,7 @@ def load_safetensors(model, path):
     with SafetensorsTensors(path) as opened:
         tensor_file = _strip_wrapper_prefix(opened)
         if vit.torch_vit_flavour(tensor_file):
-            sources = vit.torch_vit_sources(model, tensor_file)
-            return assign_weights(
-                model,
-                tensor_file,
-                sources,
-                ignorable=vit.torch_vit_ignorable(model, tensor_file),
-                position_grid=vit.position_grid(model),
-            )
+            return _assign_vit(model, tensor_file, vit.torch_vit_sources, vit.torch_vit_ignorable)
         if "conv1.weight" in tensor_file and "layer1.0.conv1.weight" in tensor_file:
             if not resnet.is_resnet(model):
                 raise ValueError(f"`weights` file {os.fspath(path)!r} holds a ResNet; model {model.name!r} is not one.")
@@ -219,3 +222,54 @@ def load_keras_applications(model, source):
         source: the keras.applications model.
     """
     return _load_keras_applications(model, KerasModelTensors(source))
+
+
+# The loader of each file suffix, in the order they are tried (`.weights.h5` ends in `.h5`: `load_h5` checks it and
+# hands it to Keras). PyTorch pickles are refused with the command that converts them.
+LOADERS = {
+    ".npz": load_npz,
+    ".safetensors": load_safetensors,
+    ".h5": load_h5,
+    **{suffix: refuse_pickle for suffix in PICKLE_SUFFIXES},
+}
+
+
+def load_weights(model, weights):
+    """Loads `weights` (None, or the path of a local file) into `model`, with an error that names the file on
+    failure; returns `model`. Every builder's `weights=` comes here.
+
+    The loader is chosen by the file's suffix (`LOADERS`); Keras' `.keras` files are read with `safe_mode=True`
+    and copied tensor by tensor.
+    """
+    if weights is None:
+        return model
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"`weights` must be None or the path of a local weights file; received weights={weights!r}.")
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"`weights` file not found: weights={path!r}.")
+    for suffix, loader in LOADERS.items():
+        if path.endswith(suffix):
+            loader(model, path)
+            return model
+    if path.endswith(".keras"):
+        source = keras.saving.load_model(path, safe_mode=True, compile=False)
+        _copy_weights(source, model, path)
+        return model
+    known = sorted([".weights.h5", ".keras", *LOADERS])
+    raise ValueError(f"`weights` has an unknown file type: weights={path!r}; expected one of {known}.")
+
+
+def _copy_weights(source, model, path):
+    source_weights, target_weights = source.weights, model.weights
+    if len(source_weights) != len(target_weights):
+        raise ValueError(
+            f"`weights` file {path!r} holds {len(source_weights)} tensors; model {model.name!r} has {len(target_weights)}."
+        )
+    for src, dst in zip(source_weights, target_weights):
+        if tuple(src.shape) != tuple(dst.shape):
+            raise ValueError(
+                f"`weights` file {path!r}: tensor {src.path!r} has shape {tuple(src.shape)}, but the model's "
+                f"{dst.path!r} has shape {tuple(dst.shape)}."
+            )
+    model.set_weights(source.get_weights())

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_vitres import VisionTransformer, feature_extractor
+from keras_vitres import feature_extractor
 from keras_vitres.analysis import (
     attention_rollout,
     encoder_attention,
@@ -17,11 +17,12 @@ from keras_vitres.analysis import (
 )
 from keras_vitres.analysis.vit import patch_distances, similarity_mosaic, token_grid
 from tests.analysis.conftest import assert_png
+from tests.helpers import tiny_vit
 
 
 def small_vit(use_class_token=True, input_shape=(16, 24, 3)):
-    return VisionTransformer(patch_size=4, hidden_dim=32, num_layers=3, num_heads=2, mlp_dim=64,
-                             input_shape=input_shape, classes=5, use_class_token=use_class_token)
+    """A 4x6 grid of 4x4 patches, three blocks."""
+    return tiny_vit(patch_size=4, num_layers=3, input_shape=input_shape, use_class_token=use_class_token)
 
 
 def test_attention_is_read_from_the_blocks_the_model_runs():

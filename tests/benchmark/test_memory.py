@@ -11,7 +11,7 @@ import pytest
 from keras_vitres.benchmark.memory import compiled_step_memory, saved_activations
 from keras_vitres.layers.remat import remat_saves_memory
 from keras_vitres.models.resnet import ResNet
-from keras_vitres.models.vit import VisionTransformer
+from tests.helpers import tiny_vit
 
 ON_JAX = keras.backend.backend() == "jax"
 needs_jax = pytest.mark.skipif(not ON_JAX, reason="traces the step with JAX; CI runs it in its JAX step")
@@ -24,9 +24,7 @@ def _cifar_resnet(depth, remat):
 
 
 def _vit(num_layers, remat):
-    return VisionTransformer(patch_size=8, hidden_dim=32, num_layers=num_layers, num_heads=2, mlp_dim=64,
-                             dropout_rate=0.1, input_shape=(32, 32, 3), classes=10, classifier_activation=None,
-                             remat=remat)  # fmt: skip
+    return tiny_vit(num_layers=num_layers, dropout_rate=0.1, remat=remat)  # 32x32, patch 8: 16 tokens of 32
 
 
 @pytest.mark.backend_agnostic

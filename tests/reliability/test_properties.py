@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 import keras_vitres
 from keras_vitres.cli.main import main
 from keras_vitres.training import schedules
+from tests.helpers import tiny_vit
 
 SETTINGS = dict(
     derandomize=True,
@@ -546,11 +547,6 @@ def _resnet(**kwargs):
     return keras_vitres.ResNet(**{"depth": 8, "stem": "cifar", "stage_filters": (8, 8, 16), **kwargs})
 
 
-def _vit(**kwargs):
-    base = dict(patch_size=8, hidden_dim=16, num_layers=1, num_heads=2, mlp_dim=16, input_shape=(16, 16, 3))
-    return keras_vitres.VisionTransformer(**{**base, **kwargs})
-
-
 def _cli_train(*flags):
     code, out, err = run_cli(["train", "--print-config", *flags])
     if code == 2:
@@ -572,17 +568,17 @@ FIXED_GAPS = [
         "naming classifier_activation"),
     Gap("ResNet", lambda: _resnet(stem="imagenet", depth=18.0, stage_filters=(8, 8, 16, 16)), "depth", 18.0,
         "models/resnet.py depth_to_stages: an int for the ImageNet stem too (18.0 built a model named 'resnet18.0')"),
-    Gap("VisionTransformer", lambda: _vit(patch_size=3.5), "patch_size", 3.5,
+    Gap("VisionTransformer", lambda: tiny_vit(patch_size=3.5), "patch_size", 3.5,
         "layers/embedding.py _pair: type checked before `tuple(value)` ('float' object is not iterable)"),
-    Gap("VisionTransformer", lambda: _vit(hidden_dim=0), "hidden_dim", 0,
+    Gap("VisionTransformer", lambda: tiny_vit(hidden_dim=0), "hidden_dim", 0,
         "models/vit.py check_vit_args: `hidden_dim >= 1` (0 % num_heads == 0 passed; Keras reported `filters=0`)"),
-    Gap("VisionTransformer", lambda: _vit(num_layers=-1), "num_layers", -1,
+    Gap("VisionTransformer", lambda: tiny_vit(num_layers=-1), "num_layers", -1,
         "models/vit.py check_vit_args: an int `num_layers >= 1` (a negative value built a model with no encoder)"),
-    Gap("VisionTransformer", lambda: _vit(num_layers=1.5), "num_layers", 1.5,
+    Gap("VisionTransformer", lambda: tiny_vit(num_layers=1.5), "num_layers", 1.5,
         "models/vit.py check_vit_args: the same check (was: 'float' object cannot be interpreted as an integer)"),
-    Gap("VisionTransformer", lambda: _vit(mlp_dim=0), "mlp_dim", 0,
+    Gap("VisionTransformer", lambda: tiny_vit(mlp_dim=0), "mlp_dim", 0,
         "models/vit.py check_vit_args: an int `mlp_dim >= 1` (Keras reported `units=0`)"),
-    Gap("VisionTransformer", lambda: _vit(representation_size=-3), "representation_size", -3,
+    Gap("VisionTransformer", lambda: tiny_vit(representation_size=-3), "representation_size", -3,
         "models/vit.py check_vit_args: None or an int >= 1 (Keras reported `units=-3`)"),
     Gap("build_model", lambda: keras_vitres.build_model(["resnet20"]), "name", ["resnet20"],
         "presets.py get_preset: `name` must be a str (was: TypeError unhashable type: 'list')", "list_presets()"),
