@@ -165,8 +165,10 @@ def targets(results, aim=1.2):
     return lines
 
 
-def markdown_section(results, *, command, machine, versions_found, settings, load_after=None, notes=(), date=None):
-    """The Markdown written between the docs markers: how it was run, on what, the table and the targets.
+def markdown_section(results, *, command, machine, versions_found, settings, load_after=None, notes=(), date=None,
+                     how_to=True):
+    """The Markdown written between the docs markers: how it was run, on what, the table and the targets, then
+    (with `how_to`, once a page) the smoke-test and GPU commands.
 
     `date` is the day the run was measured (ISO format; today when None), so re-rendering a saved run keeps it.
     """
@@ -213,7 +215,7 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
     ]
     if not gpus:
         lines.append(f"- GPU: {NO_GPU}.")
-    lines += [
+    lines += [] if not how_to else [
         "",
         "A smoke test of the same machinery on tiny models takes seconds:",
         "",

@@ -72,7 +72,8 @@ def write_docs(docs_path, record, results, notes=(), section_name=None):
     section = markdown_section(results, command=record["command"], machine=record["machine"],
                                versions_found=record["versions"], settings=record["settings"],
                                load_after=record["load_after"], notes=notes,
-                               date=record.get("date", "(date not recorded)"))  # fmt: skip
+                               date=record.get("date", "(date not recorded)"),
+                               how_to=section_name is None)  # fmt: skip
     fallback = os.path.join(os.path.dirname(docs_path) or ".", os.path.basename(FALLBACK_DOCS_PATH))
     written = write_docs_section(docs_path, section, fallback_path=fallback, name=section_name)
     print(f"wrote the benchmark section to {written}", file=sys.stderr)
