@@ -1,8 +1,10 @@
 """The benchmark's bookkeeping without running models: plans, ratios, the table, targets and the docs markers."""
 
+import os
+
 import pytest
 
-from keras_vitres.benchmark import candidates, report
+from keras_vitres.benchmark import candidates, report, runner
 from keras_vitres.benchmark.runner import Result, compute_ratios, paired_ratio_quartiles, resolve_backend, run_benchmark
 
 
@@ -177,3 +179,21 @@ def test_arguments_are_checked_before_anything_runs():
     with pytest.raises(ValueError, match="received backend='torch'"):
         resolve_backend("torch", "cpu")
     assert resolve_backend("auto", "cpu") == "tensorflow"
+
+
+def test_jax_workers_do_not_preallocate_the_gpu_unless_the_user_chose(monkeypatch):
+    env = runner.worker_environment("keras", "jax", {"PATH": "/bin"})
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["KERAS_BACKEND"] == "jax"
+    assert env["PATH"] == "/bin" and runner.PACKAGE_ROOT in env["PYTHONPATH"].split(os.pathsep)
+    for user in ({"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}, {"XLA_PYTHON_CLIENT_MEM_FRACTION": ".4"}):
+        env = runner.worker_environment("keras", "jax", user)
+        assert {k: env.get(k) for k in runner.JAX_MEMORY_SETTINGS} == {k: user.get(k) for k in runner.JAX_MEMORY_SETTINGS}
+    for framework, backend in (("keras", "tensorflow"), ("torch", "jax")):  # no JAX in that process
+        assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in runner.worker_environment(framework, backend, {})
+    # ... and the Worker starts its process with that environment
+    started = []
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda *args, **kwargs: started.append(kwargs["env"]))
+    runner.Worker("keras", "jax", timeout=1).log.close()
+    assert started[0]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
