@@ -62,15 +62,16 @@ def add_parser(subparsers):
 
 
 def write_docs(docs_path, record, results, notes=()):
-    """Writes the docs section for a run `record` (see `run`) between the markers of `docs_path`."""
-    from keras_vitres.benchmark.report import markdown_section, write_docs_section
+    """Writes the docs section for a run `record` (see `run`) between the markers of `docs_path`: the GPU section's
+    for a run on a GPU, the CPU section's otherwise (`report.markers`)."""
+    from keras_vitres.benchmark.report import markdown_section, markers, write_docs_section
 
     section = markdown_section(results, command=record["command"], machine=record["machine"],
                                versions_found=record["versions"], settings=record["settings"],
                                load_after=record["load_after"], notes=notes,
                                date=record.get("date", "(date not recorded)"))  # fmt: skip
     fallback = os.path.join(os.path.dirname(docs_path) or ".", os.path.basename(FALLBACK_DOCS_PATH))
-    written = write_docs_section(docs_path, section, fallback_path=fallback)
+    written = write_docs_section(docs_path, section, fallback_path=fallback, marker_pair=markers(record["machine"]))
     print(f"wrote the benchmark section to {written}", file=sys.stderr)
 
 

@@ -137,8 +137,10 @@ def VisionTransformer(
         layer_norm_epsilon: float. LayerNorm epsilon (1e-6).
         approximate_gelu: bool. tanh-approximate GELU, to match the published `.npz` checkpoints exactly.
         remat: bool. Recompute each encoder block's activations in the backward pass instead of storing them: less
-            training memory (73% less for ViT-B/16 and 77% for ViT-L/16 on CPU with TensorFlow, docs/benchmarks.md)
-            for about 1.25x the step time. Keras on JAX compiling for the CPU saves nothing.
+            training memory (73% less for ViT-B/16 and 77% for ViT-L/16 on CPU with TensorFlow; with JAX on one H200
+            GPU ViT-B/16's compiled step at batch 64 needs 1,594 instead of 10,043 MiB of temporaries;
+            docs/benchmarks.md) for about 1.25x the step time on CPU. Keras on JAX compiling for the CPU saves
+            nothing.
         include_top: bool. End with the classifier; otherwise return tokens (or pooled features, see `pooling`).
         weights: None or the path of a local weights file.
         input_shape: (H, W, C) with H and W multiples of the patch size.

@@ -197,3 +197,24 @@ def test_jax_workers_do_not_preallocate_the_gpu_unless_the_user_chose(monkeypatc
     monkeypatch.setattr(runner.subprocess, "Popen", lambda *args, **kwargs: started.append(kwargs["env"]))
     runner.Worker("keras", "jax", timeout=1).log.close()
     assert started[0]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+
+def test_a_gpu_run_renders_its_own_section_with_the_card_and_the_gpu_targets(tmp_path):
+    from keras_vitres.cli.benchmark import rerender
+
+    record = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results", "gpu_h200_2026-12-04.json")
+    docs = tmp_path / "benchmarks.md"
+    cpu = f"{report.MARKER_START}\nthe CPU table\n{report.MARKER_END}"
+    docs.write_text(f"# Benchmarks\n\n{cpu}\n\n{report.GPU_MARKER_START}\n{report.GPU_MARKER_END}\n")
+    assert rerender(record, str(docs), notes=["A note."]) == 0
+    text = docs.read_text()
+    assert cpu in text  # a GPU run never replaces the CPU section
+    gpu = text.split(report.GPU_MARKER_START)[1].split(report.GPU_MARKER_END)[0]
+    assert gpu.startswith("\n## Throughput on a GPU\n\nMeasured 2026-12-04 on NVIDIA H200, 143771 MiB with:")
+    assert "| GPU peak MiB |" in gpu and "| ViT-B/16 | timm | 128 | mixed_bfloat16 |" in gpu
+    assert "- ViT-B/16 train: at least timm's: not met, aim 1.1x not reached (0.68x)." in gpu
+    assert "- ResNet-50 train: at least 1.1x timm's: not met (1.04x)." in gpu
+    assert "- ViT-B/16 training at 45% of the card's dense bfloat16 peak (989 TFLOP/s, 4,239 img/s" in gpu
+    assert "not met (23.8%)." in gpu and "every row at least keras-hub's on the same backend: not met for" in gpu
+    assert "infer ResNet-50 mixed_bfloat16 vs keras-hub (0.81x" in gpu and gpu.rstrip().endswith("A note.")
+    assert report.gpu_bf16_peak_tflops("NVIDIA H100 PCIe") == 756 and report.gpu_bf16_peak_tflops("Tesla T4") is None
