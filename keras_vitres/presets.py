@@ -136,6 +136,7 @@ PRESETS = {
         trainable_params=142_026,
         paper=f"{VIT_PAPER} (a small ViT for 32x32 inputs: width 64, 4 layers, 4 heads, MLP 128)",
         description="Small ViT/4 on 32x32 images, the `digits_vit` recipe's: width 64, 4 layers, 4 heads, MLP 128",
+        weights={},
     ),
     "r50_vit_base_patch16_224": dict(
         builder="HybridViT",

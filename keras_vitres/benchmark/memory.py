@@ -5,7 +5,8 @@ derivatives need; with `remat=True` a block stores only its input and recomputes
 arXiv:1604.06174). `saved_activations` counts those tensors exactly from JAX's autodiff of the model's training
 step, traced on abstract shapes: nothing runs, so the figure costs seconds even for ResNet-1202 at batch 128 and
 does not depend on the machine's load. It is the memory that a compiler keeping the rematerialisation barriers
-(XLA on GPUs and TPUs) holds across the step, before any fusion of cheap element-wise operations.
+(XLA on GPUs, measured on an H200: `benchmarks/results/remat_gpu.md`) holds across the step, before any fusion of
+cheap element-wise operations.
 
 `compiled_step_memory` gives what XLA actually allocates for the same step on the device JAX runs on. On CPU, XLA
 removes the barriers and merges the recomputation with the forward pass (common-subexpression elimination), so
@@ -49,12 +50,43 @@ def _abstract_step_inputs(model, batch_size):
     return abstract(model.trainable_variables), abstract(model.non_trainable_variables), images, labels
 
 
+def kept_tensors(model, batch_size):
+    """The tensors a training step of `model` keeps from its forward pass for the backward pass, as abstract values.
+
+    The step is the loss (sparse categorical cross-entropy on the model's logits) as a function of the weights, the
+    BatchNorm and dropout state and the batch, traced by `jax.vjp` on abstract shapes. Tensors that are the step's own
+    inputs (weights, batch) are not listed: they are held with or without rematerialisation.
+
+    Args:
+        model: a Keras model with a fully defined input shape (batch excluded) that outputs logits.
+        batch_size: int. Images per step.
+
+    Returns:
+        A list of `jax.core.ShapedArray` (`.shape`, `.dtype`), one per distinct tensor kept.
+
+    Raises:
+        ValueError: naming the backend, unless Keras runs on JAX.
+    """
+    _check_jax("kept_tensors")
+    import jax
+    from jax.extend.core import Literal
+
+    loss_fn = _training_loss(model)
+    jaxpr, (_, backward) = jax.make_jaxpr(lambda *args: jax.vjp(loss_fn, *args), return_shape=True)(
+        *_abstract_step_inputs(model, batch_size)
+    )
+    num_residuals = len(jax.tree.leaves(backward))  # the closure of the backward function: what it keeps
+    residuals = jaxpr.jaxpr.outvars[len(jaxpr.jaxpr.outvars) - num_residuals :]
+    inputs = set(jaxpr.jaxpr.invars)
+    kept = {v: None for v in residuals if not isinstance(v, Literal) and v not in inputs}  # distinct, in order
+    return [v.aval for v in kept]
+
+
 def saved_activations(model, batch_size):
     """Counts the tensors a training step of `model` keeps from its forward pass for the backward pass.
 
-    The step is the loss (sparse categorical cross-entropy on the model's logits) as a function of the weights, the
-    BatchNorm and dropout state and the batch, traced by `jax.vjp` on abstract shapes. Tensors that are the step's own inputs
-    (weights, batch) are not counted: they are held with or without rematerialisation.
+    The tensors are those of `kept_tensors` (the step traced by `jax.vjp` on abstract shapes; weights and batch
+    excluded).
 
     Args:
         model: a Keras model with a fully defined input shape (batch excluded) that outputs logits.
@@ -67,19 +99,8 @@ def saved_activations(model, batch_size):
         ValueError: naming the backend, unless Keras runs on JAX.
     """
     _check_jax("saved_activations")
-    import jax
-    from jax.extend.core import Literal
-
-    loss_fn = _training_loss(model)
-    jaxpr, (_, backward) = jax.make_jaxpr(lambda *args: jax.vjp(loss_fn, *args), return_shape=True)(
-        *_abstract_step_inputs(model, batch_size)
-    )
-    num_residuals = len(jax.tree.leaves(backward))  # the closure of the backward function: what it keeps
-    residuals = jaxpr.jaxpr.outvars[len(jaxpr.jaxpr.outvars) - num_residuals :]
-    inputs = set(jaxpr.jaxpr.invars)
-    kept = {v for v in residuals if not isinstance(v, Literal) and v not in inputs}
-    nbytes = sum(math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in kept)
-    return SavedActivations(nbytes, len(kept))
+    kept = kept_tensors(model, batch_size)
+    return SavedActivations(sum(math.prod(a.shape) * a.dtype.itemsize for a in kept), len(kept))
 
 
 def compiled_step_memory(model, batch_size):

@@ -12,6 +12,13 @@ MARKER_END = "<!-- /benchmark-table -->"
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 VERSION_PACKAGES = ("keras", "tensorflow", "jax", "keras-hub", "torch", "torchvision", "timm")
 NO_GPU = "no GPU was available; GPU targets not measured"
+# Dense bfloat16 peak of a card, TFLOP/s, by the first fragment found in its name (the SXM figure where unsuffixed).
+GPU_BF16_PEAK_TFLOPS = (("H100 PCIe", 756), ("H100 NVL", 835), ("H100", 989), ("H200", 989), ("A100", 312))
+VIT_B16_TRAIN_GFLOP = 105  # per 224x224 image: forward 35 GFLOP (17.6 G multiply-adds) and backward twice that
+VIT_B16_PEAK_AIM = 0.45
+# The GPU targets (issue 20), ours/timm on one GPU: (model, kind, at least, aim or None).
+GPU_TIMM_TARGETS = (("vit_b16", "train", 1.0, 1.1), ("vit_b16", "infer", 1.0, 1.1), ("resnet50", "train", 1.1, None),
+                    ("resnet50", "infer", 1.0, None))  # fmt: skip
 
 # (header, function of a Result -> text); the ratio columns are ours/peer throughput, on the peer's row.
 COLUMNS = (
@@ -165,33 +172,78 @@ def targets(results, aim=1.2):
     return lines
 
 
+def gpu_bf16_peak_tflops(gpu_name):
+    """The dense bfloat16 peak (TFLOP/s) of the card named `gpu_name` (as nvidia-smi names it), or None if unknown."""
+    return next((peak for fragment, peak in GPU_BF16_PEAK_TFLOPS if fragment in gpu_name), None)
+
+
+def gpu_targets(results, gpu_name):
+    """The GPU targets as lines of text: ViT-B/16 and ResNet-50 against timm (`GPU_TIMM_TARGETS`), ViT-B/16's
+    training FLOP/s as a share of the card's dense bfloat16 peak, and every row at least keras-hub's."""
+    lines = []
+    for model, kind, least, aim in GPU_TIMM_TARGETS:
+        row = next((r for r in results if r.model == model and r.candidate == "timm"), None)
+        ratio = None if row is None else getattr(row, f"{kind}_ratio")
+        wanted = f"at least {least:.1f}x timm's" if least != 1.0 else "at least timm's"
+        title = row.title if row else model
+        if ratio is None:
+            lines.append(f"- {title} {kind}: {wanted}: not measured (no timm row).")
+            continue
+        verdict = "met" if ratio >= least else "not met"
+        if aim is not None:
+            verdict += f", aim {aim:.1f}x {'reached' if ratio >= aim else 'not reached'}"
+        lines.append(f"- {title} {kind}: {wanted}: {verdict} ({ratio:.2f}x).")
+    peak = gpu_bf16_peak_tflops(gpu_name)
+    ours = next((r for r in results if r.model == "vit_b16" and r.against is None and r.train_ips), None)
+    if ours is not None and peak is not None:
+        share = ours.train_ips * VIT_B16_TRAIN_GFLOP * 1e9 / (peak * 1e12)
+        needed = VIT_B16_PEAK_AIM * peak * 1e12 / (VIT_B16_TRAIN_GFLOP * 1e9)
+        lines.append(
+            f"- {ours.title} training at {VIT_B16_PEAK_AIM:.0%} of the card's dense bfloat16 peak ({peak} TFLOP/s, "
+            f"{needed:,.0f} img/s at {VIT_B16_TRAIN_GFLOP} GFLOP per image): "
+            f"{'met' if share >= VIT_B16_PEAK_AIM else 'not met'} ({share:.1%})."
+        )
+    hub = [r for r in results if r.candidate == "keras-hub"]
+    slower = [f"{kind} {_verdict_row(r, kind)}" for r in hub for kind in ("train", "infer")
+              if getattr(r, f"{kind}_ratio") is not None and getattr(r, f"{kind}_ratio") < 1.0]  # fmt: skip
+    if hub:
+        lines.append("- every row at least keras-hub's on the same backend: "
+                     + ("met." if not slower else f"not met for {', '.join(slower)}."))  # fmt: skip
+    return lines
+
+
 def markdown_section(results, *, command, machine, versions_found, settings, load_after=None, notes=(), date=None,
                      how_to=True):
     """The Markdown written between the docs markers: how it was run, on what, the table and the targets, then
     (with `how_to`, once a page) the smoke-test and GPU commands.
 
-    `date` is the day the run was measured (ISO format; today when None), so re-rendering a saved run keeps it.
+    `date` is the day the run was measured (ISO format; today when None), so re-rendering a saved run keeps it. A
+    run on a GPU (`machine["gpus"]`) is titled "Throughput: GPU, <card>", names the card and is judged by the GPU
+    targets (`gpu_targets`); `keras-vitres benchmark --write-docs` puts it in the "gpu" section (`markers("gpu")`).
     """
     gpus = machine["gpus"]
     memory = "?" if machine["memory_gib"] is None else f"{machine['memory_gib']:.0f} GiB"
     features = ", ".join(machine["cpu_features"]) or "none of " + "/".join(CPU_FEATURES)
+    features = f" ({features})" if machine["cpu_features"] or not gpus else ""
     load = machine["load_average"]
     load_text = "unknown" if load is None else f"{load[0]:.1f} (1 min) at the start"
     if load_after is not None:
         load_text += f", {load_after[0]:.1f} at the end"
     version_text = ", ".join(f"{name} {version or 'not installed'}" for name, version in versions_found.items())
-    kind = f"GPU ({gpus[0]})" if gpus else f"CPU, {cpu_kind(machine)}"
+    kind = f"GPU, {gpus[0]}" if gpus else f"CPU, {cpu_kind(machine)}"
+    measured = date or datetime.date.today().isoformat()
     lines = [
         f"## Throughput: {kind}",
         "",
-        f"Measured {date or datetime.date.today().isoformat()} with:",
+        f"Measured {measured} on {', '.join(gpus)} with:" if gpus else f"Measured {measured} with:",
         "",
+        "<!-- illustrative: needs a GPU, with PyTorch and timm for the PyTorch peers -->" if gpus else
         "<!-- illustrative: the full benchmark takes half an hour or more on 2 CPU cores -->",
         "```console",
         f"$ {command}",
         "```",
         "",
-        f"- Machine: {machine['cpu']}, {machine['cores']} cores ({features}), {memory} memory; "
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores{features}, {memory} memory; "
         + (f"GPU: {'; '.join(gpus)}." if gpus else f"{NO_GPU}."),
         f"- Load average {load_text}, on {machine['cores']} cores (it counts the benchmark's own worker processes,"
         " and anything else running): the candidates of each model were alternated step by step (A B A B ...)"
@@ -211,10 +263,13 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
         "",
         "Targets:",
         "",
-        *(targets(results) or ["- no peer was measured."]),
     ]
-    if not gpus:
-        lines.append(f"- GPU: {NO_GPU}.")
+    if gpus:
+        lines += gpu_targets(results, gpus[0])
+        for note in notes:
+            lines += ["", note]
+        return "\n".join(lines)
+    lines += [*(targets(results) or ["- no peer was measured."]), f"- GPU: {NO_GPU}."]
     lines += [] if not how_to else [
         "",
         "A smoke test of the same machinery on tiny models takes seconds:",

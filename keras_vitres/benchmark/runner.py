@@ -1,7 +1,8 @@
 """Runs the benchmark: each candidate in its own worker process, steps alternated across candidates, medians.
 
-For one model and precision, the candidates' workers are started and built one at a time (so a build is never
-timed while another process builds), then all are warmed up (the first training step, which traces and compiles,
+For one model and precision, the candidates' worker processes are all started at once (their imports overlap), the
+runner waits until every one has imported, then builds them one at a time (so a build is never timed while another
+process imports or builds), then all are warmed up (the first training step, which traces and compiles,
 is reported as `first_step_s`), then the timed steps alternate between candidates, A B A B ..., first for
 training and then for inference. Alternating step by step means a change in the machine's load (other jobs on
 a shared CPU) hits every candidate alike, and the medians ignore the odd slow step. The ratio ours/peer is the
@@ -78,12 +79,30 @@ class WorkerError(RuntimeError):
     """A worker failed a request, died, or did not answer in time."""
 
 
+JAX_MEMORY_SETTINGS = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION")
+
+
+def worker_environment(framework, backend, environ=None):
+    """The environment of a worker process for a candidate of `framework` ("keras", "torch") on Keras `backend`.
+
+    A Keras worker on JAX gets `XLA_PYTHON_CLIENT_PREALLOCATE=false` unless `environ` (default `os.environ`) already
+    sets it or `XLA_PYTHON_CLIENT_MEM_FRACTION`: by default JAX takes 75% of the GPU's memory when it starts, so two
+    JAX workers started together (ours and keras-hub) cannot share one GPU, and the GPU peak it reports would be the
+    preallocation rather than what the candidate used.
+    """
+    environ = os.environ if environ is None else environ
+    env = dict(environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL=environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    if framework == "keras" and backend == "jax" and not any(name in environ for name in JAX_MEMORY_SETTINGS):
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return env
+
+
 class Worker:
     """A `worker.py` process serving one candidate; see that module for the protocol."""
 
     def __init__(self, framework, backend, timeout):
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        env = worker_environment(framework, backend)
         self.timeout = timeout
         self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(

@@ -65,10 +65,13 @@ def add_parser(subparsers):
 
 
 def write_docs(docs_path, record, results, notes=(), section_name=None):
-    """Writes the docs section for a run `record` (see `run`) between the markers of `docs_path` (those of
-    `section_name`, when given)."""
+    """Writes the docs section for a run `record` (see `run`) between the markers of `docs_path`: those of
+    `section_name` when given, else the "gpu" section's for a run on a GPU and the unnamed one otherwise
+    (`report.markers`)."""
     from keras_vitres.benchmark.report import markdown_section, write_docs_section
 
+    if section_name is None and record["machine"]["gpus"]:
+        section_name = "gpu"
     section = markdown_section(results, command=record["command"], machine=record["machine"],
                                versions_found=record["versions"], settings=record["settings"],
                                load_after=record["load_after"], notes=notes,

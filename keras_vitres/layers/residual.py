@@ -10,10 +10,13 @@ Strided 3x3 convolutions pad one pixel on every side and then run "valid", as Py
 torchvision/timm weights assume, and `padding="same"` (which pads only bottom/right for even inputs) does not
 reproduce it. Unstrided convolutions use "same", which is the same symmetric padding.
 
-Strided 1x1 convolutions (the B/C projections, the v1 bottleneck's first convolution) are computed as a subsample
-`x[:, ::s, ::s]` followed by a stride-1 convolution: the same arithmetic and the same weights, but it avoids
-TensorFlow 2.21's oneDNN kernel for the gradient of a strided 1x1 "valid" convolution, which corrupts the heap
-(the process aborts) for odd batch sizes on even-sized maps.
+Strided 1x1 convolutions (the B/C projections, the v1 bottleneck's first convolution) are computed on TensorFlow as
+a subsample `x[:, ::s, ::s]` followed by a stride-1 convolution: the same arithmetic and the same weights, but it
+avoids TensorFlow 2.21's oneDNN kernel for the gradient of a strided 1x1 "valid" convolution, which corrupts the heap
+(the process aborts) for odd batch sizes on even-sized maps. On the other backends, which that bug does not touch,
+they are strided convolutions, as in keras-hub and torchvision: on JAX the subsample compiles to a strided slice of
+the block's input ahead of the convolution (one per downsampling projection of ResNet-50), an operation keras-hub's
+compiled ResNet-50 does not have, where a strided convolution reads only the pixels it uses.
 """
 
 import keras
@@ -48,7 +51,7 @@ class _ConvBNMixin:
     """Creates the convolution + batch-norm pairs shared by shortcuts and blocks, with fixed names.
 
     A convolution comes with what runs before it: None, a `ZeroPadding2D` (strided kxk, k > 1) or an int stride
-    to subsample by (strided 1x1, see the module docstring). `self.strides` stays the block's stride.
+    to subsample by (strided 1x1 on TensorFlow, see the module docstring). `self.strides` stays the block's stride.
     """
 
     def _set_conv_args(self, use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer):
@@ -71,7 +74,7 @@ class _ConvBNMixin:
         pad = None
         if strides > 1 and kernel_size > 1:
             pad = keras.layers.ZeroPadding2D(kernel_size // 2, dtype=self.dtype_policy, name=f"{name}_pad")
-        elif strides > 1:
+        elif strides > 1 and keras.backend.backend() == "tensorflow":  # TensorFlow's oneDNN bug: module docstring
             pad, strides = strides, 1
         conv = keras.layers.Conv2D(
             filters,

@@ -188,8 +188,10 @@ def VisionTransformer(
         layer_norm_epsilon: float. LayerNorm epsilon (1e-6).
         approximate_gelu: bool. tanh-approximate GELU, to match the published `.npz` checkpoints exactly.
         remat: bool. Recompute each encoder block's activations in the backward pass instead of storing them: less
-            training memory (73% less for ViT-B/16 and 77% for ViT-L/16 on CPU with TensorFlow, docs/benchmarks.md)
-            for about 1.25x the step time. Keras on JAX compiling for the CPU saves nothing.
+            training memory (73% less for ViT-B/16 and 77% for ViT-L/16 on CPU with TensorFlow; with JAX on one H200
+            GPU ViT-B/16's compiled step at batch 64 needs 1,594 instead of 10,043 MiB of temporaries;
+            docs/benchmarks.md) for about 1.25x the step time on CPU. Keras on JAX compiling for the CPU saves
+            nothing.
         patch_kernel_initializer: initializer of the patch embedding's kernel (a Keras initializer name, dict or
             instance). None: "glorot_uniform" (Keras' default) when `weights` is None, "lecun_normal" (the paper's
             code, big_vision and timm) when weights are loaded. lecun_normal suits 16x16 patches; with 4x4x3 patches

@@ -106,8 +106,9 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
         mixed_precision: "auto", "float32", "mixed_float16" or "mixed_bfloat16".
         jit_compile: "auto", True or False.
         remat: bool. Recompute every block's activations in the backward pass (the builders' `remat`): less
-            training memory (73% less for ViT-B/16, 56% for ResNet-110, with TensorFlow; none with JAX on CPU) at
-            1.25x to 1.5x the step time. Like the precision, it changes how a run computes, not what: a run may be
+            training memory (73% less for ViT-B/16, 56% for ResNet-110, with TensorFlow on CPU; on a GPU with JAX the
+            compiled step's temporaries fell 84% for ViT-B/16 and 75% for ResNet-110 on one H200; none with JAX on
+            CPU; docs/benchmarks.md) at 1.25x to 1.5x the step time on CPU. Like the precision, it changes how a run computes, not what: a run may be
             resumed with another setting.
         deterministic: bool. TensorFlow's op determinism (bit-identical reruns, a little slower).
         coordinator, num_processes, process_id: for strategy="multiworker".

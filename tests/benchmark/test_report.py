@@ -1,8 +1,10 @@
 """The benchmark's bookkeeping without running models: plans, ratios, the table, targets and the docs markers."""
 
+import os
+
 import pytest
 
-from keras_vitres.benchmark import candidates, report
+from keras_vitres.benchmark import candidates, report, runner
 from keras_vitres.benchmark.runner import Result, compute_ratios, paired_ratio_quartiles, resolve_backend, run_benchmark
 
 
@@ -211,3 +213,43 @@ def test_the_recorded_cpu_features_include_avx2(monkeypatch):
     monkeypatch.setattr(report, "_read", lambda path: "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2 sha_ni\n"
                         if path == "/proc/cpuinfo" else "")
     assert report.machine_info()["cpu_features"] == ["avx2", "fma"]
+
+
+def test_jax_workers_do_not_preallocate_the_gpu_unless_the_user_chose(monkeypatch):
+    env = runner.worker_environment("keras", "jax", {"PATH": "/bin"})
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["KERAS_BACKEND"] == "jax"
+    assert env["PATH"] == "/bin" and runner.PACKAGE_ROOT in env["PYTHONPATH"].split(os.pathsep)
+    for user in ({"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}, {"XLA_PYTHON_CLIENT_MEM_FRACTION": ".4"}):
+        env = runner.worker_environment("keras", "jax", user)
+        assert {k: env.get(k) for k in runner.JAX_MEMORY_SETTINGS} == {k: user.get(k) for k in runner.JAX_MEMORY_SETTINGS}
+    for framework, backend in (("keras", "tensorflow"), ("torch", "jax")):  # no JAX in that process
+        assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in runner.worker_environment(framework, backend, {})
+    # ... and the Worker starts its process with that environment
+    started = []
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda *args, **kwargs: started.append(kwargs["env"]))
+    runner.Worker("keras", "jax", timeout=1).log.close()
+    assert started[0]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+
+def test_a_gpu_run_renders_its_own_section_with_the_card_and_the_gpu_targets(tmp_path):
+    from keras_vitres.cli.benchmark import rerender
+
+    record = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results", "gpu_h200_2026-12-04.json")
+    docs = tmp_path / "benchmarks.md"
+    cpu = f"{report.MARKER_START}\nthe CPU table\n{report.MARKER_END}"
+    gpu_start, gpu_end = report.markers("gpu")
+    docs.write_text(f"# Benchmarks\n\n{cpu}\n\n{gpu_start}\n{gpu_end}\n")
+    assert rerender(record, str(docs), notes=["A note."]) == 0
+    text = docs.read_text()
+    assert cpu in text  # a GPU run never replaces the CPU section
+    gpu = text.split(gpu_start)[1].split(gpu_end)[0]
+    assert gpu.startswith("\n## Throughput: GPU, NVIDIA H200, 143771 MiB\n\nMeasured 2026-12-04 on NVIDIA H200, 143771 MiB with:")
+    assert "| GPU peak MiB |" in gpu and "| ViT-B/16 | timm | 128 | mixed_bfloat16 |" in gpu
+    assert "- ViT-B/16 train: at least timm's: not met, aim 1.1x not reached (0.68x)." in gpu
+    assert "- ResNet-50 train: at least 1.1x timm's: not met (1.04x)." in gpu
+    assert "- ViT-B/16 training at 45% of the card's dense bfloat16 peak (989 TFLOP/s, 4,239 img/s" in gpu
+    assert "not met (23.8%)." in gpu and "every row at least keras-hub's on the same backend: not met for" in gpu
+    assert "infer ResNet-50 mixed_bfloat16 vs keras-hub (0.81x" in gpu and gpu.rstrip().endswith("A note.")
+    assert report.gpu_bf16_peak_tflops("NVIDIA H100 PCIe") == 756 and report.gpu_bf16_peak_tflops("Tesla T4") is None
