@@ -233,6 +233,30 @@ def test_model_with_its_own_preprocessing_layer_takes_raw_pixels(tmp_path):
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5, rtol=0)
 
 
+def test_a_model_with_an_image_preprocessing_layer_is_served_and_described_by_it(tmp_path):
+    from keras_vitres.layers import Preprocessing
+
+    mean = np.random.default_rng(3).uniform(0, 255, (32, 32, 3))
+    description = Preprocessing(image_size=(32, 32), mean=mean, std=64.0, interpolation="nearest",
+                                crop_fraction=0.5)
+    inputs = keras.Input((32, 32, 3))
+    x = description.layer(name="preprocessing", dtype="float32")(inputs)
+    model = keras.Model(inputs, keras_vitres.ResNet(8, stem="cifar")(x), name="described")
+    path = export_saved_model(model, tmp_path)
+    meta = read_export_metadata(path)
+    assert meta["preprocessing"]["source"] == "model layer" and meta["preprocessing"]["layer"] == "ImagePreprocessing"
+    assert Preprocessing.from_dict({k: meta["preprocessing"][k] for k in Preprocessing.fields()}) == description
+    assert meta["preprocessing"]["formula"] == "(x - mean (per pixel and channel)) / 64"
+    assert meta["resize_method"] == "nearest" and "central 0.5" in meta["signatures"]["serving_bytes"]["applies"]
+    # The bytes signature keeps the central half, resizes with nearest neighbours, then the model's layer applies.
+    photo = np.asarray(Image.fromarray(photos.chelsea()).resize((64, 64), Image.BILINEAR))
+    served = tf.saved_model.load(path).signatures["serving_bytes"](image_bytes=tf.constant([encode(photo, "PNG")]))
+    pixels = resize_like_serving(photo, (32, 32), "nearest", crop_fraction=0.5)
+    np.testing.assert_array_equal(pixels, photo[16:48, 16:48].astype("float32"))
+    expected = keras.ops.convert_to_numpy(model(pixels[None], training=False))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5, rtol=0)
+
+
 def test_models_of_any_size_need_an_image_size(tmp_path):
     model = keras_vitres.ResNet(8, stem="cifar", input_shape=(None, None, 3))
     with pytest.raises(ValueError, match="image_size"):
