@@ -127,6 +127,15 @@ def random_shift(dataset, max_fraction, image_shape, seed):
     The offsets come from stateless random ops keyed by a seeded stream (`tf.data.Dataset.random`), so they depend
     only on the seed and the pass over the data: a resumed run, or a first iterator that Keras opens and drops,
     does not change them (a stateful `keras.layers.RandomTranslation` would).
+
+    Args:
+        dataset: a batched tf.data.Dataset of (images (B, H, W, C), labels, ...).
+        max_fraction: float in (0, 0.5). The largest shift, as a fraction of the height and width.
+        image_shape: (H, W, C) of the images.
+        seed: int. Seeds the offsets.
+
+    Returns:
+        The dataset with its images shifted.
     """
     import tensorflow as tf
 

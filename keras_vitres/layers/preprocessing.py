@@ -111,7 +111,10 @@ class Preprocessing:
     crop_fraction: float = 1.0
 
     def __post_init__(self):
-        received = self.to_dict()
+        # What was given, for the error messages: the fields that differ from their defaults.
+        received = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                    if not (isinstance(getattr(self, f.name), (str, int, float, type(None)))
+                            and getattr(self, f.name) == f.default)}
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen dataclass)
         if self.image_size is not None:
             size = (self.image_size,) * 2 if isinstance(self.image_size, int) else tuple(self.image_size)
@@ -133,7 +136,8 @@ class Preprocessing:
         std = _freeze(_values(self.std, "std", received, positive=True))
         if isinstance(std, tuple) and isinstance(std[0], tuple):
             raise ValueError(
-                f"`preprocessing['std']` must be one number or one per channel; received preprocessing={received!r:.200}."
+                "`preprocessing['std']` must be one number or one per channel; received "
+                f"preprocessing={received!r:.200}."
             )
         set_("std", std)
         if self.interpolation not in INTERPOLATIONS:

@@ -136,7 +136,8 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         train_examples=len(y_train), validation_examples=len(splits.validation[1]) if splits.validation else 0,
         test_examples=len(splits.test[1]),
         preprocessing=describe_preprocessing(preprocessing, recipe.preprocessing, len(x_train)),
-        loss=type(loss).__name__, labels="one-hot" if uses_one_hot(recipe) else "sparse", parameters=model.count_params(),
+        loss=type(loss).__name__, labels="one-hot" if uses_one_hot(recipe) else "sparse",
+        parameters=model.count_params(),
         tensorboard=has_tensorboard(),
         keras_version=keras.__version__,
     )}
@@ -203,7 +204,8 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         line += f" -- STOPPED EARLY: {nan_guard.message}"
     result = dict(
         summary=line, test_accuracy=float(scores["accuracy"]), test_loss=float(scores["loss"]), steps=steps_done,
-        total_steps=plan.total_steps, epochs=plan.epochs, wall_time_s=round(wall, 1), stopped_on_nan=nan_guard.stopped_at_step,
+        total_steps=plan.total_steps, epochs=plan.epochs, wall_time_s=round(wall, 1),
+        stopped_on_nan=nan_guard.stopped_at_step,
         message=nan_guard.message, run_dir=run_dir, model=model_path, class_names=list(splits.class_names),
         best_checkpoint=os.path.join(run_dir, BEST_FILE) if os.path.exists(os.path.join(run_dir, BEST_FILE)) else None,
     )

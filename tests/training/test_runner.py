@@ -90,7 +90,8 @@ def test_a_run_writes_its_directory(tiny_run):
     resolved = config["resolved"]
     assert config["recipe"]["name"] == "digits_resnet" and config["recipe"]["model_overrides"] == {"depth": 8}
     assert (resolved["steps_per_epoch"], resolved["epochs"], resolved["total_steps"]) == (2, 2, 4)
-    assert resolved["preprocessing"]["mode"] == "pixel_mean" and resolved["preprocessing"]["layer"] == "ImagePreprocessing"
+    assert resolved["preprocessing"]["mode"] == "pixel_mean"
+    assert resolved["preprocessing"]["layer"] == "ImagePreprocessing"
     assert resolved["preprocessing"]["formula"] == "x - mean (per pixel and channel)"
     assert resolved["preprocessing"]["mean_shape"] == [32, 32, 3] and resolved["preprocessing"]["mean_of"] == 1437
     assert resolved["strategy"] == "one" and resolved["mixed_precision"] == runner.resolve_precision("auto")
