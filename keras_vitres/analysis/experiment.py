@@ -148,7 +148,7 @@ class TrainingSettings:
             name="analysis",
             description="the analyses' settings; the network and the data are the analysis's own",
             batch_size=self.batch_size,
-            optimizer="sgd" if self.optimizer == "sgd" else "adamw",  # AdamW without weight decay is Adam
+            optimizer="sgd" if self.optimizer == "sgd" else "adamw",  # without decoupled weight decay: Adam
             learning_rate=self.learning_rate,
             momentum=self.momentum,
             weight_decay=self.weight_decay,

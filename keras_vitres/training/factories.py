@@ -109,15 +109,18 @@ def build_training_model(recipe, image_shape, num_classes, preprocessing, remat=
 
 
 def build_optimizer(recipe, schedule):
-    """SGD with momentum or AdamW on `schedule`, with decoupled weight decay and clipping as the recipe says."""
+    """SGD with momentum or AdamW (Adam when it has no decoupled weight decay) on `schedule`, with decoupled weight
+    decay and clipping as the recipe says."""
     decoupled = recipe.weight_decay if recipe.weight_decay_mode == "decoupled" and recipe.weight_decay > 0 else None
     clip = dict(global_clipnorm=recipe.gradient_clip_norm) if recipe.gradient_clip_norm else {}
     if recipe.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(
             schedule, momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=decoupled, **clip
         )
-    else:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=decoupled or 0.0, **clip)
+    elif decoupled:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=decoupled, **clip)
+    else:  # AdamW without weight decay is Adam; Keras' AdamW would still apply a decay of 0 to every variable
+        optimizer = keras.optimizers.Adam(schedule, **clip)
     if decoupled:
         optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
     return optimizer

@@ -26,9 +26,10 @@ import keras
 from keras_vitres.layers.remat import remat_saves_memory
 from keras_vitres.training import callbacks as callbacks_
 from keras_vitres.training.backup import VerifiedBackup
-from keras_vitres.training.config import resolve_config  # noqa: F401  (the entry point's other half)
+from keras_vitres.training.config import resolve_config  # noqa: F401  (still importable from here)
 from keras_vitres.training.curves import plot_curves
 from keras_vitres.training.distribute import get_distribution, resolve_jit_compile, resolve_precision
+from keras_vitres.training.evaluation import evaluate  # noqa: F401  (still importable from here)
 from keras_vitres.training.factories import (
     build_preprocessing,
     build_training_model,

@@ -257,6 +257,29 @@ def test_a_model_with_an_image_preprocessing_layer_is_served_and_described_by_it
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5, rtol=0)
 
 
+def test_a_keras_preprocessing_layer_of_an_older_run_is_described_by_what_it_computes():
+    from keras_vitres.export import model_preprocessing
+
+    rng = np.random.default_rng(4)
+    raw = rng.uniform(0, 255, (2, 4, 5, 3)).astype("float32")
+    per_pixel = rng.uniform(0, 255, (4, 5, 3)).astype("float32")
+    name = dict(name="preprocessing")
+    layers = [
+        keras.layers.Normalization(axis=(1, 2, 3), mean=per_pixel, variance=np.ones_like(per_pixel), **name),
+        keras.layers.Normalization(axis=-1, mean=[1.0, 2.0, 3.0], variance=[4.0, 9.0, 16.0], **name),
+        keras.layers.Rescaling(1 / 127.5, offset=-1.0, **name),
+        keras.layers.Identity(**name),
+    ]
+    for layer in layers:
+        inputs = keras.Input((4, 5, 3))
+        model = keras.Model(inputs, layer(inputs))
+        description, found = model_preprocessing(model)
+        assert found is layer, type(layer).__name__
+        np.testing.assert_allclose(description.apply_numpy(raw), model.predict(raw, verbose=0), atol=1e-4)
+    inputs = keras.Input((4, 5, 3))
+    assert model_preprocessing(keras.Model(inputs, keras.layers.Flatten()(inputs))) == (None, None)
+
+
 def test_models_of_any_size_need_an_image_size(tmp_path):
     model = keras_vitres.ResNet(8, stem="cifar", input_shape=(None, None, 3))
     with pytest.raises(ValueError, match="image_size"):
