@@ -12,7 +12,7 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class AnalysisData:
-    """Float32 arrays ready for `model.fit`: the training set's mean per channel subtracted, divided by 128.
+    """Float32 arrays ready for training: the training set's mean per channel subtracted, divided by 128.
 
     Attributes:
         x_train, y_train: training images (N, H, W, C) and int labels (N,).
@@ -20,9 +20,10 @@ class AnalysisData:
             validation split when it has one, else its test split, as the paper's figures plot test error).
         num_classes: int.
         name: the dataset name.
-        preprocessing: the normalisation applied to raw [0, 255] pixels, as {"mean": [3 floats], "std": [3
-            floats]} (empty when not normalised): pass it to `keras_vitres.export.export_saved_model(...,
-            preprocessing=data.preprocessing)` so that a served model takes raw pixels.
+        preprocessing: the normalisation applied to raw [0, 255] pixels, a `keras_vitres.layers.Preprocessing`
+            as its compact dict, {"mean": [3 floats], "std": 128.0} (empty when not normalised): pass it to
+            `keras_vitres.export.export_saved_model(..., preprocessing=data.preprocessing)` so that a served
+            model takes raw pixels.
     """
 
     x_train: np.ndarray
@@ -81,22 +82,19 @@ def load_analysis_data(dataset="digits", *, image_size=None, train_size=None, va
         val_size = _check_positive(val_size, "val_size")
         keep = np.sort(rng.permutation(len(y_val))[:val_size])
         x_val, y_val = x_val[keep], y_val[keep]
+    from keras_vitres.layers.preprocessing import Preprocessing
+
     channels = x_train.shape[-1]
-    mean = x_train.reshape(-1, channels).astype(np.float64).mean(axis=0) if normalize else np.zeros(channels)
-    divisor = 128.0 if normalize else 1.0
-    preprocessing = {"mean": mean.tolist(), "std": [divisor] * channels} if normalize else {}
-
-    def scale(x):
-        return ((x.astype(np.float64) - mean) / divisor).astype(np.float32)
-
+    mean = x_train.reshape(-1, channels).astype(np.float64).mean(axis=0)
+    preprocessing = Preprocessing(mean=mean, std=128.0) if normalize else Preprocessing()
     return AnalysisData(
-        x_train=scale(x_train),
+        x_train=preprocessing.apply_numpy(x_train),
         y_train=np.asarray(y_train, np.int64),
-        x_val=scale(x_val),
+        x_val=preprocessing.apply_numpy(x_val),
         y_val=np.asarray(y_val, np.int64),
         num_classes=splits.num_classes,
         name=splits.name,
-        preprocessing=preprocessing,
+        preprocessing=preprocessing.to_dict(compact=True),
     )
 
 
@@ -106,6 +104,9 @@ OPTIMIZERS = ("sgd", "adam")
 @dataclasses.dataclass
 class TrainingSettings:
     """How the analyses train each network; the same settings (and seed) for every network compared.
+
+    The settings are a `keras_vitres.training.Recipe` (`recipe()`): a cosine decay to 0 over the run, no warmup,
+    no augmentation, sparse cross-entropy; the weight decay is the builders' `kernel_regularizer`.
 
     Attributes:
         epochs: int. Passes over the training set.
@@ -139,6 +140,26 @@ class TrainingSettings:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}; received optimizer={self.optimizer!r}.")
 
+    def recipe(self):
+        """These settings as the `keras_vitres.training.Recipe` that `train_classifier` trains with."""
+        from keras_vitres.training.recipes import Recipe
+
+        return Recipe(
+            name="analysis",
+            description="the analyses' settings; the network and the data are the analysis's own",
+            batch_size=self.batch_size,
+            optimizer="sgd" if self.optimizer == "sgd" else "adamw",  # without decoupled weight decay: Adam
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            weight_decay_mode="l2",  # through `regularizer()`, in the network the analysis builds
+            schedule="cosine",
+            final_learning_rate=0.0,
+            epochs=self.epochs,
+            steps=None,
+            preprocessing="none",
+        )
+
     def regularizer(self):
         """The kernel regularizer for the builders' `kernel_regularizer` argument (None without weight decay)."""
         import keras
@@ -155,45 +176,30 @@ def set_seed(seed):
 
 
 def train_classifier(model, data, settings):
-    """Trains `model` (softmax outputs) and returns its per-epoch error curves.
+    """Trains `model` (softmax outputs) through `keras_vitres.training` and returns its per-epoch error curves.
 
     The training error of an epoch is measured while training (running average, BN in training mode), as the
     thin curves of the paper's Fig. 1 and 6; the validation error is measured at the end of each epoch.
 
     Args:
-        model: a compiled-or-not `keras.Model` ending in a softmax over `data.num_classes` classes.
+        model: an uncompiled `keras.Model` ending in a softmax over `data.num_classes` classes.
         data: an `AnalysisData`.
         settings: a `TrainingSettings`.
 
     Returns:
         {"train_error": [float] * epochs, "val_error": [float] * epochs}, errors as fractions in [0, 1].
     """
-    import keras
+    from keras_vitres.training.fit import compile_for_recipe, fit_model, plan_steps
 
-    steps = settings.epochs * -(-len(data.y_train) // settings.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps)
-    if settings.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(schedule, momentum=settings.momentum)
-    else:
-        optimizer = keras.optimizers.Adam(schedule)
-    model.compile(
-        optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    set_seed(settings.seed)  # the same batch order for every network of a comparison
-    history = model.fit(
-        data.x_train,
-        data.y_train,
-        batch_size=settings.batch_size,
-        epochs=settings.epochs,
-        validation_data=(data.x_val, data.y_val),
-        shuffle=True,
-        verbose=0,
-    )
+    recipe = settings.recipe()
+    plan = plan_steps(recipe, len(data.y_train))
+    compile_for_recipe(model, recipe, plan)
+    set_seed(settings.seed)  # the same random state for every network of a comparison
+    logs = fit_model(model, recipe, (data.x_train, data.y_train), (data.x_val, data.y_val), plan=plan,
+                     seed=settings.seed)
     return {
-        "train_error": [1.0 - float(a) for a in history.history["accuracy"]],
-        "val_error": [1.0 - float(a) for a in history.history["val_accuracy"]],
+        "train_error": [1.0 - float(a) for a in logs["accuracy"]],
+        "val_error": [1.0 - float(a) for a in logs["val_accuracy"]],
     }
 
 

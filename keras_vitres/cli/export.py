@@ -28,7 +28,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--preprocessing",
         default=None,
-        help="for models without a 'preprocessing' layer: raw, unit, inception, imagenet, caffe, or a JSON dict "
+        help="for models without a preprocessing layer: raw, unit, inception, imagenet, caffe, or a JSON dict "
         'such as \'{"mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7]}\'',
     )
     parser.add_argument("--image-size", default=None, help="HxW (or one number) for models that accept any size")
@@ -167,8 +167,7 @@ def run(args):
     print(f"  outputs: {', '.join(meta['outputs'])} (top {meta['top_k']}); model output: {meta['model_output']}")
     preprocessing = meta["preprocessing"]
     if preprocessing["source"] == "model layer":
-        print(f"  preprocessing: the model's own {preprocessing['layer']} layer named 'preprocessing'")
+        print(f"  preprocessing: the model's own {preprocessing['layer']} layer: {preprocessing['formula']}")
     else:
-        about = {k: v for k, v in preprocessing.items() if k not in ("source", "layer")}
-        print(f"  preprocessing ({preprocessing['source']}): {json.dumps(about)}")
+        print(f"  preprocessing ({preprocessing['source']}): {preprocessing['formula']}")
     return 0

@@ -5,6 +5,8 @@
 - "randaugment": `keras.layers.RandAugment` (Cubuk et al. 2020), the ViT-from-scratch recipes' augmentation
   (Steiner et al. 2021, "How to train your ViT"), applied to each image so each gets its own operations.
 - "keras_cv_randaugment": keras-cv's `RandAugment`, when the optional `cv` extra is installed.
+- `random_shift`: random translations of whole batches, zero-filled (the digits recipes: digits must not be
+  flipped, so the "cifar" crop-and-flip does not fit them).
 - MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019): `keras.layers.MixUp` and `CutMix` below (the core layer
   with the paper's Beta(alpha, alpha) ratio and exact-area labels) on batches with one-hot labels; with both on,
   each batch gets one of them with probability 1/2 (as timm does).
@@ -116,3 +118,39 @@ class LabelMixer:
                 lambda: self._apply(self.cutmix, images, labels),
             )
         return self._apply(self.mixup or self.cutmix, images, labels)
+
+
+def random_shift(dataset, max_fraction, image_shape, seed):
+    """Shifts every image of a batched (images, labels) dataset by up to `max_fraction` of its height and width,
+    zero-filled: pad, then crop back at a random offset.
+
+    The offsets come from stateless random ops keyed by a seeded stream (`tf.data.Dataset.random`), so they depend
+    only on the seed and the pass over the data: a resumed run, or a first iterator that Keras opens and drops,
+    does not change them (a stateful `keras.layers.RandomTranslation` would).
+
+    Args:
+        dataset: a batched tf.data.Dataset of (images (B, H, W, C), labels, ...).
+        max_fraction: float in (0, 0.5). The largest shift, as a fraction of the height and width.
+        image_shape: (H, W, C) of the images.
+        seed: int. Seeds the offsets.
+
+    Returns:
+        The dataset with its images shifted.
+    """
+    import tensorflow as tf
+
+    height, width, channels = image_shape
+    pad_h, pad_w = max(1, round(max_fraction * height)), max(1, round(max_fraction * width))
+    seeds = tf.data.Dataset.random(seed=seed + 7919, rerandomize_each_iteration=True).batch(2)
+
+    def shift(batch, batch_seed):
+        images = tf.pad(batch[0], [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+
+        def crop(index):
+            key = tf.cast(batch_seed, tf.int64) + tf.stack([tf.constant(0, tf.int64), tf.cast(index, tf.int64)])
+            return tf.image.stateless_random_crop(images[index], [height, width, channels], seed=key)
+
+        shifted = tf.map_fn(crop, tf.range(tf.shape(images)[0]), fn_output_signature=images.dtype)
+        return (shifted, *batch[1:])
+
+    return tf.data.Dataset.zip(dataset, seeds).map(shift, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

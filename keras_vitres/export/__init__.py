@@ -9,6 +9,7 @@ from keras_vitres.export.decoding import (
 from keras_vitres.export.preprocessing import (
     PREPROCESSING_PRESETS,
     apply_preprocessing_numpy,
+    model_preprocessing,
     resolve_preprocessing,
 )
 from keras_vitres.export.saved_model import (
@@ -34,6 +35,7 @@ __all__ = [
     "declared_image_size",
     "decode_image_batch",
     "export_saved_model",
+    "model_preprocessing",
     "next_version",
     "read_export_metadata",
     "resize_like_serving",

@@ -84,13 +84,15 @@ def declared_image_size(data):
         return tf.cond(is_jpeg, lambda: _jpeg_declared_size(data), lambda: _png_declared_size(data))
 
 
-def decode_image(data, image_size, channels=3, resize_method="bilinear", antialias=True, max_pixels=DEFAULT_MAX_PIXELS):
+def decode_image(data, image_size, channels=3, resize_method="bilinear", antialias=True, max_pixels=DEFAULT_MAX_PIXELS,
+                 crop_fraction=1.0):
     """Decodes one JPEG or PNG string tensor into a float32 (H, W, channels) tensor in [0, 255].
 
     The format is checked from the magic bytes and the declared size from the header before anything is decoded
     (see the module docstring); an image that declares more than `max_pixels` pixels is refused. Grayscale and
-    RGBA images are converted to `channels`. The image is resized to `image_size` (no resize, hence exact pixels,
-    when it already has that size).
+    RGBA images are converted to `channels`. With `crop_fraction` < 1 the central fraction of the height and
+    width is kept first (a `Preprocessing`'s crop). The image is resized to `image_size` (no resize, hence exact
+    pixels, when it already has that size).
     """
     import tensorflow as tf
 
@@ -113,6 +115,8 @@ def decode_image(data, image_size, channels=3, resize_method="bilinear", antiali
     with tf.control_dependencies([check]):
         image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
     image = tf.cast(tf.ensure_shape(image, (None, None, channels)), tf.float32)
+    if crop_fraction < 1:
+        image = tf.image.central_crop(image, crop_fraction)
     same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], tf.constant(image_size, tf.int32)))
     image = tf.cond(
         same_size,
@@ -123,7 +127,8 @@ def decode_image(data, image_size, channels=3, resize_method="bilinear", antiali
 
 
 def decode_image_batch(
-    image_bytes, image_size, channels=3, resize_method="bilinear", antialias=True, max_pixels=DEFAULT_MAX_PIXELS
+    image_bytes, image_size, channels=3, resize_method="bilinear", antialias=True, max_pixels=DEFAULT_MAX_PIXELS,
+    crop_fraction=1.0,
 ):
     """Decodes a (batch,) string tensor of JPEG/PNG files into a float32 (batch, H, W, channels) tensor.
 
@@ -135,15 +140,16 @@ def decode_image_batch(
     image_size = tuple(int(s) for s in image_size)
     max_pixels = check_max_pixels(max_pixels)
     return tf.map_fn(
-        lambda data: decode_image(data, image_size, channels, resize_method, antialias, max_pixels),
+        lambda data: decode_image(data, image_size, channels, resize_method, antialias, max_pixels, crop_fraction),
         image_bytes,
         fn_output_signature=tf.TensorSpec((*image_size, channels), tf.float32),
         parallel_iterations=1,
     )
 
 
-def resize_like_serving(image, image_size, resize_method="bilinear", antialias=True):
-    """Resizes a decoded (H, W, C) image exactly as the bytes signature does; returns a float32 NumPy array.
+def resize_like_serving(image, image_size, resize_method="bilinear", antialias=True, crop_fraction=1.0):
+    """Crops and resizes a decoded (H, W, C) image exactly as the bytes signature does; returns a float32 NumPy
+    array.
 
     Clients that decode images themselves and call the float signature use this to get identical inputs.
     """
@@ -151,6 +157,8 @@ def resize_like_serving(image, image_size, resize_method="bilinear", antialias=T
     import tensorflow as tf
 
     image = tf.cast(tf.convert_to_tensor(image), tf.float32)
+    if crop_fraction < 1:
+        image = tf.image.central_crop(image, crop_fraction)
     if tuple(image.shape[:2]) != tuple(image_size):
         image = tf.image.resize(image, tuple(image_size), method=resize_method, antialias=antialias)
     return np.asarray(image, np.float32)

@@ -11,9 +11,14 @@ Signatures (inputs -> outputs):
     serving_bytes: `image_bytes` string (batch,), JPEG or PNG files -> the same outputs. The graph checks the
         format (magic bytes) and the declared size (header) against `max_pixels` before decoding, decodes to
         RGB, resizes to (H, W) and then runs exactly the float path.
-Preprocessing (scaling, normalisation) is inside the graph either way. The export needs only TensorFlow to load.
+Preprocessing is inside the graph either way: the model's own (its `ImagePreprocessing` layer, as the package's
+runner trains it) or the `preprocessing=` given to the export, one `keras_vitres.layers.Preprocessing` in both cases;
+the bytes signature also crops and resizes as that description says. The metadata file
+(`assets.extra/keras_vitres.json`) states the description, where it came from and its formula. The export needs
+only TensorFlow to load.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,7 +27,8 @@ import uuid
 import keras
 
 from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS, check_max_pixels, check_resize_method, decode_image_batch
-from keras_vitres.export.preprocessing import apply_preprocessing, is_identity, resolve_preprocessing
+from keras_vitres.export.preprocessing import model_preprocessing
+from keras_vitres.layers.preprocessing import Preprocessing
 from keras_vitres.version import __version__
 
 FLOAT_SIGNATURE = "serving_default"
@@ -30,7 +36,6 @@ BYTES_SIGNATURE = "serving_bytes"
 FLOAT_INPUT = "images"
 BYTES_INPUT = "image_bytes"
 OUTPUT_KINDS = ("auto", "probabilities", "logits")
-PREPROCESSING_LAYER = "preprocessing"
 METADATA_FILE = os.path.join("assets.extra", "keras_vitres.json")
 
 
@@ -138,32 +143,36 @@ def build_serving_functions(
     output,
     top_k,
     class_names=None,
-    resize_method="bilinear",
     antialias=True,
     max_pixels=DEFAULT_MAX_PIXELS,
+    crop_fraction=1.0,
+    resize_method="bilinear",
 ):
     """Returns the (float, bytes) `tf.function`s of the export, with their input signatures.
 
     Args:
         model: a single-input classifier `keras.Model`.
         image_size: (H, W) the signatures take.
-        preprocessing: a resolved preprocessing dict (see `resolve_preprocessing`).
+        preprocessing: None (the model takes the pixels as they are, or applies its own preprocessing) or a
+            `Preprocessing` to apply in front of the model.
         output: "probabilities" or "logits": what the model returns.
         top_k: int. Number of classes in `classes` and `scores`.
         class_names: None or a list with one string per class.
-        resize_method, antialias: how the bytes signature resizes decoded images.
+        antialias: whether the bytes signature's resize is antialiased.
         max_pixels: int. The largest height x width an encoded image may declare.
+        crop_fraction, resize_method: the central fraction the bytes signature keeps, and how it resizes.
     """
     import tensorflow as tf
 
     height, width = image_size
     channels = model.inputs[0].shape[-1]
     names = None if class_names is None else tf.constant(class_names, tf.string)
+    prepare = None if preprocessing is None else preprocessing.layer(name="export_preprocessing", dtype="float32")
 
     @tf.function(input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32, name=FLOAT_INPUT)])
     def classify(images):
         images = tf.ensure_shape(images, (None, height, width, channels))
-        scores = tf.cast(model(apply_preprocessing(images, preprocessing), training=False), tf.float32)
+        scores = tf.cast(model(images if prepare is None else prepare(images), training=False), tf.float32)
         probabilities = tf.nn.softmax(scores, axis=-1) if output == "logits" else scores
         top_scores, top_classes = tf.math.top_k(probabilities, k=top_k)
         outputs = {"probabilities": probabilities, "classes": top_classes, "scores": top_scores}
@@ -173,7 +182,8 @@ def build_serving_functions(
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)])
     def classify_bytes(image_bytes):
-        images = decode_image_batch(image_bytes, (height, width), channels, resize_method, antialias, max_pixels)
+        images = decode_image_batch(image_bytes, (height, width), channels, resize_method, antialias, max_pixels,
+                                    crop_fraction=crop_fraction)
         return classify(images)
 
     return classify, classify_bytes
@@ -188,7 +198,7 @@ def export_saved_model(
     preprocessing=None,
     image_size=None,
     output="auto",
-    resize_method="bilinear",
+    resize_method=None,
     antialias=True,
     overwrite=False,
     max_pixels=DEFAULT_MAX_PIXELS,
@@ -197,9 +207,11 @@ def export_saved_model(
 
     The export has two signatures (see the module docstring): `serving_default` takes raw float pixels named
     `images`, `serving_bytes` takes JPEG/PNG files named `image_bytes`; both return `probabilities`, top-k
-    `classes` and `scores`, and `class_names` when given. Preprocessing is part of the graph: a model whose first
-    layer is named "preprocessing" (as trained by the package's runner) already takes raw pixels; for any other
-    model pass `preprocessing` (None means the model takes raw pixels as they are, like the CIFAR presets).
+    `classes` and `scores`, and `class_names` when given. Preprocessing is part of the graph: a model with its own
+    `ImagePreprocessing` layer (as trained by the package's runner; also a Keras layer named "preprocessing")
+    already takes raw pixels, and its description is what the export states and the bytes signature follows; for
+    any other model pass `preprocessing` (None means the model takes raw pixels as they are, like the CIFAR
+    presets).
 
     Args:
         model: a `keras.Model` classifier with one (batch, H, W, C) input (TensorFlow backend).
@@ -207,13 +219,16 @@ def export_saved_model(
         version: positive int, or None for the next free version (1 in a new folder).
         class_names: None or one string per class; adds a `class_names` output.
         top_k: int. Classes returned in `classes` / `scores` (at most the number of classes).
-        preprocessing: None, a preset name ("raw", "unit", "inception", "imagenet", "caffe") or a dict with
-            `channel_order`, `scale`, `offset`, `mean`, `std` (see `keras_vitres.export.preprocessing`).
-            Must be None when the model has its own "preprocessing" layer.
+        preprocessing: None, a preset name ("raw", "unit", "inception", "imagenet", "caffe"), a dict of
+            `Preprocessing` fields (`channel_order`, `scale`, `offset`, `mean`, `std`, `interpolation`,
+            `crop_fraction`) or a `keras_vitres.layers.Preprocessing`. Must be None when the model has its own
+            preprocessing layer.
         image_size: (H, W) or int; required when the model accepts any size, else must match it.
         output: "auto" (softmax ending -> probabilities, linear ending -> logits), "probabilities" or "logits".
             Logits go through a softmax in the graph, so `probabilities` always sum to one.
-        resize_method, antialias: how `serving_bytes` resizes decoded images (`tf.image.resize`).
+        resize_method: how `serving_bytes` resizes decoded images (a `tf.image.resize` method); default the
+            preprocessing description's `interpolation` ("bilinear" unless it says otherwise).
+        antialias: whether that resize is antialiased.
         overwrite: bool. Replace an existing `version`.
         max_pixels: int. `serving_bytes` refuses, before decoding, any image whose header declares more than
             this many pixels (height x width); default 16,000,000. Images are decoded one at a time, so this
@@ -239,13 +254,23 @@ def export_saved_model(
     model_size, num_classes = _check_model(model)
     height_width, channels = model_size[:2], model_size[2]
     image_size = _check_image_size(image_size, height_width)
-    has_layer = PREPROCESSING_LAYER in [layer.name for layer in model.layers]
-    if has_layer and preprocessing is not None:
+    if resize_method is not None:
+        check_resize_method(resize_method)
+    own, own_layer = model_preprocessing(model)
+    if own_layer is not None and preprocessing is not None:
         raise ValueError(
-            f"Model {model.name!r} has its own {PREPROCESSING_LAYER!r} layer and takes raw pixels; passing "
+            f"Model {model.name!r} has its own preprocessing layer {own_layer.name!r} and takes raw pixels; passing "
             f"preprocessing={preprocessing!r} would normalise twice. Pass preprocessing=None."
         )
-    spec = resolve_preprocessing(preprocessing, channels)
+    description = own if own_layer is not None else Preprocessing.resolve(preprocessing)
+    if description is not None:
+        description.check_channels(channels)
+        if resize_method is not None and resize_method != description.interpolation:
+            description = dataclasses.replace(description, interpolation=resize_method)
+        if description.image_size is None:
+            description = dataclasses.replace(description, image_size=tuple(image_size))
+    resize_method = description.interpolation if description is not None else (resize_method or "bilinear")
+    crop_fraction = description.crop_fraction if description is not None else 1.0
     if output not in OUTPUT_KINDS:
         raise ValueError(f"`output` must be one of {OUTPUT_KINDS}; received output={output!r}.")
     kind = classifier_output_kind(model) if output == "auto" else output
@@ -261,13 +286,14 @@ def export_saved_model(
     classify, classify_bytes = build_serving_functions(
         model,
         image_size=image_size,
-        preprocessing=spec,
+        preprocessing=None if own_layer is not None or description.is_identity else description,
         output=kind,
         top_k=top_k,
         class_names=names,
-        resize_method=resize_method,
         antialias=antialias,
         max_pixels=max_pixels,
+        crop_fraction=crop_fraction,
+        resize_method=resize_method,
     )
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -279,6 +305,8 @@ def export_saved_model(
     staging = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")  # TF Serving ignores non-integers
     try:
         archive.write_out(staging, verbose=False)
+        source = "model layer" if own_layer is not None else ("none" if description.is_identity else "export")
+        applies = description.formula() if description is not None else f"the model's own {own_layer.name!r} layer"
         metadata = dict(
             format="keras_vitres.saved_model/1",
             keras_vitres_version=__version__,
@@ -286,10 +314,13 @@ def export_saved_model(
             version=version,
             signatures={
                 FLOAT_SIGNATURE: {
-                    "inputs": {FLOAT_INPUT: f"float32 (batch, {image_size[0]}, {image_size[1]}, {channels})"}
+                    "inputs": {FLOAT_INPUT: f"float32 (batch, {image_size[0]}, {image_size[1]}, {channels})"},
+                    "applies": applies,
                 },
                 BYTES_SIGNATURE: {
-                    "inputs": {BYTES_INPUT: f"string (batch,): JPEG or PNG files of at most {max_pixels} pixels"}
+                    "inputs": {BYTES_INPUT: f"string (batch,): JPEG or PNG files of at most {max_pixels} pixels"},
+                    "applies": f"decode to RGB, keep the central {crop_fraction:g} of the height and width, "
+                    f"resize to {tuple(image_size)} ({resize_method}), then {applies}",
                 },
             },
             outputs=["probabilities", "classes", "scores"] + (["class_names"] if names else []),
@@ -297,9 +328,10 @@ def export_saved_model(
             channels=channels,
             pixel_range="raw RGB pixels in [0, 255]",
             preprocessing=dict(
-                spec,
-                source="model layer" if has_layer else ("none" if is_identity(spec) else "export"),
-                layer=type(model.get_layer(PREPROCESSING_LAYER)).__name__ if has_layer else None,
+                description.to_dict() if description is not None else {},
+                source=source,
+                layer=type(own_layer).__name__ if own_layer is not None else None,
+                formula=applies,
             ),
             model_output=kind,
             top_k=top_k,

@@ -1,12 +1,14 @@
-"""Training: warmup and decay schedules, the papers' recipes, callbacks, distribution, and the run driver."""
+"""Training: warmup and decay schedules, the papers' recipes, callbacks, distribution, the training loop and the
+run driver."""
 
+from keras_vitres.training.backup import VerifiedBackup
 from keras_vitres.training.callbacks import (
     AdaptiveWarmup,
     LearningRateLogger,
     StopAtStep,
     TerminateOnNaN,
-    VerifiedBackup,
 )
+from keras_vitres.training.config import resolve_config
 from keras_vitres.training.distribute import (
     STRATEGIES,
     Distribution,
@@ -15,15 +17,12 @@ from keras_vitres.training.distribute import (
     resolve_jit_compile,
     resolve_strategy,
 )
+from keras_vitres.training.evaluation import evaluate
+from keras_vitres.training.fit import StepPlan, compile_for_recipe, fit_model, plan_steps
+from keras_vitres.training.interrupt import TrainingInterrupted
 from keras_vitres.training.recipes import RECIPES, Recipe, get_recipe, list_recipes
-from keras_vitres.training.runner import (
-    BEST_FILE,
-    MODEL_FILE,
-    TrainingInterrupted,
-    evaluate,
-    resolve_config,
-    train,
-)
+from keras_vitres.training.run_dir import BEST_FILE, MODEL_FILE
+from keras_vitres.training.runner import train
 from keras_vitres.training.schedules import (
     StepDecay,
     Warmup,
@@ -41,16 +40,20 @@ __all__ = [
     "LearningRateLogger",
     "Recipe",
     "StepDecay",
+    "StepPlan",
     "StopAtStep",
     "TerminateOnNaN",
     "TrainingInterrupted",
     "VerifiedBackup",
     "Warmup",
+    "compile_for_recipe",
     "evaluate",
+    "fit_model",
     "get_distribution",
     "get_recipe",
     "list_recipes",
     "local_accelerators",
+    "plan_steps",
     "resolve_config",
     "resolve_jit_compile",
     "resolve_strategy",

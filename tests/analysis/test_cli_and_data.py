@@ -71,3 +71,29 @@ def test_cli_analyze_without_a_name_prints_help(capsys):
 def test_cli_reports_bad_values_as_errors(capsys):
     assert main(["analyze", "degradation", "--depths", "9", *TINY_FLAGS]) == 2
     assert "depth" in capsys.readouterr().err
+
+
+def test_the_analyses_train_through_the_training_loop_of_keras_vitres_train(tiny_digits, monkeypatch):
+    import keras
+
+    from keras_vitres.analysis import train_new_model
+    from keras_vitres.training import fit
+
+    seen, fit_model = [], fit.fit_model
+    monkeypatch.setattr(fit, "fit_model", lambda model, recipe, *args, **kwargs: seen.append(recipe) or
+                        fit_model(model, recipe, *args, **kwargs))
+    settings = TrainingSettings(epochs=2, batch_size=32, learning_rate=0.01, optimizer="adam", seed=1)
+
+    def build():
+        return keras.Sequential([keras.Input(tiny_digits.image_shape), keras.layers.Flatten(),
+                                 keras.layers.Dense(tiny_digits.num_classes, activation="softmax")])
+
+    model, curves = train_new_model(build, tiny_digits, settings)
+    assert seen == [settings.recipe()] and seen[0].schedule == "cosine" and seen[0].optimizer == "adamw"
+    assert type(model.optimizer) is keras.optimizers.Adam  # AdamW without weight decay
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2 * 256 // 32
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) < 1e-6  # the cosine decayed to 0
+    accuracy = np.mean(np.argmax(model.predict(tiny_digits.x_val, verbose=0), -1) == tiny_digits.y_val)
+    assert len(curves["train_error"]) == 2 and curves["val_error"][-1] == pytest.approx(1 - accuracy, abs=1e-6)
+    # The same seed gives the same network and the same batches: a comparison differs only by architecture.
+    assert train_new_model(build, tiny_digits, settings)[1] == curves

@@ -233,6 +233,53 @@ def test_model_with_its_own_preprocessing_layer_takes_raw_pixels(tmp_path):
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5, rtol=0)
 
 
+def test_a_model_with_an_image_preprocessing_layer_is_served_and_described_by_it(tmp_path):
+    from keras_vitres.layers import Preprocessing
+
+    mean = np.random.default_rng(3).uniform(0, 255, (32, 32, 3))
+    description = Preprocessing(image_size=(32, 32), mean=mean, std=64.0, interpolation="nearest",
+                                crop_fraction=0.5)
+    inputs = keras.Input((32, 32, 3))
+    x = description.layer(name="preprocessing", dtype="float32")(inputs)
+    model = keras.Model(inputs, keras_vitres.ResNet(8, stem="cifar")(x), name="described")
+    path = export_saved_model(model, tmp_path)
+    meta = read_export_metadata(path)
+    assert meta["preprocessing"]["source"] == "model layer" and meta["preprocessing"]["layer"] == "ImagePreprocessing"
+    assert Preprocessing.from_dict({k: meta["preprocessing"][k] for k in Preprocessing.fields()}) == description
+    assert meta["preprocessing"]["formula"] == "(x - mean (per pixel and channel)) / 64"
+    assert meta["resize_method"] == "nearest" and "central 0.5" in meta["signatures"]["serving_bytes"]["applies"]
+    # The bytes signature keeps the central half, resizes with nearest neighbours, then the model's layer applies.
+    photo = np.asarray(Image.fromarray(photos.chelsea()).resize((64, 64), Image.BILINEAR))
+    served = tf.saved_model.load(path).signatures["serving_bytes"](image_bytes=tf.constant([encode(photo, "PNG")]))
+    pixels = resize_like_serving(photo, (32, 32), "nearest", crop_fraction=0.5)
+    np.testing.assert_array_equal(pixels, photo[16:48, 16:48].astype("float32"))
+    expected = keras.ops.convert_to_numpy(model(pixels[None], training=False))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_a_keras_preprocessing_layer_of_an_older_run_is_described_by_what_it_computes():
+    from keras_vitres.export import model_preprocessing
+
+    rng = np.random.default_rng(4)
+    raw = rng.uniform(0, 255, (2, 4, 5, 3)).astype("float32")
+    per_pixel = rng.uniform(0, 255, (4, 5, 3)).astype("float32")
+    name = dict(name="preprocessing")
+    layers = [
+        keras.layers.Normalization(axis=(1, 2, 3), mean=per_pixel, variance=np.ones_like(per_pixel), **name),
+        keras.layers.Normalization(axis=-1, mean=[1.0, 2.0, 3.0], variance=[4.0, 9.0, 16.0], **name),
+        keras.layers.Rescaling(1 / 127.5, offset=-1.0, **name),
+        keras.layers.Identity(**name),
+    ]
+    for layer in layers:
+        inputs = keras.Input((4, 5, 3))
+        model = keras.Model(inputs, layer(inputs))
+        description, found = model_preprocessing(model)
+        assert found is layer, type(layer).__name__
+        np.testing.assert_allclose(description.apply_numpy(raw), model.predict(raw, verbose=0), atol=1e-4)
+    inputs = keras.Input((4, 5, 3))
+    assert model_preprocessing(keras.Model(inputs, keras.layers.Flatten()(inputs))) == (None, None)
+
+
 def test_models_of_any_size_need_an_image_size(tmp_path):
     model = keras_vitres.ResNet(8, stem="cifar", input_shape=(None, None, 3))
     with pytest.raises(ValueError, match="image_size"):

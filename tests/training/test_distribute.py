@@ -89,7 +89,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np
 from keras_vitres.training import resolve_config, train
-from keras_vitres.training.runner import build_schedule
+from keras_vitres.training.factories import build_schedule
 from keras_vitres.training.recipes import Recipe
 
 root = sys.argv[1]

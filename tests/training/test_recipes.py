@@ -6,8 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_vitres.layers import Preprocessing
 from keras_vitres.training import RECIPES, Recipe, get_recipe, list_recipes
-from keras_vitres.training.runner import build_optimizer, build_schedule, build_training_model
+from keras_vitres.training.factories import build_optimizer, build_schedule, build_training_model
 
 
 def test_the_paper_cifar_recipe():
@@ -67,8 +68,7 @@ def test_every_recipe_is_valid_and_serialisable():
 
 def test_l2_weight_decay_gives_the_paper_sgd_gradient():
     recipe = get_recipe("cifar_resnet", model_overrides={"depth": 8})
-    preprocessing = keras.layers.Identity(name="preprocessing")
-    model = build_training_model(recipe, (32, 32, 3), 10, preprocessing)
+    model = build_training_model(recipe, (32, 32, 3), 10, Preprocessing())
     network = model.layers[2]
     kernel = network.get_layer("stem_conv").kernel
     penalty = network.get_layer("stem_conv").kernel_regularizer
@@ -85,7 +85,7 @@ def test_l2_mode_needs_a_builder_with_kernel_regularizer_and_adamw_skips_norms()
     with pytest.raises(ValueError, match="weight_decay_mode='decoupled'"):
         build_training_model(get_recipe("vit_small_data", weight_decay_mode="l2",
                                         model_overrides={"patch_size": 8, "num_layers": 1}),
-                             (32, 32, 3), 10, keras.layers.Identity(name="preprocessing"))
+                             (32, 32, 3), 10, Preprocessing())
     recipe = get_recipe("vit_small_data")
     optimizer = build_optimizer(recipe, 1e-3)
     assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == 0.05
@@ -93,7 +93,7 @@ def test_l2_mode_needs_a_builder_with_kernel_regularizer_and_adamw_skips_norms()
     model = build_training_model(
         dataclasses.replace(recipe, model_overrides={"patch_size": 8, "hidden_dim": 16, "num_layers": 1,
                                                      "num_heads": 2, "mlp_dim": 32}),
-        (32, 32, 3), 10, keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocessing"))
+        (32, 32, 3), 10, "inception")
     optimizer.build(model.trainable_variables)
     decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
     assert any(p.endswith("kernel") for p in decayed)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from keras_vitres.cli.main import main
+from keras_vitres.layers import ImagePreprocessing
 from keras_vitres.training import (
     TrainingInterrupted,
     evaluate,
@@ -23,6 +24,7 @@ from keras_vitres.training import (
     runner,
     train,
 )
+from keras_vitres.training import run_dir as run_dir_
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_RESNET = dict(preset="resnet20", model_overrides={"depth": 8}, batch_size=32, steps_per_epoch=2, warmup_steps=1)
@@ -88,7 +90,10 @@ def test_a_run_writes_its_directory(tiny_run):
     resolved = config["resolved"]
     assert config["recipe"]["name"] == "digits_resnet" and config["recipe"]["model_overrides"] == {"depth": 8}
     assert (resolved["steps_per_epoch"], resolved["epochs"], resolved["total_steps"]) == (2, 2, 4)
-    assert resolved["preprocessing"]["mode"] == "pixel_mean" and resolved["preprocessing"]["layer"] == "Normalization"
+    assert resolved["preprocessing"]["mode"] == "pixel_mean"
+    assert resolved["preprocessing"]["layer"] == "ImagePreprocessing"
+    assert resolved["preprocessing"]["formula"] == "x - mean (per pixel and channel)"
+    assert resolved["preprocessing"]["mean_shape"] == [32, 32, 3] and resolved["preprocessing"]["mean_of"] == 1437
     assert resolved["strategy"] == "one" and resolved["mixed_precision"] == runner.resolve_precision("auto")
     assert resolved["jit_compile"] is False and resolved["train_examples"] == 1437
     assert result["steps"] == 4 and 0.0 <= result["test_accuracy"] <= 1.0
@@ -107,7 +112,7 @@ def test_the_saved_model_takes_raw_pixels_through_its_preprocessing_layer(tiny_r
 
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     preprocessing = model.get_layer("preprocessing")
-    assert isinstance(preprocessing, keras.layers.Normalization)
+    assert isinstance(preprocessing, ImagePreprocessing) and preprocessing.preprocessing.per_pixel_mean
     assert model.layers[1] is preprocessing  # input -> preprocessing -> preset model
     data = load_dataset("digits")
     raw = data.test[0][:8].astype("float32")
@@ -166,12 +171,12 @@ def test_an_unwritable_run_dir_fails_before_any_data_or_model(tmp_path, monkeypa
 def test_an_unfinished_run_resumes_only_with_its_own_configuration(tmp_path):
     run_dir = os.fspath(tmp_path / "run")
     first = resolve_config("digits_resnet", run_dir=run_dir, steps=4, **TINY_RESNET)
-    runner.prepare_run_dir(first)
+    run_dir_.prepare_run_dir(first)
     os.makedirs(os.path.join(run_dir, "backup"))  # as if an epoch had been backed up before a crash
-    runner.prepare_run_dir(first)  # the same configuration resumes
+    run_dir_.prepare_run_dir(first)  # the same configuration resumes
     changed = resolve_config("digits_resnet", run_dir=run_dir, steps=4, **{**TINY_RESNET, "batch_size": 64})
     with pytest.raises(ValueError, match=r"recipe\.batch_size"):
-        runner.prepare_run_dir(changed)
+        run_dir_.prepare_run_dir(changed)
 
 
 def test_vit_recipe_with_randaugment_mixup_cutmix_label_smoothing_bfloat16_and_remat(tmp_path):
@@ -184,7 +189,7 @@ def test_vit_recipe_with_randaugment_mixup_cutmix_label_smoothing_bfloat16_and_r
     assert keras.config.dtype_policy().name == "float32"  # the run's policy does not leak
     resolved = json.load(open(tmp_path / "vit" / "config.json"))["resolved"]
     assert resolved["labels"] == "one-hot" and resolved["loss"] == "CategoricalCrossentropy"
-    assert resolved["preprocessing"]["layer"] == "Rescaling" and resolved["validation_examples"] == 100
+    assert resolved["preprocessing"]["formula"] == "x * 0.00784314 - 1" and resolved["validation_examples"] == 100
     assert (resolved["mixed_precision"], resolved["jit_compile"]) == ("mixed_bfloat16", False)
     assert result["steps"] == 3 and np.isfinite(result["test_loss"])
     import keras_vitres  # noqa: F401
@@ -368,6 +373,7 @@ import sys, time
 import keras
 import keras_vitres.training as training
 from keras_vitres.cli.main import main
+from keras_vitres.layers import ImagePreprocessing
 
 class Slow(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):

@@ -1,0 +1,150 @@
+"""What a recipe builds: the model (input -> preprocessing -> preset), its preprocessing, the learning-rate
+schedule, the optimizer and the loss."""
+
+import contextlib
+import inspect
+
+import keras
+import numpy as np
+
+from keras_vitres.layers.preprocessing import PREPROCESSING_PRESETS, Preprocessing
+from keras_vitres.training.schedules import StepDecay, Warmup
+
+# Weight decay never applies to these (AdamW practice for ViT: biases, normalisation, tokens, position embedding).
+NO_DECAY_NAMES = ["bias", "gamma", "beta", "token", "embedding"]
+# The recipes' `preprocessing` modes that name a fixed convention ("pixel_mean" is fitted on the training images).
+RECIPE_PREPROCESSINGS = {"rescale": "inception", "none": "raw"}
+
+
+def build_schedule(recipe, total_steps, warmup_steps):
+    """The learning-rate schedule of a recipe for a run of `total_steps` (see `Recipe`)."""
+    rate = recipe.learning_rate
+    adaptive = recipe.warmup_until_accuracy is not None
+    has_warmup = warmup_steps > 0 or adaptive
+    decay_steps = max(total_steps - (warmup_steps if has_warmup else 0), 1)
+    if recipe.schedule == "step":
+        base = StepDecay(rate, recipe.decay_boundaries, recipe.decay_factor)
+    elif recipe.schedule == "cosine":
+        alpha = recipe.final_learning_rate / rate if rate else 0.0
+        base = keras.optimizers.schedules.CosineDecay(rate, decay_steps, alpha=alpha)
+    elif recipe.schedule == "linear":
+        base = keras.optimizers.schedules.PolynomialDecay(rate, decay_steps, recipe.final_learning_rate, power=1.0)
+    else:
+        base = float(rate)
+    if not has_warmup:
+        return base
+    return Warmup(
+        base,
+        warmup_steps,
+        recipe.warmup_learning_rate,
+        mode=recipe.warmup_mode,
+        # Decays that span the run start after the warmup; the step decay's boundaries count from step 0.
+        shift_schedule=recipe.schedule in ("cosine", "linear"),
+        adaptive=adaptive,
+    )
+
+
+def build_preprocessing(mode, train_images, image_shape):
+    """The `Preprocessing` a recipe's `preprocessing` mode gives a model that takes `image_shape` images.
+
+    Args:
+        mode: "pixel_mean" (subtract the training images' per-pixel mean, arXiv:1512.03385 §4.2; resized to
+            `image_shape` when the pipeline resizes), "rescale" (pixels to [-1, 1], the ViT convention) or "none".
+        train_images: (N, H, W, C) training images in raw pixels (only read for "pixel_mean").
+        image_shape: (H, W, C) of the model's input.
+    """
+    if mode == "pixel_mean":
+        from keras_vitres.data import pixel_mean
+
+        mean = pixel_mean(train_images)
+        if mean.shape != tuple(image_shape):
+            mean = keras.ops.convert_to_numpy(keras.ops.image.resize(mean[None], image_shape[:2]))[0]
+        return Preprocessing(image_size=tuple(image_shape[:2]), mean=mean)
+    if mode not in RECIPE_PREPROCESSINGS:
+        raise ValueError(f"`preprocessing` must be one of {('pixel_mean', *RECIPE_PREPROCESSINGS)}; received "
+                         f"preprocessing={mode!r}.")
+    return Preprocessing(image_size=tuple(image_shape[:2]), **PREPROCESSING_PRESETS[RECIPE_PREPROCESSINGS[mode]])
+
+
+def describe_preprocessing(preprocessing, mode=None, examples=None):
+    """A short JSON-ready account of a `Preprocessing` for a run's config.json (a per-pixel mean is summarised by
+    its range; the model's "preprocessing" layer holds all of it)."""
+    about = dict(mode=mode, layer="ImagePreprocessing", formula=preprocessing.formula(),
+                 **preprocessing.to_dict(compact=True))
+    if preprocessing.per_pixel_mean:
+        mean = np.asarray(about.pop("mean"))
+        about.update(mean_shape=list(mean.shape), mean_min=float(mean.min()), mean_max=float(mean.max()),
+                     mean_of=examples)
+    return about
+
+
+def build_training_model(recipe, image_shape, num_classes, preprocessing, remat=False):
+    """`input (raw pixels) -> "preprocessing" -> preset model`, as one functional model.
+
+    Args:
+        recipe: a `Recipe` (its preset, model overrides and weight decay).
+        image_shape: (H, W, C) of the input.
+        num_classes: int.
+        preprocessing: a `Preprocessing` (or anything `Preprocessing.resolve` accepts): built in as the model's
+            first layer, an `ImagePreprocessing` named "preprocessing" that computes in float32.
+        remat: bool. Build the preset with rematerialised blocks.
+    """
+    from keras_vitres.presets import BUILDERS, build_model, get_preset
+
+    arguments = dict(recipe.model_overrides, **({"remat": True} if remat else {}))
+    if recipe.weight_decay > 0 and recipe.weight_decay_mode == "l2":
+        builder = get_preset(recipe.preset)["builder"]
+        if "kernel_regularizer" not in inspect.signature(BUILDERS[builder]).parameters:
+            raise ValueError(
+                f"weight_decay_mode='l2' needs a builder with `kernel_regularizer` (ResNet); preset "
+                f"{recipe.preset!r} is built by {builder}: use weight_decay_mode='decoupled'."
+            )
+        # An L2 penalty c * ||w||^2 has gradient 2c * w: c = weight_decay / 2 gives the paper's SGD weight decay.
+        arguments["kernel_regularizer"] = keras.regularizers.L2(recipe.weight_decay / 2)
+    network = build_model(recipe.preset, input_shape=tuple(image_shape), classes=num_classes, **arguments)
+    inputs = keras.Input(tuple(image_shape), name="images")
+    layer = Preprocessing.resolve(preprocessing).layer(name="preprocessing", dtype="float32")
+    outputs = network(layer(inputs))
+    return keras.Model(inputs, outputs, name=f"{recipe.preset}_trained")
+
+
+def build_optimizer(recipe, schedule):
+    """SGD with momentum or AdamW (Adam when it has no decoupled weight decay) on `schedule`, with decoupled weight
+    decay and clipping as the recipe says."""
+    decoupled = recipe.weight_decay if recipe.weight_decay_mode == "decoupled" and recipe.weight_decay > 0 else None
+    clip = dict(global_clipnorm=recipe.gradient_clip_norm) if recipe.gradient_clip_norm else {}
+    if recipe.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(
+            schedule, momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=decoupled, **clip
+        )
+    elif decoupled:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=decoupled, **clip)
+    else:  # AdamW without weight decay is Adam; Keras' AdamW would still apply a decay of 0 to every variable
+        optimizer = keras.optimizers.Adam(schedule, **clip)
+    if decoupled:
+        optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
+    return optimizer
+
+
+def uses_one_hot(recipe):
+    """Whether the labels are one-hot: MixUp/CutMix mix them, and label smoothing needs them."""
+    return recipe.mixup_alpha > 0 or recipe.cutmix_alpha > 0 or recipe.label_smoothing > 0
+
+
+def build_loss(recipe):
+    """Cross-entropy on one-hot labels (with the recipe's label smoothing) or on sparse labels."""
+    if uses_one_hot(recipe):
+        return keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Sets the global dtype policy inside the block only: the model takes it, while the Keras layers that the
+    data pipeline creates (RandAugment, MixUp, CutMix) stay float32."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

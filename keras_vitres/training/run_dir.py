@@ -1,0 +1,116 @@
+"""A training run's directory: its layout, its default name, and the checks before a run writes into it.
+
+    run_dir/
+      config.json           the resolved configuration, with what was derived from the data ("resolved")
+      logs/training.csv     one row per epoch (CSVLogger; learning_rate included)
+      logs/tensorboard/     TensorBoard events
+      backup/               the last two training states while the run is unfinished (removed at the end):
+                            step-NNNNNNNN.weights.h5 and .json with its sha256 (`VerifiedBackup`)
+      checkpoints/best.keras  the best model so far (val_accuracy, or accuracy without a validation split)
+      model.keras           the final model; it takes raw [0, 255] pixels
+      curves.png            loss and accuracy per epoch
+      summary.txt           one line, also printed, with the test accuracy (summary.json: the same, as data)
+"""
+
+import json
+import os
+import re
+import shutil
+
+from keras_vitres.training.curves import read_log
+
+CONFIG_FILE = "config.json"
+WORKER_DIR = re.compile(r"worker\d+")
+SUMMARY_FILE = "summary.txt"
+SUMMARY_JSON = "summary.json"
+MODEL_FILE = "model.keras"
+BEST_FILE = os.path.join("checkpoints", "best.keras")
+CSV_LOG = os.path.join("logs", "training.csv")
+TENSORBOARD_DIR = os.path.join("logs", "tensorboard")
+BACKUP_DIR = "backup"
+WARMUP_STATE = "adaptive_warmup.json"
+# What must match for a run directory to be resumed (where and how fast it runs may change).
+RESUME_KEYS = ("recipe", "data_path", "seed")
+
+
+def is_finished(run_dir):
+    """Whether `run_dir` holds a finished run (its summary.json)."""
+    return os.path.exists(os.path.join(run_dir, SUMMARY_JSON))
+
+
+def default_run_dir(preset, dataset, root="runs"):
+    """`runs/{preset}_{dataset}`, or the first `_2`, `_3`, ... that holds no finished run (so the same command
+    resumes an unfinished run and starts a new directory after a finished one)."""
+    base = os.path.join(root, f"{preset}_{dataset}")
+    candidate, n = base, 1
+    while is_finished(candidate):
+        n += 1
+        candidate = f"{base}_{n}"
+    return candidate
+
+
+def write_json(path, data):
+    """Writes `data` as JSON to `path` under a temporary name first, so a reader never sees half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(config, overwrite=False):
+    """Creates the run directory and writes config.json into it, or raises before any training.
+
+    Raises:
+        PermissionError / OSError: the directory cannot be created or written (named in the message).
+        ValueError: it holds a finished run (without `overwrite`), a run with another configuration, or files
+            that are not a run's.
+    """
+    run_dir = config["run_dir"]
+    config_path = os.path.join(run_dir, CONFIG_FILE)
+    # Sub-directories of the other processes of a multi-process run are theirs, not this run's.
+    entries = [e for e in os.listdir(run_dir) if not WORKER_DIR.fullmatch(e)] if os.path.isdir(run_dir) else []
+    if entries:
+        if not os.path.exists(config_path):
+            raise ValueError(f"`run_dir` {run_dir!r} is not empty and holds no {CONFIG_FILE}: not a keras-vitres run "
+                             "directory; choose a new or empty directory.")
+        if overwrite:
+            for entry in entries:
+                path = os.path.join(run_dir, entry)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        elif is_finished(run_dir):
+            raise ValueError(f"`run_dir` {run_dir!r} already holds a finished run ({SUMMARY_FILE} exists); pass "
+                             "overwrite=True (--overwrite) to train again there, or choose another run_dir.")
+        elif os.path.isdir(os.path.join(run_dir, BACKUP_DIR)):  # an unfinished run that saved a backup
+            with open(config_path) as f:
+                previous = json.load(f)
+            changed = [k for k in RESUME_KEYS if previous.get(k) != json.loads(json.dumps(config[k], default=str))]
+            if changed:
+                fields = changed
+                if "recipe" in changed:
+                    fields = [f"recipe.{k}" for k, v in config["recipe"].items()
+                              if json.loads(json.dumps(v)) != previous.get("recipe", {}).get(k)] + \
+                             [k for k in changed if k != "recipe"]
+                raise ValueError(f"`run_dir` {run_dir!r} holds an unfinished run with another configuration "
+                                 f"(differs in {fields}); resume it with the same settings, pass overwrite=True, "
+                                 "or choose another run_dir.")
+    try:
+        for sub in ("", "logs", "checkpoints"):
+            os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
+        write_json(config_path, config)
+    except OSError as error:
+        raise type(error)(f"run directory {run_dir!r} cannot be written: {error.strerror or error}") from error
+    return run_dir
+
+
+def trim_csv_log(csv_path, initial_epoch):
+    """Drops log rows of epochs that the resumed run will train again; returns the remaining rows' columns."""
+    if not os.path.exists(csv_path):
+        return {}
+    with open(csv_path) as f:
+        lines = f.read().splitlines()
+    if not lines:
+        return {}
+    kept = [lines[0]] + [line for line in lines[1:] if line and int(float(line.split(",")[0])) < initial_epoch]
+    with open(csv_path, "w") as f:
+        f.write("\n".join(kept) + "\n")
+    return read_log(csv_path) if len(kept) > 1 else {}
