@@ -181,18 +181,6 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def resolve_weights(name, weights):
-    """The local path for a `weights=` given to preset `name`: a checkpoint name its row declares is downloaded
-    (sha256-verified, cached) and its path returned; anything else (None, a local path) is returned as it is,
-    for the builder to load or reject."""
-    checkpoint = get_preset(name)["weights"].get(weights) if isinstance(weights, str) else None
-    if checkpoint is None:
-        return weights
-    from keras_vitres.weights.download import download
-
-    return download(checkpoint["url"], checkpoint["sha256"], fname=checkpoint.get("fname"))
-
-
 def build_model(name, **overrides):
     """Builds the preset `name`; keyword arguments override its configuration (e.g. `classes=10`).
 
@@ -206,10 +194,12 @@ def build_model(name, **overrides):
     """
     row = get_preset(name)
     weights = overrides.get("weights")
-    checkpoint = row["weights"].get(weights, {}) if isinstance(weights, str) else {}
-    config = {**row["config"], **checkpoint.get("config", {}), "name": name, **overrides}
-    if weights is not None:
-        config["weights"] = resolve_weights(name, weights)
+    checkpoint = row["weights"].get(weights) if isinstance(weights, str) else None
+    config = {**row["config"], **(checkpoint or {}).get("config", {}), "name": name, **overrides}
+    if checkpoint is not None:  # a declared name: download (sha256-verified, cached) and load the file
+        from keras_vitres.weights.download import download
+
+        config["weights"] = download(checkpoint["url"], checkpoint["sha256"], fname=checkpoint.get("fname"))
     return get_builder(row["builder"])(**config)
 
 

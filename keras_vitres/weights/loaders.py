@@ -1,9 +1,10 @@
 """One loader per file format, and `load_weights`, which the builders call for their `weights=` argument.
 
 `load_weights` picks the loader by the file's suffix (`LOADERS`); Keras' own `.keras` files are copied tensor by
-tensor. Loaders take a model and never import the builders. Each loader opens the file with a reader from `readers` (which refuses what could run code or reach outside the
-file), recognises the checkpoint family from its tensor names, maps it onto the model (`resnet`, `vit`) and assigns
-it with `mapping.assign_weights` (which checks every declared shape before reading data).
+tensor. Loaders take a model and never import the builders. Each loader opens the file with a reader from
+`readers` (which refuses what could run code or reach outside the file), recognises the checkpoint family from its
+tensor names, maps it onto the model (`resnet`, `vit`) and assigns it with `mapping.assign_weights` (which checks
+every declared shape before reading data).
 """
 
 import math
@@ -148,8 +149,6 @@ def keras_applications_resnet(h5file):
 def _load_keras3_applications(model, path, found):
     """Builds the keras.applications ResNet the file was saved from, loads it there with Keras' own loader (the
     file's keys follow that model's layer order), then converts by layer name as `load_keras_applications` does."""
-    import keras
-
     application, classes, channels = found
     if not resnet.is_resnet(model):
         raise ValueError(
