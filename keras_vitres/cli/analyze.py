@@ -140,13 +140,11 @@ def run(args):
         model_args["stage_filters"] = tuple(args.stage_filters)
     name = args.analysis
     if name == "vit":
-        import keras
-
-        import keras_vitres.layers  # noqa: F401  (registers the package's layers for loading)
+        from keras_vitres.weights.loaders import load_keras_model
 
         model = None
         if args.model:
-            model = keras.saving.load_model(args.model, safe_mode=True, compile=False)
+            model = load_keras_model(args.model, argument="--model")
         data = _data(args, normalize=model is None)
         vit_args = dict(patch_size=args.patch_size, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
                         num_heads=args.num_heads)

@@ -118,9 +118,9 @@ def parse_preprocessing(value):
 def run(args):
     import keras
 
-    import keras_vitres.layers  # noqa: F401  (registers the package's layers for loading)
     from keras_vitres.export import BYTES_SIGNATURE, FLOAT_SIGNATURE, export_saved_model, read_export_metadata
     from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS, check_max_pixels
+    from keras_vitres.weights.loaders import load_keras_model
 
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
@@ -143,7 +143,7 @@ def run(args):
         raise FileNotFoundError(f"SOURCE not found: {args.source!r} is neither a .keras file nor a run folder.")
     if not source.endswith(".keras"):
         raise ValueError(f"SOURCE must be a .keras model file or a run folder; received {args.source!r}.")
-    model = keras.saving.load_model(source, safe_mode=True, compile=False)
+    model = load_keras_model(source, argument="SOURCE")
     try:
         path = export_saved_model(
             model,

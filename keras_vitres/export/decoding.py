@@ -35,7 +35,12 @@ def check_max_pixels(max_pixels):
     return max_pixels
 
 
-def _png_declared_size(data):
+def _which(index):
+    """The start of an assertion's message: which image of the request failed (TF Serving fails the whole batch)."""
+    return [] if index is None else ["Image", index, "of the batch:"]
+
+
+def _png_declared_size(data, index=None):
     """(height, width) as int64 from a PNG's IHDR chunk, after checking that the chunk is where it must be."""
     import tensorflow as tf
 
@@ -48,7 +53,8 @@ def _png_declared_size(data):
     )
     check = tf.debugging.Assert(
         has_header,
-        ["The PNG file is truncated or corrupt: its first chunk is not a complete IHDR header (bytes 12..24)."],
+        [*_which(index), "The PNG file is truncated or corrupt: its first chunk is not a complete IHDR header "
+         "(bytes 12..24)."],
     )
     with tf.control_dependencies([check]):
         # Width then height, 4 bytes each, big-endian (PNG specification §11.2.2).
@@ -65,12 +71,13 @@ def _jpeg_declared_size(data):
     return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)  # reads the markers only, never the scan data
 
 
-def declared_image_size(data):
+def declared_image_size(data, index=None):
     """Checks the magic bytes of one string tensor and returns the (height, width) its header declares (int64).
 
     Nothing is decoded: JPEG sizes come from `tf.io.extract_jpeg_shape`, PNG sizes from the IHDR chunk. Anything
     that is neither JPEG nor PNG (GIF, BMP, WebP, random bytes, an empty string) raises an InvalidArgumentError
-    when the graph runs.
+    when the graph runs; its message starts with "Image {index} of the batch" when `index` (a scalar tensor) is
+    given.
     """
     import tensorflow as tf
 
@@ -78,25 +85,27 @@ def declared_image_size(data):
     is_png = tf.equal(tf.strings.substr(data, 0, len(PNG_MAGIC)), PNG_MAGIC)
     check = tf.debugging.Assert(
         tf.logical_or(is_jpeg, is_png),
-        ["The image bytes are neither JPEG nor PNG; the bytes signature accepts JPEG and PNG files only."],
+        [*_which(index), "The image bytes are neither JPEG nor PNG; the bytes signature accepts JPEG and PNG files "
+         "only."],
     )
     with tf.control_dependencies([check]):
-        return tf.cond(is_jpeg, lambda: _jpeg_declared_size(data), lambda: _png_declared_size(data))
+        return tf.cond(is_jpeg, lambda: _jpeg_declared_size(data), lambda: _png_declared_size(data, index))
 
 
 def decode_image(data, image_size, channels=3, resize_method="bilinear", antialias=True, max_pixels=DEFAULT_MAX_PIXELS,
-                 crop_fraction=1.0):
+                 crop_fraction=1.0, index=None):
     """Decodes one JPEG or PNG string tensor into a float32 (H, W, channels) tensor in [0, 255].
 
     The format is checked from the magic bytes and the declared size from the header before anything is decoded
     (see the module docstring); an image that declares more than `max_pixels` pixels is refused. Grayscale and
     RGBA images are converted to `channels`. With `crop_fraction` < 1 the central fraction of the height and
     width is kept first (a `Preprocessing`'s crop). The image is resized to `image_size` (no resize, hence exact
-    pixels, when it already has that size).
+    pixels, when it already has that size). `index`, a scalar tensor, is the image's place in its batch, named by
+    the error messages of the checks.
     """
     import tensorflow as tf
 
-    size = declared_image_size(data)
+    size = declared_image_size(data, index)
     height, width = size[0], size[1]
     # height * width <= max_pixels, written with a division: a PNG may declare up to 2**32 - 1 per side, whose
     # product would overflow int64 and wrap to a small number.
@@ -106,6 +115,7 @@ def decode_image(data, image_size, channels=3, resize_method="bilinear", antiali
     check = tf.debugging.Assert(
         fits,
         [
+            *_which(index),
             "The image declares a size of (height, width) =",
             size,
             f"in its header; the bytes signature accepts images of 1 to max_pixels={max_pixels} pixels "
@@ -133,15 +143,18 @@ def decode_image_batch(
     """Decodes a (batch,) string tensor of JPEG/PNG files into a float32 (batch, H, W, channels) tensor.
 
     The images are decoded one after the other (`parallel_iterations=1`), so at most one full-size image is in
-    memory at a time.
+    memory at a time. A check that fails names the image by its index in the batch (TensorFlow's own decoder
+    errors, for a file whose header passes but whose data is broken, do not).
     """
     import tensorflow as tf
 
     image_size = tuple(int(s) for s in image_size)
     max_pixels = check_max_pixels(max_pixels)
+    indices = tf.range(tf.shape(image_bytes, out_type=tf.int64)[0])
     return tf.map_fn(
-        lambda data: decode_image(data, image_size, channels, resize_method, antialias, max_pixels, crop_fraction),
-        image_bytes,
+        lambda item: decode_image(item[0], image_size, channels, resize_method, antialias, max_pixels, crop_fraction,
+                                  index=item[1]),
+        (image_bytes, indices),
         fn_output_signature=tf.TensorSpec((*image_size, channels), tf.float32),
         parallel_iterations=1,
     )

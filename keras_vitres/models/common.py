@@ -9,10 +9,16 @@ import keras
 from keras_vitres.weights.loaders import load_weights as load_weights  # the builders call it from here
 
 POOLINGS = (None, "avg", "max")
+IMAGE_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: a first dimension like these and a last one unlike is channels-first
 
 
 def check_input_shape(input_shape, *, require_size=False, min_size=None):
-    """Validates an (H, W, C) `input_shape` and returns it as a tuple, or raises naming the value."""
+    """Validates an (H, W, C) `input_shape` and returns it as a tuple, or raises naming the value.
+
+    A channels-first shape given by mistake, such as (3, 224, 224), is refused: it would build a net for
+    224-channel images 3 pixels high. `min_size` is the smallest height and width the model takes (32 for the
+    ImageNet ResNets, as keras.applications: below it the stride-32 trunk has nothing left to pool).
+    """
     try:
         shape = tuple(input_shape)
     except TypeError:
@@ -24,6 +30,12 @@ def check_input_shape(input_shape, *, require_size=False, min_size=None):
         raise ValueError(
             "`input_shape` must be (height, width, channels) with positive ints (height and width may be None for "
             f"convolutional nets) and channels last; received input_shape={input_shape!r}."
+        )
+    if shape[0] in IMAGE_CHANNELS and shape[2] not in IMAGE_CHANNELS:
+        raise ValueError(
+            f"`input_shape` looks channels-first: received input_shape={input_shape!r}, read as height {shape[0]}, "
+            f"width {shape[1]} and {shape[2]} channels. The models take (height, width, channels), as Keras' "
+            f"channels_last: pass input_shape={(shape[1], shape[2], shape[0])!r}."
         )
     if require_size and (shape[0] is None or shape[1] is None):
         raise ValueError(f"`input_shape` must give the image height and width for this model; received input_shape={input_shape!r}.")

@@ -30,6 +30,7 @@ DEFAULTS = {  # per stem: input shape, classes, shortcut option as in the paper'
     "cifar": dict(input_shape=(32, 32, 3), classes=10, shortcut="A"),
     "imagenet": dict(input_shape=(224, 224, 3), classes=1000, shortcut="B"),
 }
+MIN_SIZE = {"imagenet": 32}  # the smallest input keras.applications takes for its ResNets (stride 32 in all)
 
 
 def _is_positive_ints(values):
@@ -174,7 +175,7 @@ def ResNet(
     if shortcut == "auto":
         shortcut = defaults["shortcut"]
     check_shortcut(shortcut)
-    input_shape = check_input_shape(input_shape or defaults["input_shape"])
+    input_shape = check_input_shape(input_shape or defaults["input_shape"], min_size=MIN_SIZE.get(stem))
     classes = defaults["classes"] if classes is None else classes
     check_head_args(include_top, pooling, classes, classifier_activation)
     if depth is None:

@@ -46,9 +46,9 @@ def evaluate(model, dataset=None, *, data_path=None, split="test", batch_size=25
         if not os.path.isfile(path):
             raise FileNotFoundError(f"`model` must be a run directory with a {run_dir.MODEL_FILE} or a .keras file; "
                                     f"{path!r} does not exist.")
-        import keras_vitres.layers  # noqa: F401  (registers the serialisable layers)
+        from keras_vitres.weights.loaders import load_keras_model
 
-        net = keras.saving.load_model(path, compile=False)
+        net = load_keras_model(path, argument="model")
     recipe = run_config.get("recipe", {})
     dataset = dataset or recipe.get("dataset") or "digits"
     if data_path is None and dataset == recipe.get("dataset"):

@@ -10,6 +10,7 @@ every declared shape before reading data).
 import math
 import os
 import re
+import zipfile
 
 import keras
 
@@ -252,7 +253,7 @@ def load_weights(model, weights):
             loader(model, path)
             return model
     if path.endswith(".keras"):
-        source = keras.saving.load_model(path, safe_mode=True, compile=False)
+        source = load_keras_model(path, argument="weights")
         _copy_weights(source, model, path)
         return model
     known = sorted([".weights.h5", ".keras", *LOADERS])
@@ -272,3 +273,25 @@ def _copy_weights(source, model, path):
                 f"{dst.path!r} has shape {tuple(dst.shape)}."
             )
     model.set_weights(source.get_weights())
+
+
+def load_keras_model(path, argument="model"):
+    """Reads a `.keras` file with `safe_mode=True` (no compiled state), with errors that tell a missing file from a
+    corrupt one; `argument` is the name the caller's user knows the path by (`weights`, `model`, `SOURCE`).
+
+    Keras says "File not found" for a file that exists but is truncated or not a zip archive; a user who sees that
+    looks for a typo in the path, not for a broken download.
+    """
+    import keras_vitres.layers  # noqa: F401  (registers the package's serialisable layers)
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"`{argument}` file not found: {argument}={path!r}.")
+    corrupt = (f"`{argument}` file {path!r} exists but is corrupt or not a .keras archive (a .keras file is a zip "
+               "archive; a truncated download or a different format gives this): save or download it again.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(corrupt)
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ValueError(f"{corrupt} ({type(error).__name__}: {error})") from None

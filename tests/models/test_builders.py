@@ -182,10 +182,20 @@ def test_mismatched_weights_file_is_a_clear_error(tmp_path):
     (lambda: VisionTransformer(**dict(TINY_VIT, include_top=False, pooling="token", use_class_token=False)),
      "pooling='token'"),
     (lambda: keras_vitres.build_model("resnet_20"), "name='resnet_20'.*resnet20"),
+    (lambda: keras_vitres.ResNet20(input_shape=(3, 32, 32)), r"channels-first.*input_shape=\(32, 32, 3\)"),
+    (lambda: keras_vitres.ViTTi16(input_shape=(3, 224, 224)), r"channels-first.*input_shape=\(224, 224, 3\)"),
+    (lambda: keras_vitres.ResNet50(input_shape=(31, 64, 3)), r"at least 32x32.*input_shape=\(31, 64, 3\)"),
+    (lambda: keras_vitres.ResNet18(input_shape=(16, 16, 3)), r"at least 32x32.*input_shape=\(16, 16, 3\)"),
 ])  # fmt: skip
 def test_bad_arguments_name_the_argument_and_value(build, message):
     with pytest.raises((ValueError, TypeError), match=message):
         build()
+
+
+def test_smallest_inputs_and_grey_or_rgba_images_still_build():
+    assert ResNet(18, stem="imagenet", input_shape=(32, 32, 3)).output_shape == (None, 1000)
+    assert ResNet(8, input_shape=(8, 8, 1)).output_shape == (None, 10)  # CIFAR nets take small inputs
+    assert ResNet(8, input_shape=(4, 28, 4)).output_shape == (None, 10)  # RGBA is channels-last, not refused
 
 
 def test_wrong_channel_count_is_a_clear_error():

@@ -482,6 +482,31 @@ def _(folder, ckpt):
     return keras_archive(folder, "huge.keras", weights_edit=edit)
 
 
+def truncated_keras(folder):
+    path = keras_archive(folder, "model.keras")
+    with open(path, "rb") as f:
+        data = f.read()
+    return write(folder, "cut.keras", data[: len(data) // 2])
+
+
+CORRUPT_KERAS = r"cut.keras' exists but is corrupt or not a .keras archive"
+
+
+@case("keras_truncated", "a .keras cut in half, through weights=", ValueError, "`weights` file .*" + CORRUPT_KERAS,
+      model="resnet")
+def _(folder, ckpt):
+    return truncated_keras(folder)
+
+
+@case("keras_truncated_evaluate", "a .keras cut in half, through evaluate()", ValueError,
+      "`model` file .*" + CORRUPT_KERAS, model="resnet")
+def _(folder, ckpt):
+    from keras_vitres.training import evaluate
+
+    path = truncated_keras(folder)
+    return lambda model: evaluate(path)
+
+
 class CommandFailed(Exception):
     """`keras-vitres` exited with a non-zero status (the message holds it and the command's stderr)."""
 
@@ -497,6 +522,13 @@ def _(folder, ckpt):
     path = keras_archive(folder, "lambda.keras", model=lambda_model(folder))
     if os.path.exists(marker_of(folder)):
         os.remove(marker_of(folder))
+    return lambda model: run_cli(["export", path, os.path.join(folder, "served")])
+
+
+@case("cli_export_truncated", "`keras-vitres export` of a .keras cut in half", CommandFailed,
+      "exit 2: .*`SOURCE` file .*" + CORRUPT_KERAS, model="resnet")
+def _(folder, ckpt):
+    path = truncated_keras(folder)
     return lambda model: run_cli(["export", path, os.path.join(folder, "served")])
 
 
