@@ -143,14 +143,12 @@ def resnet_arguments(draw):
         pick(draw, "stage_filters", [(8, 8, 16), [8, 8, 16]], [(0, 8, 16), (8.5, 8, 16), (8, 8, -16)], kwargs, bad)
     pick(draw, "shortcut", ["auto", "A", "B", "C", None], ["D", "a", 1, ""], kwargs, bad)
     pick(draw, "version", ["v1", "v1.5"], ["v3", "v2", None], kwargs, bad)
-    pick(
-        draw,
-        "input_shape",
-        [(32, 32, 3), (16, 16, 1), (None, None, 3), (24, 40, 3), None],
-        [(32, 32), (0, 32, 3), (32, 32, -1), (32, 32, 3.0), "32", (32, 32, None)],
-        kwargs,
-        bad,
-    )
+    bad_shapes = [(32, 32), (0, 32, 3), (32, 32, -1), (32, 32, 3.0), "32", (32, 32, None), (3, 32, 32)]
+    if stem == "imagenet":  # at least 32x32, as keras.applications
+        shapes, bad_shapes = [(32, 32, 3), (32, 48, 1), (None, None, 3), None], [*bad_shapes, (16, 16, 1), (24, 40, 3)]
+    else:
+        shapes = [(32, 32, 3), (16, 16, 1), (None, None, 3), (24, 40, 3), None]
+    pick(draw, "input_shape", shapes, bad_shapes, kwargs, bad)
     include_top = pick(draw, "include_top", [True, False], [1, "yes", None], kwargs, bad)
     pick(draw, "classes", [1, 3, 10], [0, -1, 2.5, True, "10"], kwargs, bad)
     if include_top is not True and "classes" in bad:  # classes only matter with a classifier
