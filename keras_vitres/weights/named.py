@@ -68,6 +68,11 @@ def fetch_weights(spec, include_top=True, cache_dir=None, progress=True):
     raise ValueError(f"A named-weights entry's `source` must be one of {SOURCES}; received source={source!r}.")
 
 
+def _short(error):
+    """An exception's message on one line, cut to 300 characters (the hub libraries' can run to pages)."""
+    return " ".join(str(error).split())[:300]
+
+
 def keras_hub_model(handle, classifier=False):
     """`keras_hub.models.Backbone.from_preset(handle)` (or `ImageClassifier`), with errors that say what to do."""
     keras_hub = require("keras_hub", f"Weights from the keras-hub preset {handle!r}")
@@ -78,7 +83,7 @@ def keras_hub_model(handle, classifier=False):
     except Exception as error:  # keras-hub and kagglehub raise many types (network, missing files, bad handle)
         raise OSError(
             f"Could not load the keras-hub preset {handle!r} (keras_hub.models.{kind}.from_preset; Kaggle presets "
-            f"are cached under {cache!r}): {type(error).__name__}: {str(error)[:300]}. Where this machine cannot "
+            f"are cached under {cache!r}): {type(error).__name__}: {_short(error)}. Where this machine cannot "
             f"reach it, run keras_hub.models.{kind}.from_preset({handle!r}).save_to_preset(DIR) elsewhere, copy DIR "
             f"here and pass weights=keras_hub.models.{kind}.from_preset(DIR) to the builder."
         ) from None
@@ -122,7 +127,7 @@ def hf_hub_file(repo_id, filename, revision=None, sha256=None):
             raise OSError(
                 f"{why}Could not fetch {filename!r} of the Hugging Face repository {repo_id!r} ({url}) into the cache "
                 f"at {cache!r}{' (HF_HUB_OFFLINE is set)' if offline else ''}: {type(error).__name__}: "
-                f"{str(error)[:300]}. {offline_advice(url, cache)}"
+                f"{_short(error)}. {offline_advice(url, cache)}"
             ) from None
 
     path = fetch(False)
