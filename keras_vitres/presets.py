@@ -13,7 +13,8 @@ every row, and a row without them fails it.
         `approximate_gelu`); a caller's option that contradicts one is a ValueError naming both;
     preprocessing: the `keras_vitres.layers.Preprocessing` fields the weights expect (input size, channel order,
         scale/offset or mean/std, interpolation, crop fraction); the model applies it as its first layer;
-    description, licence and top1 (as published, where a file available offline states it; else None).
+    description, licence and top1 (ImageNet top-1 as published, with `top1_source`, where a file available
+        offline states it; else None).
 `build_model(name, weights="NAME")` builds with those options, fetches the weights and hands them to the builder;
 any other `weights=` (a local path) goes to the builder as it is. `preset_weights(name)` returns a row's entries.
 
@@ -39,6 +40,8 @@ VIT_PAPER = "arXiv:2010.11929"
 # keras.applications' ResNet weight files: Keras' `BASE_WEIGHTS_PATH` and its pinned md5 (`WEIGHTS_HASHES`, the
 # only hashes published for them) of the file with the top and the `_notop` one (keras/src/applications/resnet.py).
 KERAS_APPLICATIONS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# Top-1 on ImageNet as the Keras applications page publishes it (keras.io/api/applications, "Available models").
+KERAS_APPLICATIONS_TOP1 = {50: 0.749, 101: 0.764, 152: 0.766}
 KERAS_APPLICATIONS_MD5 = {
     50: ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
     101: ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
@@ -65,7 +68,8 @@ def _keras_applications_weights(depth):
             description=f"ImageNet-1k, keras.applications.ResNet{depth}(weights='imagenet')'s files (the paper's "
             "Caffe models, converted)",
             licence="MIT (keras-applications; the paper's Caffe models: MIT)",
-            top1=None,
+            top1=KERAS_APPLICATIONS_TOP1[depth],
+            top1_source="the Keras applications page (keras.io/api/applications)",
         )
     }
 
@@ -97,7 +101,7 @@ def _keras_hub_vit_weights(size, patch):
             description=(f"ImageNet-21k then ImageNet-1k at {resolution}x{resolution}" if classifier
                          else "ImageNet-21k pre-training (backbone: the head starts at zero)")
             + f", keras-hub preset {preset!r}",
-            licence="Apache-2.0 (keras-hub presets; the paper's checkpoints: Apache-2.0)",
+            licence="Apache-2.0 (keras-hub's Kaggle model page; the paper's checkpoints: Apache-2.0)",
             top1=None,
         )
     return weights
@@ -116,7 +120,7 @@ def _keras_hub_resnet_weights(depth):
             preprocessing=dict(image_size=(224, 224), scale=1 / 255, mean=(0.485, 0.456, 0.406),
                                std=(0.229, 0.224, 0.225)),  # fmt: skip
             description=f"ImageNet-1k, keras-hub preset 'resnet_{depth}_imagenet' (v1.5)",
-            licence="Apache-2.0 (keras-hub presets)",
+            licence="Apache-2.0 (keras-hub's Kaggle model page)",
             top1=None,
         )
     }

@@ -20,3 +20,17 @@ def test_a_filter_that_matches_nothing_is_an_error_with_close_names(capsys):
     assert main(["presets", "--filter", "resnet5O"]) == 2
     err = capsys.readouterr().err
     assert "--filter matches no preset: received --filter='resnet5O'" in err and "resnet50" in err
+
+
+def test_docs_weights_table_lists_every_preset_and_weight_name():
+    """docs/weights.md's table has a row for every preset and every weight name it declares, and no other."""
+    import pathlib
+    import re
+
+    from keras_vitres.presets import PRESETS
+
+    text = (pathlib.Path(__file__).parents[2] / "docs" / "weights.md").read_text()
+    rows = set(re.findall(r"^\| `(\w+)` \| (?:`(\w+)`|-) \|", text, flags=re.M))
+    expected = {(name, weight) for name, row in PRESETS.items() for weight in row["weights"]}
+    expected |= {(name, "") for name, row in PRESETS.items() if not row["weights"]}
+    assert rows == expected
