@@ -29,6 +29,7 @@ _EXPORTS = {
     "build_model": "keras_vitres.presets",
     "get_preset": "keras_vitres.presets",
     "list_presets": "keras_vitres.presets",
+    "preset_weights": "keras_vitres.presets",
 }
 # Subpackages reachable as attributes (`keras_vitres.layers.ClassToken`) without importing them first.
 _SUBPACKAGES = ("analysis", "benchmark", "data", "export", "layers", "models", "presets", "training", "weights")
@@ -47,6 +48,7 @@ __all__ = [
     "get_preset",
     "layers",
     "list_presets",
+    "preset_weights",
     "resize_vit",
     "training",
     "weights",

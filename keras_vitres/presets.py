@@ -1,22 +1,31 @@
 """The preset registry: one row per named model, with its configuration, pinned parameter counts, paper table and
-named checkpoints.
+named weights.
 
 `params` is `model.count_params()` (BatchNorm moving statistics included); `trainable_params` counts weights,
 biases and BN scale/offset only, the figure that torchvision/timm publish. Both are pinned by the test suite for
 every row, and a row without them fails it.
 
-`weights` maps checkpoint names to published files: `url`, `sha256` (a download is always verified), and
-optionally `fname` (the cached file's name) and `config` (builder arguments the checkpoint needs, e.g.
-`approximate_gelu=True`, under the caller's). `build_model(name, weights="NAME")` downloads a declared
-checkpoint (`keras_vitres.weights.download`) and hands its path to the builder; any other `weights=` (a local
-path) goes to the builder as it is.
+`weights` maps weight names (`"imagenet"`, `"imagenet21k"`, ...) to entries that record:
+    source, and where the weights come from: "keras.applications" (`files` top/notop with Keras' pinned md5,
+        `base_url`), "url" (`url`, `sha256`), "keras_hub" (a preset `handle`) or "hf_hub" (`repo_id`,
+        `filename`, the LFS sha256 checked); `keras_vitres.weights.named` fetches and verifies them;
+    config: the builder options the weights need (e.g. `use_bias`, `bn_epsilon`, `version`,
+        `approximate_gelu`); a caller's option that contradicts one is a ValueError naming both;
+    preprocessing: the `keras_vitres.layers.Preprocessing` fields the weights expect (input size, channel order,
+        scale/offset or mean/std, interpolation, crop fraction); the model applies it as its first layer;
+    description, licence and top1 (ImageNet top-1 as published, with `top1_source`, where a file available
+        offline states it; else None).
+`build_model(name, weights="NAME")` builds with those options, fetches the weights and hands them to the builder;
+any other `weights=` (a local path) goes to the builder as it is. `preset_weights(name)` returns a row's entries.
 
 The table is plain data: reading it imports neither Keras nor a backend. The builders are imported when a model
 is built.
 """
 
+import copy
 import difflib
 import importlib
+import os
 
 # Builder name -> the module that defines it.
 BUILDER_MODULES = {
@@ -27,6 +36,94 @@ BUILDER_MODULES = {
 
 RESNET_PAPER = "arXiv:1512.03385"
 VIT_PAPER = "arXiv:2010.11929"
+
+# keras.applications' ResNet weight files: Keras' `BASE_WEIGHTS_PATH` and its pinned md5 (`WEIGHTS_HASHES`, the
+# only hashes published for them) of the file with the top and the `_notop` one (keras/src/applications/resnet.py).
+KERAS_APPLICATIONS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# Top-1 on ImageNet as the Keras applications page publishes it (keras.io/api/applications, "Available models").
+KERAS_APPLICATIONS_TOP1 = {50: 0.749, 101: 0.764, 152: 0.766}
+KERAS_APPLICATIONS_MD5 = {
+    50: ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
+    101: ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
+    152: ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+}
+# keras.applications' `preprocess_input` for ResNet ("caffe" mode): RGB to BGR, minus the ImageNet mean in [0, 255].
+# Its examples load images straight at 224x224 (`load_img(target_size=(224, 224))`): no crop.
+CAFFE = dict(image_size=(224, 224), channel_order="bgr", mean=(103.939, 116.779, 123.68))
+# The paper's ViT checkpoints as keras-hub converted them (Hugging Face's google/vit-*): [-1, 1] pixels, images
+# resized to the model's size without a crop.
+VIT_HUB = dict(scale=1 / 127.5, offset=-1.0)
+
+
+def _keras_applications_weights(depth):
+    top, notop = KERAS_APPLICATIONS_MD5[depth]
+    fname = f"resnet{depth}_weights_tf_dim_ordering_tf_kernels"
+    return {
+        "imagenet": dict(
+            source="keras.applications",
+            base_url=KERAS_APPLICATIONS_BASE_URL,
+            files=dict(top=dict(fname=f"{fname}.h5", md5=top), notop=dict(fname=f"{fname}_notop.h5", md5=notop)),
+            config=dict(stem="imagenet", shortcut="B", version="v1", use_bias=True, bn_epsilon=1.001e-5),
+            preprocessing=CAFFE,
+            description=f"ImageNet-1k, keras.applications.ResNet{depth}(weights='imagenet')'s files (the paper's "
+            "Caffe models, converted)",
+            licence="MIT (keras-applications; the paper's Caffe models: MIT)",
+            top1=KERAS_APPLICATIONS_TOP1[depth],
+            top1_source="the Keras applications page (keras.io/api/applications)",
+        )
+    }
+
+
+def _keras_hub_vit_weights(size, patch):
+    """keras-hub's ViT presets for a size: ImageNet-21k backbones, and 21k then ImageNet-1k classifiers at 224
+    and 384 (the paper's §4.1 fine-tuning), where keras-hub publishes them (keras_hub/src/models/vit)."""
+    hub = {  # (size, patch): {weight name: (keras-hub preset, Kaggle version, resolution, has a classifier)}
+        ("base", 16): {"imagenet21k": ("vit_base_patch16_224_imagenet21k", 3, 224, False),
+                       "imagenet": ("vit_base_patch16_224_imagenet", 4, 224, True),
+                       "imagenet_384": ("vit_base_patch16_384_imagenet", 4, 384, True)},
+        ("large", 16): {"imagenet21k": ("vit_large_patch16_224_imagenet21k", 3, 224, False),
+                        "imagenet": ("vit_large_patch16_224_imagenet", 4, 224, True),
+                        "imagenet_384": ("vit_large_patch16_384_imagenet", 4, 384, True)},
+        ("base", 32): {"imagenet21k": ("vit_base_patch32_224_imagenet21k", 3, 224, False),
+                       "imagenet_384": ("vit_base_patch32_384_imagenet", 3, 384, True)},
+        ("large", 32): {"imagenet21k": ("vit_large_patch32_224_imagenet21k", 3, 224, False),
+                        "imagenet_384": ("vit_large_patch32_384_imagenet", 3, 384, True)},
+        ("huge", 14): {"imagenet21k": ("vit_huge_patch14_224_imagenet21k", 3, 224, False)},
+    }.get((size, patch), {})  # fmt: skip
+    weights = {}
+    for name, (preset, version, resolution, classifier) in hub.items():
+        weights[name] = dict(
+            source="keras_hub",
+            handle=f"kaggle://keras/vit/keras/{preset}/{version}",
+            classifier=classifier,
+            config=dict(approximate_gelu=False),
+            preprocessing=dict(image_size=(resolution, resolution), **VIT_HUB),
+            description=(f"ImageNet-21k then ImageNet-1k at {resolution}x{resolution}" if classifier
+                         else "ImageNet-21k pre-training (backbone: the head starts at zero)")
+            + f", keras-hub preset {preset!r}",
+            licence="Apache-2.0 (keras-hub's Kaggle model page; the paper's checkpoints: Apache-2.0)",
+            top1=None,
+        )
+    return weights
+
+
+def _keras_hub_resnet_weights(depth):
+    """keras-hub's ResNet presets (v1.5: stride on the bottleneck's 3x3, no conv biases), where published."""
+    if depth not in (18, 50, 101, 152):
+        return {}
+    return {
+        "keras_hub_imagenet": dict(
+            source="keras_hub",
+            handle=f"kaggle://keras/resnetv1/keras/resnet_{depth}_imagenet/3",
+            classifier=True,
+            config=dict(stem="imagenet", shortcut="B", version="v1.5", use_bias=False, bn_epsilon=1e-5),
+            preprocessing=dict(image_size=(224, 224), scale=1 / 255, mean=(0.485, 0.456, 0.406),
+                               std=(0.229, 0.224, 0.225)),  # fmt: skip
+            description=f"ImageNet-1k, keras-hub preset 'resnet_{depth}_imagenet' (v1.5)",
+            licence="Apache-2.0 (keras-hub's Kaggle model page)",
+            top1=None,
+        )
+    }
 
 
 def _cifar(depth, shortcut, params, trainable):
@@ -62,7 +159,10 @@ def _imagenet(depth, shortcut, params, trainable, keras_layout=False):
             else f"ImageNet {'ResNet' if shortcut else 'plain net'}-{depth}"
             + (", shortcut option B" if shortcut else ", no shortcuts")
         ),
-        weights={},
+        weights={
+            **(_keras_applications_weights(depth) if shortcut and depth in KERAS_APPLICATIONS_MD5 else {}),
+            **(_keras_hub_resnet_weights(depth) if shortcut and not keras_layout else {}),
+        },
     )
 
 
@@ -93,7 +193,7 @@ def _vit(size, patch):
         trainable_params=params,
         paper=f"{VIT_PAPER} Table 1" + (" (Ti/S sizes: DeiT, arXiv:2012.12877)" if size in ("tiny", "small") else ""),
         description=f"ViT-{short}/{patch} at 224x224",
-        weights={},
+        weights=_keras_hub_vit_weights(size, patch),
     )
 
 
@@ -181,11 +281,76 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def preset_weights(name):
+    """Returns the named weights a preset declares: {weight name: entry} (a copy; see the module docstring).
+
+    Examples:
+        >>> sorted(preset_weights("resnet50"))
+        ['imagenet', 'keras_hub_imagenet']
+        >>> preset_weights("resnet50")["imagenet"]["files"]["top"]["md5"]
+        '2cb95161c43110f7111970584f804107'
+    """
+    return copy.deepcopy(get_preset(name)["weights"])
+
+
+def _same(a, b):
+    """Whether two option values agree (a list and a tuple of the same items do)."""
+    plain = lambda v: tuple(plain(x) for x in v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return plain(a) == plain(b)
+
+
+def resolve_weights(name, weights):
+    """The entry of `weights` when it names weights of preset `name`; None when it is None or a path.
+
+    A plain word (no folder, no file suffix) that is not a file and not one of the preset's names is a ValueError
+    listing the names the preset has.
+    """
+    declared = get_preset(name)["weights"]
+    if not isinstance(weights, str):
+        return None
+    if weights in declared:
+        return declared[weights]
+    if os.sep in weights or "/" in weights or "." in weights or os.path.exists(weights):
+        return None  # a local file: the builder's loaders read it
+    close = difflib.get_close_matches(weights, declared, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    known = sorted(declared) or "none (pass the path of a local weights file)"
+    raise ValueError(
+        f"Unknown weights for preset {name!r}: received weights={weights!r}.{hint} Its named weights are {known}; "
+        "`weights` may also be None or the path of a local weights file."
+    )
+
+
+def _check_options(name, weights, entry, overrides):
+    """A caller's option that contradicts what the weights need is a ValueError naming both."""
+    for key, needed in entry.get("config", {}).items():
+        if key in overrides and not _same(overrides[key], needed):
+            raise ValueError(
+                f"weights={weights!r} of preset {name!r} need {key}={needed!r}; received {key}={overrides[key]!r}. "
+                f"Leave `{key}` out, or load other weights."
+            )
+    if overrides.get("preprocessing") is not None:
+        import dataclasses
+
+        from keras_vitres.layers.preprocessing import Preprocessing
+
+        given, needed = (dataclasses.replace(Preprocessing.resolve(p), image_size=None)
+                         for p in (overrides["preprocessing"], entry["preprocessing"]))  # fmt: skip
+        if given != needed:
+            raise ValueError(
+                f"weights={weights!r} of preset {name!r} need preprocessing={needed.to_dict(compact=True)!r} (built in "
+                f"as the model's first layer); received preprocessing={overrides['preprocessing']!r}. Leave "
+                "`preprocessing` out."
+            )
+
+
 def build_model(name, **overrides):
     """Builds the preset `name`; keyword arguments override its configuration (e.g. `classes=10`).
 
-    `weights` is a local file (any format the builders read) or the name of a checkpoint the preset declares in
-    its `weights` field, which is downloaded, verified and cached first.
+    `weights` is None, a local file (any format the builders read), or the name of weights the preset declares
+    (`preset_weights(name)`): those are fetched and verified (`keras_vitres.weights.named`), the model is built with
+    the options they need (a contradicting keyword argument is a ValueError naming both) and their preprocessing
+    as its first layer, and the input size they were trained at unless `input_shape` is given.
 
     Examples:
         >>> model = build_model("resnet20")
@@ -194,13 +359,33 @@ def build_model(name, **overrides):
     """
     row = get_preset(name)
     weights = overrides.get("weights")
-    checkpoint = row["weights"].get(weights) if isinstance(weights, str) else None
-    config = {**row["config"], **(checkpoint or {}).get("config", {}), "name": name, **overrides}
-    if checkpoint is not None:  # a declared name: download (sha256-verified, cached) and load the file
-        from keras_vitres.weights.download import download
+    entry = resolve_weights(name, weights)
+    config = {**row["config"], "name": name}
+    if entry is None:
+        return get_builder(row["builder"])(**{**config, **overrides})
+    _check_options(name, weights, entry, overrides)
+    config.update(entry.get("config", {}))
+    preprocessing = entry["preprocessing"]
+    if preprocessing.get("image_size") and "input_shape" not in overrides:
+        channels = (config.get("input_shape") or (None, None, 3))[2]
+        config["input_shape"] = (*preprocessing["image_size"], channels)
+    config.update(overrides)
+    config["preprocessing"] = preprocessing
+    from keras_vitres.weights.named import fetch_weights
 
-        config["weights"] = download(checkpoint["url"], checkpoint["sha256"], fname=checkpoint.get("fname"))
+    config["weights"] = fetch_weights(entry, include_top=config.get("include_top", True))
     return get_builder(row["builder"])(**config)
+
+
+def _weights_doc(row):
+    if not row["weights"]:
+        return ""
+    lines = ["Named weights (`weights=NAME`; `keras_vitres.preset_weights` gives the full entries):"]
+    for weight_name, entry in row["weights"].items():
+        options = ", ".join(f"{k}={v!r}" for k, v in entry.get("config", {}).items())
+        lines.append(f"    `{weight_name!r}`: {entry['description']}. Builds with {options or 'the preset options'}, and "
+                     f"their preprocessing as the first layer ({entry['source']}).")  # fmt: skip
+    return "\n".join(lines) + "\n\n"
 
 
 def _named_builder(preset):
@@ -214,7 +399,8 @@ def _named_builder(preset):
         f"{row['description']} ({row['paper']}).\n\n"
         f"Preset `{preset}`: {row['params']:,} parameters ({row['trainable_params']:,} trainable). Keyword arguments "
         f"override the preset's configuration and are those of `{row['builder']}` (`include_top`, `weights`, "
-        f"`input_shape`, `pooling`, `classes`, `classifier_activation`, ...).\n\nReturns:\n    A `keras.Model`.\n"
+        f"`input_shape`, `pooling`, `classes`, `classifier_activation`, ...).\n\n{_weights_doc(row)}"
+        "Returns:\n    A `keras.Model`.\n"
     )
     return builder
 

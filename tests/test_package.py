@@ -5,6 +5,7 @@ only `import keras_vitres`, and preset rows declare named checkpoints that `buil
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -104,7 +105,17 @@ def test_every_preset_declares_its_named_checkpoints():
     for name, row in PRESETS.items():
         assert isinstance(row["weights"], dict), name
         for checkpoint_name, checkpoint in row["weights"].items():
-            assert checkpoint["url"].split(":")[0] in SCHEMES and SHA256.match(checkpoint["sha256"]), (name, checkpoint_name)
+            where = (name, checkpoint_name)
+            source = checkpoint["source"]
+            if source == "url":
+                assert checkpoint["url"].split(":")[0] in SCHEMES and SHA256.match(checkpoint["sha256"]), where
+            elif source == "keras.applications":
+                assert checkpoint["base_url"].startswith("https://"), where
+                assert all(re.fullmatch(r"[0-9a-f]{32}", f["md5"]) for f in checkpoint["files"].values()), where
+            elif source == "keras_hub":
+                assert checkpoint["handle"].startswith("kaggle://keras/"), where
+            else:
+                assert source == "hf_hub" and checkpoint["repo_id"] and checkpoint["filename"], where
 
 
 @pytest.fixture
@@ -116,8 +127,8 @@ def declared_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "published" / "resnet20_test.weights.h5"
     path.parent.mkdir()
     source.save_weights(path)
-    checkpoint = dict(url=path.as_uri(), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                      fname="resnet20_test.weights.h5", config=dict(classes=3))  # fmt: skip
+    checkpoint = dict(source="url", url=path.as_uri(), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                      fname="resnet20_test.weights.h5", config=dict(classes=3), preprocessing=dict())  # fmt: skip
     monkeypatch.setitem(PRESETS, "resnet20", {**PRESETS["resnet20"], "weights": {"test": checkpoint}})
     monkeypatch.setenv("KERAS_VITRES_CACHE", str(tmp_path / "cache"))
     return source
@@ -129,5 +140,8 @@ def test_a_declared_checkpoint_resolves_by_name_through_the_preset(declared_chec
         for mine, theirs in zip(model.get_weights(), declared_checkpoint.get_weights()):
             np.testing.assert_array_equal(mine, theirs)
     assert (tmp_path / "cache" / "resnet20_test.weights.h5").is_file()  # verified and cached
-    with pytest.raises(FileNotFoundError, match=r"`weights` file not found: weights='imagenet'"):
-        build_model("resnet20", weights="imagenet")  # not declared: a path, for the builder (same message)
+    with pytest.raises(ValueError, match=r"Unknown weights for preset 'resnet20': received weights='imagenet'\. "
+                                         r"Its named weights are \['test'\]"):
+        build_model("resnet20", weights="imagenet")  # not declared, and no such file
+    with pytest.raises(FileNotFoundError, match=r"`weights` file not found: weights='imagenet.h5'"):
+        build_model("resnet20", weights="imagenet.h5")  # a path: for the builder

@@ -1,10 +1,15 @@
-"""`keras-vitres presets`: the registry as a table, optionally built to check the pinned counts."""
+"""`keras-vitres presets`: the registry as a table with each preset's weight names, optionally built to check the
+pinned counts."""
 
+import difflib
 import json
+import re
 
 
 def add_parser(subparsers):
-    parser = subparsers.add_parser("presets", help="list the registered presets with parameter counts and papers")
+    parser = subparsers.add_parser(
+        "presets", help="list the registered presets with parameter counts, weight names and papers"
+    )
     parser.add_argument("--filter", default="", help="only presets whose name contains this text")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--markdown", action="store_true", help="print the Markdown table used in the README")
@@ -13,6 +18,22 @@ def add_parser(subparsers):
 
 
 FAMILY_ORDER = {"ResNet": 0, "VisionTransformer": 1, "HybridViT": 2}
+
+
+def natural_key(name):
+    """Sorts names by family, then by the numbers in them as numbers: plain18 before plain110."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def select(names, text):
+    """The names that contain `text`, in natural order; a ValueError suggesting close names when none does."""
+    selected = sorted((n for n in names if text in n), key=natural_key)
+    if not selected:
+        close = difflib.get_close_matches(text, names, n=3, cutoff=0.4)
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        raise ValueError(f"--filter matches no preset: received --filter={text!r}.{hint} `keras-vitres presets` "
+                         f"lists all {len(names)}.")  # fmt: skip
+    return selected
 
 
 def markdown_table(names):
@@ -36,18 +57,21 @@ def markdown_table(names):
 def run(args):
     from keras_vitres.presets import PRESETS, build_model
 
-    names = [n for n in sorted(PRESETS) if args.filter in n]
+    names = select(list(PRESETS), args.filter)
     if args.markdown:
         print(markdown_table(names))
         return 0
     if args.json:
         print(json.dumps({n: {k: v for k, v in PRESETS[n].items()} for n in names}, indent=2, default=str))
         return 0
-    width = max(len(n) for n in names) if names else 10
-    print(f"{'preset':<{width}}  {'builder':<12} {'parameters':>12}  paper")
+    width = max(len(n) for n in names)
+    weights = {n: ", ".join(PRESETS[n]["weights"]) or "-" for n in names}
+    weights_width = max(len(w) for w in weights.values())
+    print(f"{'preset':<{width}}  {'builder':<12} {'parameters':>12}  {'weights':<{weights_width}}  paper")
     for n in names:
         row = PRESETS[n]
-        print(f"{n:<{width}}  {row['builder_name'] or '-':<12} {row['params']:>12,}  {row['paper']}")
+        print(f"{n:<{width}}  {row['builder_name'] or '-':<12} {row['params']:>12,}  {weights[n]:<{weights_width}}  "
+              f"{row['paper']}")
         if args.build:
             model = build_model(n)
             print(f"{'':<{width}}  built: {model.count_params():,} parameters, output {model.output_shape}")

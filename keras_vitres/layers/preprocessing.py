@@ -333,8 +333,18 @@ class ImagePreprocessing(keras.layers.Layer):
 
 
 def find_preprocessing(model):
-    """The `ImagePreprocessing` layer at the top level of `model`, or None."""
-    found = [layer for layer in model.layers if isinstance(layer, ImagePreprocessing)]
+    """The `ImagePreprocessing` layer of `model`, at its top level or inside a nested model (a model built with
+    named weights carries one, and stays a sub-model when wrapped for fine-tuning), or None."""
+    found, stack = [], list(model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if isinstance(layer, ImagePreprocessing):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            stack.extend(layer.layers)
     if len(found) > 1:
-        raise ValueError(f"Model {model.name!r} has {len(found)} ImagePreprocessing layers; it must have at most one.")
+        raise ValueError(
+            f"Model {model.name!r} has {len(found)} ImagePreprocessing layers ({', '.join(layer.name for layer in found)}); it "
+            "must have at most one, or its inputs would be normalised twice."
+        )
     return found[0] if found else None

@@ -4,8 +4,11 @@ Builders load their `weights=` through `keras_vitres.weights.load_weights` (re-e
 loader by the file's suffix: models call the loaders, the loaders never import the builders.
 """
 
+import dataclasses
+
 import keras
 
+from keras_vitres.layers.preprocessing import Preprocessing
 from keras_vitres.weights.loaders import load_weights as load_weights  # the builders call it from here
 
 POOLINGS = (None, "avg", "max")
@@ -42,6 +45,22 @@ def check_input_shape(input_shape, *, require_size=False, min_size=None):
     if min_size is not None and any(d is not None and d < min_size for d in shape[:2]):
         raise ValueError(f"`input_shape` must be at least {min_size}x{min_size} for this model; received input_shape={input_shape!r}.")
     return shape
+
+
+def preprocess_inputs(inputs, preprocessing):
+    """`inputs` through the model's first layer, an `ImagePreprocessing` named "preprocessing" (float32), when
+    `preprocessing` is given (anything `Preprocessing.resolve` accepts); else `inputs` unchanged.
+
+    The layer records the model's own input size as its `image_size`, so the description a saved or exported model
+    states is the one it applies (as keras.applications' `include_preprocessing` models carry theirs inside).
+    """
+    if preprocessing is None:
+        return inputs
+    height, width, channels = inputs.shape[1:]
+    description = dataclasses.replace(
+        Preprocessing.resolve(preprocessing), image_size=None if None in (height, width) else (height, width)
+    ).check_channels(channels)
+    return description.layer(name="preprocessing", dtype="float32")(inputs)
 
 
 def check_head_args(include_top, pooling, classes, classifier_activation, poolings=POOLINGS):

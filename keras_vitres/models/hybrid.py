@@ -11,7 +11,7 @@ package's ResNet v1.5 bottleneck trunk with batch norm, the form that Keras user
 import keras
 
 from keras_vitres.layers.embedding import grid_size_for
-from keras_vitres.models.common import check_input_shape
+from keras_vitres.models.common import check_input_shape, preprocess_inputs
 from keras_vitres.models.resnet import resnet_stages, resnet_stem
 from keras_vitres.models.vit import check_vit_args, vit_from_features
 
@@ -42,6 +42,7 @@ def HybridViT(
     pooling=None,
     classes=1000,
     classifier_activation="softmax",
+    preprocessing=None,
     name="r50_vit",
 ):
     """Builds a ResNet-trunk + ViT hybrid as a functional `keras.Model` (arXiv:2010.11929, §3.1).
@@ -65,7 +66,7 @@ def HybridViT(
     grid_size = grid_size_for(input_shape, stride)
 
     inputs = keras.Input(input_shape, name="images")
-    x = resnet_stem(inputs, "imagenet", resnet_stage_filters[0])
+    x = resnet_stem(preprocess_inputs(inputs, preprocessing), "imagenet", resnet_stage_filters[0])
     x = resnet_stages(x, "bottleneck", resnet_stage_blocks, resnet_stage_filters, shortcut="B", version=resnet_version,
                       remat=remat)
     return vit_from_features(

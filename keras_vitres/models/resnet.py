@@ -13,7 +13,7 @@ import keras
 
 from keras_vitres.layers.normalization import BatchNormalization
 from keras_vitres.layers.residual import BasicBlock, BottleneckBlock, check_shortcut
-from keras_vitres.models.common import check_head_args, check_input_shape, classifier, load_weights
+from keras_vitres.models.common import check_head_args, check_input_shape, classifier, load_weights, preprocess_inputs
 
 STEMS = ("cifar", "imagenet")
 BLOCKS = ("basic", "bottleneck")
@@ -105,6 +105,7 @@ def ResNet(
     pooling=None,
     classes=None,
     classifier_activation="softmax",
+    preprocessing=None,
     name=None,
 ):
     """Builds a ResNet, or its plain twin, as a functional `keras.Model` (arXiv:1512.03385).
@@ -129,11 +130,16 @@ def ResNet(
             temporaries; docs/benchmarks.md) for about 1.5x the step time on CPU. Keras on JAX compiling for the CPU
             saves nothing.
         include_top: bool. Whether to end with global average pooling and the classifier.
-        weights: None or the path of a local weights file (`.weights.h5`, `.keras`, or a converted format).
+        weights: None, the path of a local weights file (`.weights.h5`, `.keras`, or a converted format), or a
+            keras-hub `ResNetBackbone` to convert. Named weights (`"imagenet"`) are the presets':
+            `keras_vitres.ResNet50(weights="imagenet")`, `build_model("resnet50", weights="imagenet")`.
         input_shape: (H, W, C); by default (32, 32, 3) or (224, 224, 3). H and W may be None.
         pooling: None, "avg" or "max": pooling of the features when `include_top=False`.
         classes: int. Number of classes; by default 10 (CIFAR) or 1000 (ImageNet).
         classifier_activation: activation of the classifier ("softmax", or None for logits).
+        preprocessing: None (the model takes its inputs as they are), or what it applies to raw [0, 255] RGB
+            pixels as its first layer, an `ImagePreprocessing` named "preprocessing": a name ("caffe", "imagenet",
+            "inception", "unit"), a dict of `Preprocessing` fields or a `Preprocessing`.
         name: model name; by default "resnet{depth}" or "plain{depth}".
 
     Returns:
@@ -188,7 +194,7 @@ def ResNet(
         block_args.update(expansion=expansion, version=version)
 
     inputs = keras.Input(input_shape, name="images")
-    x = resnet_stem(inputs, stem, stage_filters[0], **common)
+    x = resnet_stem(preprocess_inputs(inputs, preprocessing), stem, stage_filters[0], **common)
     x = resnet_stages(x, block, stage_blocks, stage_filters, **block_args)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)

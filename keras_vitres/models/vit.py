@@ -25,6 +25,7 @@ from keras_vitres.models.common import (
     check_positive_int,
     classifier,
     load_weights,
+    preprocess_inputs,
 )
 
 VIT_POOLINGS = (None, "token", "avg", "max")
@@ -171,6 +172,7 @@ def VisionTransformer(
     pooling=None,
     classes=1000,
     classifier_activation="softmax",
+    preprocessing=None,
     name="vit",
 ):
     """Builds a Vision Transformer as a functional `keras.Model` (arXiv:2010.11929).
@@ -203,12 +205,16 @@ def VisionTransformer(
         encoder_kernel_initializer: initializer of the encoder's dense kernels (attention query, key, value and
             output, and both MLP layers): "glorot_uniform", as the paper's code and Keras, with or without weights.
         include_top: bool. End with the classifier; otherwise return tokens (or pooled features, see `pooling`).
-        weights: None or the path of a local weights file.
+        weights: None, the path of a local weights file, or a keras-hub `ViTBackbone` to convert. Named weights
+            are the presets' (`keras_vitres.preset_weights(name)` lists them).
         input_shape: (H, W, C) with H and W multiples of the patch size.
         pooling: with `include_top=False`: None (the whole token sequence, (batch, tokens, D)), "token"
             (the class token), "avg" or "max" (over the patch tokens).
         classes: int. Number of classes.
         classifier_activation: activation of the classifier ("softmax", or None for logits).
+        preprocessing: None (the model takes its inputs as they are), or what it applies to raw [0, 255] RGB
+            pixels as its first layer (an `ImagePreprocessing` named "preprocessing"): a name ("inception",
+            "imagenet", ...), a dict of `Preprocessing` fields or a `Preprocessing`.
         name: model name.
 
     Returns:
@@ -230,7 +236,7 @@ def VisionTransformer(
     inputs = keras.Input(input_shape, name="images")
     return vit_from_features(
         inputs,
-        inputs,
+        preprocess_inputs(inputs, preprocessing),
         grid_size,
         patch_size=patch_size,
         hidden_dim=hidden_dim,

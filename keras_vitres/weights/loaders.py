@@ -234,17 +234,31 @@ LOADERS = {
 }
 
 
+def is_keras_hub_model(value):
+    """Whether `value` is a keras-hub model (a backbone or task), judged without importing keras_hub."""
+    return any(cls.__module__.startswith("keras_hub.") for cls in type(value).__mro__)
+
+
 def load_weights(model, weights):
-    """Loads `weights` (None, or the path of a local file) into `model`, with an error that names the file on
-    failure; returns `model`. Every builder's `weights=` comes here.
+    """Loads `weights` (None, the path of a local file, or a keras-hub backbone) into `model`, with an error that
+    names the file on failure; returns `model`. Every builder's `weights=` comes here.
 
     The loader is chosen by the file's suffix (`LOADERS`); Keras' `.keras` files are read with `safe_mode=True`
-    and copied tensor by tensor.
+    and copied tensor by tensor; a keras-hub `ViTBackbone` or `ResNetBackbone` (or an image classifier on one) is
+    converted by `keras_hub.load_keras_hub`.
     """
     if weights is None:
         return model
+    if is_keras_hub_model(weights):
+        from keras_vitres.weights.keras_hub import load_keras_hub
+
+        load_keras_hub(model, weights)
+        return model
     if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"`weights` must be None or the path of a local weights file; received weights={weights!r}.")
+        raise TypeError(
+            "`weights` must be None, the path of a local weights file or a keras-hub backbone (named weights go "
+            f"through the presets: keras_vitres.preset_weights(name) lists them); received weights={weights!r:.200}."
+        )
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"`weights` file not found: weights={path!r}.")

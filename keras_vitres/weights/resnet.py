@@ -60,12 +60,19 @@ def _check_epsilon(model, epsilon, source_name):
         )
 
 
-def keras_applications_sources(model, tensor_file):
-    """{model weight path: Source} for a keras.applications ResNet file (see the module docstring)."""
-    hint = " (e.g. keras_vitres.build_model('resnet50_keras'))"
-    _check_bias(model, True, "keras.applications", hint)
-    _check_blocks(model, "v1", "keras.applications", hint)
-    _check_epsilon(model, 1.001e-5, "keras.applications")
+def keras_applications_sources(
+    model, tensor_file, *, source_name="keras.applications", use_bias=True, version="v1", epsilon=1.001e-5
+):
+    """{model weight path: Source} for a keras.applications ResNet file (see the module docstring), or for weights
+    under its names from another source (keras-hub: v1.5, no conv biases, epsilon 1e-5)."""
+    hint = (
+        " (e.g. keras_vitres.build_model('resnet50_keras'))"
+        if source_name == "keras.applications"
+        else f" (e.g. keras_vitres.ResNet50(version={version!r}))"
+    )
+    _check_bias(model, use_bias, source_name, hint)
+    _check_blocks(model, version, source_name, hint)
+    _check_epsilon(model, epsilon, source_name)
     layers_in_file = {key.split("/")[0] for key in tensor_file.keys()}
     head = next((h for h in KERAS_HEADS if h in layers_in_file), "probs")
     sources = {}

@@ -85,10 +85,12 @@ def _first_present(tensor_file, candidates):
     return next((key for key in candidates if key in tensor_file), candidates[0])
 
 
-def npz_vit_sources(model, tensor_file):
-    """{model weight path: Source} for an official or big_vision ViT `.npz` (see the module docstring)."""
-    check_vit(model, "ViT .npz")
-    warn_gelu(model, True, "The official ViT .npz")
+def npz_vit_sources(model, tensor_file, approximate_gelu=True):
+    """{model weight path: Source} for an official or big_vision ViT `.npz` (see the module docstring), or for
+    weights under its names from another source (keras-hub, trained with exact GELU: `approximate_gelu=False`)."""
+    source_name = "The official ViT .npz" if approximate_gelu else f"The {tensor_file.format_name} ViT"
+    check_vit(model, source_name)
+    warn_gelu(model, approximate_gelu, source_name)
     root = "params/" if "params/embedding/kernel" in tensor_file else ""
     if f"{root}embedding/kernel" not in tensor_file:
         raise ValueError(
