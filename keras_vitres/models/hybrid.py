@@ -21,7 +21,6 @@ from keras_vitres.models.common import check_input_shape
 from keras_vitres.models.resnet import resnet_stages, resnet_stem
 from keras_vitres.models.vit import check_vit_args, vit_from_features
 
-
 TRUNKS = ("bit", "batchnorm")
 
 
@@ -78,6 +77,11 @@ def HybridViT(
 
     if trunk not in TRUNKS:
         raise ValueError(f"`trunk` must be one of {TRUNKS}; received trunk={trunk!r}.")
+    if trunk == "bit" and any(not isinstance(f, int) or f % 32 for f in resnet_stage_filters):
+        raise ValueError(
+            "The 'bit' trunk's group norms have 32 groups, so its widths must be multiples of 32; received "
+            f"resnet_stage_filters={tuple(resnet_stage_filters)!r} (or build with trunk='batchnorm')."
+        )
 
     inputs = keras.Input(input_shape, name="images")
     if trunk == "bit":
