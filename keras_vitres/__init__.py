@@ -20,6 +20,7 @@ from keras_vitres.version import __version__
 
 # Public name -> the module that defines it.
 _EXPORTS = {
+    "BiTResNet": "keras_vitres.models",
     "HybridViT": "keras_vitres.models",
     "ResNet": "keras_vitres.models",
     "VisionTransformer": "keras_vitres.models",
@@ -37,6 +38,7 @@ _SUBPACKAGES = ("analysis", "benchmark", "data", "export", "layers", "models", "
 SERIALIZABLE_MODULES = ("keras_vitres.layers", "keras_vitres.data.augment", "keras_vitres.training.schedules")
 
 __all__ = [
+    "BiTResNet",
     "HybridViT",
     "ResNet",
     "VisionTransformer",

@@ -32,10 +32,12 @@ BUILDER_MODULES = {
     "ResNet": "keras_vitres.models.resnet",
     "VisionTransformer": "keras_vitres.models.vit",
     "HybridViT": "keras_vitres.models.hybrid",
+    "BiTResNet": "keras_vitres.models.bit",
 }
 
 RESNET_PAPER = "arXiv:1512.03385"
 VIT_PAPER = "arXiv:2010.11929"
+BIT_PAPER = "arXiv:1912.11370"
 
 # keras.applications' ResNet weight files: Keras' `BASE_WEIGHTS_PATH` and its pinned md5 (`WEIGHTS_HASHES`, the
 # only hashes published for them) of the file with the top and the `_notop` one (keras/src/applications/resnet.py).
@@ -197,6 +199,27 @@ def _vit(size, patch):
     )
 
 
+# BiT ResNets with a 1,000-class head at 224x224 (group norms have no moving statistics: all are trainable). The
+# counts equal a closed-form sum over the layers (tests/models/test_bit.py) and timm's `resnetv2_{depth}x{w}_bit`.
+BIT_PARAMS = {(50, 1): 25_549_352, (50, 3): 217_319_080, (101, 1): 44_541_480, (101, 3): 387_934_888,
+              (152, 2): 236_335_208, (152, 4): 936_533_224}  # fmt: skip
+
+
+def _bit(depth, width):
+    params = BIT_PARAMS[(depth, width)]
+    return dict(
+        builder="BiTResNet",
+        builder_name=f"BiTR{depth}x{width}",
+        config=dict(depth=depth, width_multiplier=width),
+        params=params,
+        trainable_params=params,
+        paper=f"{BIT_PAPER} §2.1; {VIT_PAPER} §4.1 (BiT baselines)",
+        description=f"BiT ResNet-{depth}x{width}: pre-activation bottlenecks, group norm and weight-standardised "
+        f"convolutions, widths x{width}",
+        weights={},
+    )
+
+
 PRESETS = {
     **{f"resnet{d}": _cifar(d, "A", p, t) for d, p, t in (
         (20, 271_098, 269_722), (32, 466_426, 464_154), (44, 661_754, 658_586),
@@ -238,14 +261,17 @@ PRESETS = {
         description="Small ViT/4 on 32x32 images, the `digits_vit` recipe's: width 64, 4 layers, 4 heads, MLP 128",
         weights={},
     ),
+    **{f"bit_r{depth}x{width}": _bit(depth, width) for depth, width in BIT_PARAMS},
     "r50_vit_base_patch16_224": dict(
         builder="HybridViT",
         builder_name="R50ViTB16",
         config=dict(**VIT_SIZES["base"][1]),
-        params=98_698_920,
+        # The group-norm trunk has no moving statistics; its scales and offsets count as the batch-norm trunk's.
+        params=98_659_112,
         trainable_params=98_659_112,
         paper=f"{VIT_PAPER} §3.1, Table 5 (R50x1+ViT-B/16)",
-        description="Hybrid: ResNet-50 trunk (stages 3/4/9, stride 16) feeding 1x1 patches to ViT-B",
+        description="Hybrid: the paper's ResNet-50 trunk (group norm, weight standardisation; stages 3/4/9, stride 16) "
+        "feeding 1x1 patches to ViT-B",
         weights={},
     ),
 }  # fmt: skip

@@ -17,7 +17,7 @@ def add_parser(subparsers):
     parser.set_defaults(func=run)
 
 
-FAMILY_ORDER = {"ResNet": 0, "VisionTransformer": 1, "HybridViT": 2}
+FAMILY_ORDER = {"ResNet": 0, "BiTResNet": 1, "VisionTransformer": 2, "HybridViT": 3}
 
 
 def natural_key(name):

@@ -22,6 +22,7 @@ compiled ResNet-50 does not have, where a strided convolution reads only the pix
 import keras
 from keras import ops
 
+from keras_vitres.layers.convolution import StandardizedConv2D
 from keras_vitres.layers.normalization import BatchNormalization
 from keras_vitres.layers.remat import check_remat, rematerialized
 
@@ -357,4 +358,195 @@ class BottleneckBlock(_ResidualBlock):
     def get_config(self):
         config = super().get_config()
         config.update(expansion=self.expansion, version=self.version)
+        return config
+
+
+PADDINGS = ("symmetric", "same")
+
+
+@keras.saving.register_keras_serializable(package="keras_vitres")
+class GroupNormBottleneck(keras.layers.Layer):
+    """Bottleneck with group norm (Wu & He, arXiv:1803.08494) and weight-standardised convolutions (Qiao et al.,
+    arXiv:1903.10520): BiT's block (Kolesnikov et al., arXiv:1912.11370, §2.1) and the ViT hybrid's (arXiv:2010.11929,
+    §3.1). The stride is on the 3x3 convolution; a 1x1 projection shortcut is added where the shape changes.
+
+    With `preactivation=True` (BiT; ResNet v2, He et al. arXiv:1603.05027), p = relu(norm1(x)) and
+        out = conv3(relu(norm3(conv2(relu(norm2(conv1(p))))))) + (shortcut_conv(p) or x).
+    With `preactivation=False` (the ViT repository's hybrid trunk, `vit_jax/models_resnet.py`),
+        out = relu(norm3(conv3(relu(norm2(conv2(relu(norm1(conv1(x))))))) + (shortcut_norm(shortcut_conv(x)) or x)),
+    and norm3's scale starts at zero, as there, so that a new block starts as the identity.
+
+    Args:
+        filters: int. Channels of the 1x1 and 3x3 convolutions; the block outputs `filters * expansion`.
+        strides: int. Stride of the 3x3 convolution and the projection.
+        expansion: int. Output width multiplier (4).
+        preactivation: bool. See above.
+        groups: int. Group norm groups (32, as in BiT); every normalised width must be a multiple of it.
+        norm_epsilon: float. Group norm epsilon (1e-5 in BiT, 1e-6 in the ViT repository's flax GroupNorm).
+        weight_epsilon, weight_epsilon_on: the `epsilon` and `epsilon_on` of `StandardizedConv2D` (BiT: 1e-10 on the
+            variance; the ViT repository: 1e-5 on the standard deviation).
+        padding: "symmetric" pads the strided 3x3 convolution by one pixel on every side (BiT's fixed padding);
+            "same" pads as TensorFlow/flax "SAME" does (the extra pixel bottom/right; the ViT repository).
+        kernel_initializer, kernel_regularizer: of every convolution kernel.
+        remat: bool. Recompute the block's activations in the backward pass (`keras_vitres.layers.remat`).
+    """
+
+    def __init__(
+        self,
+        filters,
+        strides=1,
+        expansion=4,
+        preactivation=True,
+        groups=32,
+        norm_epsilon=1e-5,
+        weight_epsilon=1e-10,
+        weight_epsilon_on="variance",
+        padding="symmetric",
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        remat=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("filters", filters), ("strides", strides), ("expansion", expansion), ("groups", groups)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int; received {name}={value!r}.")
+        if padding not in PADDINGS:
+            raise ValueError(f"`padding` must be one of {PADDINGS}; received padding={padding!r}.")
+        if not isinstance(preactivation, bool):
+            raise ValueError(f"`preactivation` must be a bool; received preactivation={preactivation!r}.")
+        check_remat(remat)
+        self.filters = filters
+        self.strides = strides
+        self.expansion = expansion
+        self.preactivation = preactivation
+        self.groups = groups
+        self.norm_epsilon = norm_epsilon
+        self.weight_epsilon = weight_epsilon
+        self.weight_epsilon_on = weight_epsilon_on
+        self.padding = padding
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.remat = remat
+        self.norm1, self.norm2, self.norm3 = (
+            self._make_norm(f"norm{k}", zero=not preactivation and k == 3) for k in (1, 2, 3)
+        )
+        self.conv1 = self._make_conv(filters, 1, 1, "conv1")
+        self.conv2_pad = None
+        if strides > 1 and padding == "symmetric":
+            self.conv2_pad = keras.layers.ZeroPadding2D(1, dtype=self.dtype_policy, name="conv2_pad")
+        self.conv2 = self._make_conv(filters, 3, strides, "conv2", padding="valid" if self.conv2_pad else "same")
+        self.conv3 = self._make_conv(filters * expansion, 1, 1, "conv3")
+        self.shortcut_conv = self.shortcut_norm = None
+        self._subsample = 1  # strided 1x1 projection on TensorFlow: subsample, then a stride-1 convolution
+
+    @property
+    def output_filters(self):
+        return self.filters * self.expansion
+
+    def _make_norm(self, name, zero=False):
+        return keras.layers.GroupNormalization(
+            groups=self.groups,
+            epsilon=self.norm_epsilon,
+            gamma_initializer="zeros" if zero else "ones",
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _make_conv(self, filters, kernel_size, strides, name, padding="same"):
+        return StandardizedConv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            use_bias=False,
+            epsilon=self.weight_epsilon,
+            epsilon_on=self.weight_epsilon_on,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        for width in (channels, self.filters, self.output_filters):
+            if width % self.groups:
+                raise ValueError(
+                    f"Group norm needs widths that are multiples of `groups`; received groups={self.groups} for "
+                    f"{width} channels (input {channels}, filters={self.filters}, expansion={self.expansion})."
+                )
+        if self.strides != 1 or channels != self.output_filters:
+            strides = self.strides
+            if strides > 1 and keras.backend.backend() == "tensorflow":  # oneDNN bug: the module docstring
+                self._subsample, strides = strides, 1
+            self.shortcut_conv = self._make_conv(self.output_filters, 1, strides, "shortcut_conv", padding="valid")
+            sub = (input_shape[0], _down(input_shape[1], self._subsample), _down(input_shape[2], self._subsample))
+            self.shortcut_conv.build((*sub, channels))
+            if not self.preactivation:
+                self.shortcut_norm = self._make_norm("shortcut_norm")
+                self.shortcut_norm.build(self.compute_output_shape(input_shape))
+        shape = tuple(input_shape)
+        if self.preactivation:
+            self.norm1.build(shape)
+        shape = self.conv1.compute_output_shape(shape)
+        self.conv1.build(input_shape)
+        (self.norm2 if self.preactivation else self.norm1).build(shape)
+        if self.conv2_pad is not None:
+            self.conv2_pad.build(shape)
+            shape = self.conv2_pad.compute_output_shape(shape)
+        self.conv2.build(shape)
+        shape = self.conv2.compute_output_shape(shape)
+        (self.norm3 if self.preactivation else self.norm2).build(shape)
+        self.conv3.build(shape)
+        if not self.preactivation:
+            self.norm3.build(self.conv3.compute_output_shape(shape))
+
+    def call(self, inputs, training=None):
+        if self.remat and training:
+            return rematerialized(self, self._forward, inputs)
+        return self._forward(inputs)
+
+    def _shortcut(self, x):
+        if self._subsample > 1:
+            x = x[:, :: self._subsample, :: self._subsample, :]
+        return self.shortcut_conv(x)
+
+    def _conv2(self, x):
+        return self.conv2(x if self.conv2_pad is None else self.conv2_pad(x))
+
+    def _forward(self, inputs):
+        if self.preactivation:
+            x = ops.relu(self.norm1(inputs))
+            shortcut = inputs if self.shortcut_conv is None else self._shortcut(x)
+            x = self.conv1(x)
+            x = self._conv2(ops.relu(self.norm2(x)))
+            x = self.conv3(ops.relu(self.norm3(x)))
+            return x + shortcut
+        shortcut = inputs if self.shortcut_conv is None else self.shortcut_norm(self._shortcut(inputs))
+        x = ops.relu(self.norm1(self.conv1(inputs)))
+        x = ops.relu(self.norm2(self._conv2(x)))
+        x = self.norm3(self.conv3(x))
+        return ops.relu(x + shortcut)
+
+    def compute_output_shape(self, input_shape):
+        height, width = _down(input_shape[1], self.strides), _down(input_shape[2], self.strides)
+        return (input_shape[0], height, width, self.output_filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            strides=self.strides,
+            expansion=self.expansion,
+            preactivation=self.preactivation,
+            groups=self.groups,
+            norm_epsilon=self.norm_epsilon,
+            weight_epsilon=self.weight_epsilon,
+            weight_epsilon_on=self.weight_epsilon_on,
+            padding=self.padding,
+            kernel_initializer=_serialize(self.kernel_initializer, keras.initializers),
+            kernel_regularizer=_serialize(self.kernel_regularizer, keras.regularizers),
+            remat=self.remat,
+        )
         return config

@@ -4,20 +4,29 @@ The patch embedding is applied to a ResNet feature map with "patch size" 1: for 
 keeps its stem and first three stages, stage 3 grows from 6 to 9 blocks and stage 4 is dropped, so a 224x224
 image becomes a 14x14 grid of 1024-channel features, each projected to one token.
 
-The paper's trunk is BiT's ResNet (group norm, weight standardisation, pre-activation); this one is the
-package's ResNet v1.5 bottleneck trunk with batch norm, the form that Keras users train and fine-tune.
+Two trunks (`trunk=`):
+    "bit" (the default): the paper's, a ResNet with group norm and weight-standardised convolutions as in the
+        ViT repository's hybrid (google-research/vision_transformer `vit_jax/models_resnet.py`: post-activation
+        bottlenecks with the stride on the 3x3, "SAME" padding, group norm epsilon 1e-6, weight standardisation
+        (w - mean) / (std + 1e-5), and a stem of convolution, group norm, ReLU and max-pool). The published R50+ViT
+        checkpoints load into it.
+    "batchnorm": the package's ResNet v1.5 (or v1) bottleneck trunk with batch norm (`keras_vitres.models.resnet`).
 """
 
 import keras
 
 from keras_vitres.layers.embedding import grid_size_for
+from keras_vitres.models.bit import VIT_HYBRID_TRUNK, standardized_stages, standardized_stem
 from keras_vitres.models.common import check_input_shape, preprocess_inputs
 from keras_vitres.models.resnet import resnet_stages, resnet_stem
 from keras_vitres.models.vit import check_vit_args, vit_from_features
 
+TRUNKS = ("bit", "batchnorm")
+
 
 def HybridViT(
     *,
+    trunk="bit",
     resnet_stage_blocks=(3, 4, 9),
     resnet_stage_filters=(64, 128, 256),
     resnet_version="v1.5",
@@ -52,9 +61,11 @@ def HybridViT(
     total stride is 4 * 2**(stages - 1) (16 for three stages), so H and W must be multiples of it.
 
     Args:
+        trunk: "bit" (group norm and weight standardisation, the paper's; widths must be multiples of 32) or
+            "batchnorm" (the package's batch-norm bottlenecks). See the module docstring.
         resnet_stage_blocks: bottleneck blocks per ResNet stage ((3, 4, 9) for the paper's R50 trunk).
         resnet_stage_filters: filters per stage; outputs have 4x as many channels.
-        resnet_version: "v1" or "v1.5" bottlenecks.
+        resnet_version: "v1" or "v1.5" bottlenecks of the "batchnorm" trunk (the "bit" trunk strides its 3x3).
 
     Returns:
         A `keras.Model`.
@@ -65,10 +76,23 @@ def HybridViT(
     stride = 4 * 2 ** (len(resnet_stage_blocks) - 1)
     grid_size = grid_size_for(input_shape, stride)
 
+    if trunk not in TRUNKS:
+        raise ValueError(f"`trunk` must be one of {TRUNKS}; received trunk={trunk!r}.")
+    if trunk == "bit" and any(not isinstance(f, int) or f % 32 for f in resnet_stage_filters):
+        raise ValueError(
+            "The 'bit' trunk's group norms have 32 groups, so its widths must be multiples of 32; received "
+            f"resnet_stage_filters={tuple(resnet_stage_filters)!r} (or build with trunk='batchnorm')."
+        )
+
     inputs = keras.Input(input_shape, name="images")
-    x = resnet_stem(preprocess_inputs(inputs, preprocessing), "imagenet", resnet_stage_filters[0])
-    x = resnet_stages(x, "bottleneck", resnet_stage_blocks, resnet_stage_filters, shortcut="B", version=resnet_version,
-                      remat=remat)
+    pixels = preprocess_inputs(inputs, preprocessing)
+    if trunk == "bit":
+        x = standardized_stem(pixels, resnet_stage_filters[0], **VIT_HYBRID_TRUNK)
+        x = standardized_stages(x, resnet_stage_blocks, resnet_stage_filters, remat=remat, **VIT_HYBRID_TRUNK)
+    else:
+        x = resnet_stem(pixels, "imagenet", resnet_stage_filters[0])
+        x = resnet_stages(x, "bottleneck", resnet_stage_blocks, resnet_stage_filters, shortcut="B",
+                          version=resnet_version, remat=remat)  # fmt: skip
     return vit_from_features(
         inputs,
         x,

@@ -20,7 +20,7 @@ from keras_vitres.training.distribute import (
 from keras_vitres.training.evaluation import evaluate
 from keras_vitres.training.fit import StepPlan, compile_for_recipe, fit_model, plan_steps
 from keras_vitres.training.interrupt import TrainingInterrupted
-from keras_vitres.training.recipes import RECIPES, Recipe, get_recipe, list_recipes
+from keras_vitres.training.recipes import RECIPES, Recipe, bit_hyperrule, get_recipe, list_recipes
 from keras_vitres.training.run_dir import BEST_FILE, MODEL_FILE
 from keras_vitres.training.runner import train
 from keras_vitres.training.schedules import (
@@ -46,6 +46,7 @@ __all__ = [
     "TrainingInterrupted",
     "VerifiedBackup",
     "Warmup",
+    "bit_hyperrule",
     "compile_for_recipe",
     "evaluate",
     "fit_model",

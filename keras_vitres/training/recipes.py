@@ -6,6 +6,10 @@
 | "vit_small_data" | ViT from scratch on small data: AdamW, warmup + cosine, label smoothing, RandAugment, MixUp/CutMix |
 | "digits_resnet" | the offline default: ResNet-20 on the embedded digits, > 97% test accuracy in a few CPU minutes |
 | "digits_vit" | its ViT counterpart: a small ViT/4 on the embedded digits with AdamW, in about a minute on a CPU |
+| "bit_hyperrule" | BiT-HyperRule (arXiv:1912.11370 §3.3) fine-tuning: SGD 0.9, lr 0.003, batch 512, warmup, /10 at 30/60/90% |
+
+`bit_hyperrule(dataset_size, image_size)` gives the HyperRule's per-data-set fields (length, warmup, decay steps,
+MixUp, resolution) to pass to `get_recipe("bit_hyperrule", **...)`; the row itself holds CIFAR-10's.
 
 `get_recipe(name, preset=None, **overrides)` returns the `Recipe` with the row's per-preset adjustments (e.g. the
 warmup the paper gives ResNet-110 and -1202) and then `overrides` applied.
@@ -285,6 +289,70 @@ RECIPES = {
         preprocessing="rescale",
     ),
 }
+
+
+def bit_hyperrule(dataset_size, image_size):
+    """The BiT-HyperRule's fields for a data set (Kolesnikov et al., arXiv:1912.11370, §3.3), with the numbers of
+    the official `bit_hyperrule.py` (google-research/big_transfer).
+
+    Schedule length by the number of training examples: under 20k, 500 steps (warmup 100, /10 at 200, 300, 400);
+    under 500k, 10k steps (warmup 500, /10 at 3k, 6k, 9k: 30/60/90%); else 20k steps (warmup 500, /10 at 6k, 12k,
+    18k). MixUp with alpha 0.1 from 20k examples on. Resolution by the images' area: under 96x96 pixels, crops of
+    128 (from 160); else 480 (from 512; the paper's text gives 384 from 448). The package's pipeline resizes to the
+    crop size and crops after a 4-pixel padding (`augment="cifar"`), its closest to resize-then-random-crop.
+
+    Args:
+        dataset_size: int. Number of training examples.
+        image_size: (height, width) of the data set's images.
+
+    Returns:
+        dict of `Recipe` fields: steps, warmup_steps, decay_boundaries, mixup_alpha, image_size.
+
+    Examples:
+        >>> bit_hyperrule(50_000, (32, 32))["decay_boundaries"]
+        (3000, 6000, 9000)
+    """
+    if not isinstance(dataset_size, int) or isinstance(dataset_size, bool) or dataset_size < 1:
+        raise ValueError(f"`dataset_size` must be a positive int; received dataset_size={dataset_size!r}.")
+    try:
+        height, width = image_size
+    except (TypeError, ValueError):
+        raise ValueError(f"`image_size` must be (height, width); received image_size={image_size!r}.") from None
+    if dataset_size < 20_000:
+        supports = (100, 200, 300, 400, 500)
+    elif dataset_size < 500_000:
+        supports = (500, 3000, 6000, 9000, 10_000)
+    else:
+        supports = (500, 6000, 12_000, 18_000, 20_000)
+    return dict(
+        steps=supports[-1],
+        warmup_steps=supports[0],
+        decay_boundaries=supports[1:-1],
+        mixup_alpha=0.0 if dataset_size < 20_000 else 0.1,
+        image_size=128 if height * width < 96 * 96 else 480,
+    )
+
+
+RECIPES["bit_hyperrule"] = Recipe(
+    name="bit_hyperrule",
+    description="BiT-HyperRule fine-tuning (arXiv:1912.11370 §3.3): SGD 0.9, lr 0.003, batch 512, warmup, /10 at "
+    "30/60/90%, MixUp 0.1 on large data; per data set: `bit_hyperrule(dataset_size, image_size)`",
+    preset="bit_r50x1",
+    dataset="cifar10",
+    batch_size=512,
+    optimizer="sgd",
+    learning_rate=0.003,
+    momentum=0.9,
+    weight_decay=0.0,
+    schedule="step",
+    decay_factor=0.1,
+    warmup_mode="linear",
+    warmup_learning_rate=0.0,
+    epochs=None,
+    augment="cifar",
+    preprocessing="rescale",  # pixels to [-1, 1], as the BiT models were trained
+    **bit_hyperrule(50_000, (32, 32)),  # CIFAR-10: 10k steps, MixUp 0.1, 128x128
+)
 
 
 def list_recipes():

@@ -14,7 +14,7 @@ import zipfile
 
 import keras
 
-from keras_vitres.weights import resnet, vit
+from keras_vitres.weights import bit, resnet, vit
 from keras_vitres.weights.mapping import assign_weights
 from keras_vitres.weights.readers import (
     PICKLE_SUFFIXES,
@@ -66,35 +66,49 @@ def _has_head(model):
     return "predictions" in {layer.name for layer in model.layers}
 
 
-def _assign_vit(model, tensor_file, sources, ignorable):
+def _assign_vit(model, tensor_file, sources, ignorable, trunk_sources=None):
     """Assigns a ViT checkpoint through its family's `sources` and `ignorable` mappings, resampling the position
-    embedding to the model's patch grid."""
+    embedding to the model's patch grid; a hybrid's trunk comes through `trunk_sources`."""
+    mapping = sources(model, tensor_file)
+    if bit.is_hybrid(model):
+        mapping.update(trunk_sources(model, tensor_file))
     return assign_weights(
         model,
         tensor_file,
-        sources(model, tensor_file),
+        mapping,
         ignorable=ignorable(model, tensor_file),
         position_grid=vit.position_grid(model),
     )
 
 
 def load_npz(model, path):
-    """Loads an official (google-research/vision_transformer) or big_vision ViT `.npz` into a ViT model.
+    """Loads an official `.npz`: a ViT (google-research/vision_transformer, big_vision) into a ViT, the ViT
+    repository's R50+ViT into the hybrid with the BiT trunk, or a BiT ResNet (google-research/big_transfer) into a
+    `BiTResNet`.
 
     The head is left at its initialisation when the number of classes differs, and the position embedding is
     resampled to the model's patch grid. Returns a dict: number of weights loaded, whether the head was reset and
     whether the position embedding was resampled.
     """
     with NpzTensors(path) as tensor_file:
-        return _assign_vit(model, tensor_file, vit.npz_vit_sources, vit.npz_vit_ignorable)
+        if bit.BIT_NPZ_MARKER in tensor_file:
+            sources = bit.npz_bit_sources(model, tensor_file)
+            return assign_weights(model, tensor_file, sources, ignorable=bit.npz_bit_ignorable(model))
+        return _assign_vit(model, tensor_file, vit.npz_vit_sources, vit.npz_vit_ignorable,
+                           lambda m, f: bit.hybrid_trunk_npz_sources(m, f, vit.npz_root(f)))  # fmt: skip
 
 
 def load_safetensors(model, path):
-    """Loads a timm / torchvision state dict saved as `.safetensors` (ResNet v1.5 or ViT), without PyTorch."""
+    """Loads a timm / torchvision state dict saved as `.safetensors` (ResNet v1.5, ViT, timm's R50+ViT hybrid or
+    BiT `resnetv2_*_bit`), without PyTorch."""
     with SafetensorsTensors(path) as opened:
         tensor_file = _strip_wrapper_prefix(opened)
         if vit.torch_vit_flavour(tensor_file):
-            return _assign_vit(model, tensor_file, vit.torch_vit_sources, vit.torch_vit_ignorable)
+            return _assign_vit(model, tensor_file, vit.torch_vit_sources, vit.torch_vit_ignorable,
+                               bit.hybrid_trunk_timm_sources)  # fmt: skip
+        if bit.TIMM_BIT_MARKER in tensor_file and "stages.0.blocks.0.conv1.weight" in tensor_file:
+            sources = bit.timm_bit_sources(model, tensor_file)
+            return assign_weights(model, tensor_file, sources, ignorable=bit.timm_bit_ignorable(model))
         if "conv1.weight" in tensor_file and "layer1.0.conv1.weight" in tensor_file:
             if not resnet.is_resnet(model):
                 raise ValueError(f"`weights` file {os.fspath(path)!r} holds a ResNet; model {model.name!r} is not one.")

@@ -43,11 +43,17 @@ def check_vit(model, source_name):
     names = {layer.name for layer in model.layers}
     if "patch_embedding" not in names:
         raise ValueError(f"{source_name} weights are for a Vision Transformer; model {model.name!r} is not one.")
-    if "stem_conv" in names:
+    if "stem_conv" in names and "stem_norm" not in names:
         raise ValueError(
             f"{source_name} weights cannot be loaded into the hybrid model {model.name!r}: the published R50+ViT "
-            "checkpoints use a BiT ResNet (group norm, weight standardisation) that the hybrid does not have."
+            "checkpoints use a ResNet with group norm and weight standardisation, and this hybrid has the batch-norm "
+            "trunk. Build it with trunk='bit' (the default)."
         )
+
+
+def npz_root(tensor_file):
+    """The prefix of an official `.npz`'s names: "params/" for big_vision, "" otherwise."""
+    return "params/" if "params/embedding/kernel" in tensor_file else ""
 
 
 def position_grid(model):

@@ -11,8 +11,9 @@ from tests.helpers import assert_keras_round_trip
 pytestmark = pytest.mark.backend_agnostic
 
 TINY_VIT = dict(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), classes=5)
-TINY_HYBRID = dict(resnet_stage_blocks=(1, 1), resnet_stage_filters=(8, 16), hidden_dim=32, num_layers=1,
-                   num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), classes=5)  # fmt: skip
+TINY_HYBRID = dict(trunk="batchnorm", resnet_stage_blocks=(1, 1), resnet_stage_filters=(8, 16), hidden_dim=32,
+                   num_layers=1, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), classes=5)  # fmt: skip
+TINY_BIT_HYBRID = {**TINY_HYBRID, "trunk": "bit", "resnet_stage_filters": (32, 64)}
 
 SMALL_MODELS = {
     "resnet_a": lambda: ResNet(8, shortcut="A"),
@@ -24,6 +25,7 @@ SMALL_MODELS = {
     "vit": lambda: VisionTransformer(**TINY_VIT),
     "vit_gap_prelogits": lambda: VisionTransformer(**TINY_VIT, use_class_token=False, representation_size=16),
     "hybrid": lambda: HybridViT(**TINY_HYBRID),
+    "hybrid_bit": lambda: HybridViT(**TINY_BIT_HYBRID),
 }
 
 
@@ -186,6 +188,8 @@ def test_mismatched_weights_file_is_a_clear_error(tmp_path):
     (lambda: keras_vitres.ViTTi16(input_shape=(3, 224, 224)), r"channels-first.*input_shape=\(224, 224, 3\)"),
     (lambda: keras_vitres.ResNet50(input_shape=(31, 64, 3)), r"at least 32x32.*input_shape=\(31, 64, 3\)"),
     (lambda: keras_vitres.ResNet18(input_shape=(16, 16, 3)), r"at least 32x32.*input_shape=\(16, 16, 3\)"),
+    (lambda: HybridViT(**dict(TINY_HYBRID, trunk="gn")), "trunk='gn'"),
+    (lambda: HybridViT(**dict(TINY_HYBRID, trunk="bit")), r"multiples of 32; received resnet_stage_filters=\(8, 16\)"),
 ])  # fmt: skip
 def test_bad_arguments_name_the_argument_and_value(build, message):
     with pytest.raises((ValueError, TypeError), match=message):

@@ -10,7 +10,8 @@ from keras_vitres.presets import NAMED_BUILDERS, PRESETS, build_model, get_prese
 pytestmark = pytest.mark.backend_agnostic
 
 # Building these takes 4-20 s each (up to 632M parameters); CI runs them in its slow step.
-SLOW_PRESETS = {n for n in PRESETS if n.startswith(("vit_large", "vit_huge", "resnet1202", "resnet101", "resnet152"))}
+SLOW_PRESETS = {n for n in PRESETS if n.startswith(("vit_large", "vit_huge", "resnet1202", "resnet101", "resnet152",
+                                                      "bit_r50x3", "bit_r101", "bit_r152"))}  # fmt: skip
 
 # The papers' own figures (ResNet Table 6, ViT Table 1) to the precision they print them.
 PAPER_PARAMS_MILLIONS = {
@@ -41,7 +42,7 @@ def test_every_preset_has_pinned_counts_and_a_paper():
         assert isinstance(row["params"], int) and row["params"] > 0, name
         assert isinstance(row["trainable_params"], int) and 0 < row["trainable_params"] <= row["params"], name
         assert row["paper"].startswith("arXiv:"), name
-        assert row["builder"] in ("ResNet", "VisionTransformer", "HybridViT"), name
+        assert row["builder"] in ("ResNet", "BiTResNet", "VisionTransformer", "HybridViT"), name
 
 
 @pytest.mark.parametrize("name, millions", sorted(PAPER_PARAMS_MILLIONS.items()))
@@ -53,19 +54,24 @@ def test_pinned_counts_agree_with_the_papers(name, millions):
 
 
 def test_hybrid_count_is_its_trunk_plus_a_vit():
-    """R50+ViT-B/16 = ResNet trunk (3, 4, 9 bottlenecks) + 1x1 patch embedding of 1024 channels + ViT-B/16's rest."""
-    trunk = keras_vitres.ResNet(stem="imagenet", block="bottleneck", stage_blocks=(3, 4, 9), stage_filters=(64, 128, 256),
-                                version="v1.5", include_top=False)  # fmt: skip
+    """R50+ViT-B/16 = the paper's trunk (3, 4, 9 group-norm bottlenecks) + 1x1 patch embedding of 1024 channels +
+    ViT-B/16's rest. The batch-norm trunk has as many trainable parameters, plus the BN moving statistics."""
+    bn_trunk = keras_vitres.ResNet(stem="imagenet", block="bottleneck", stage_blocks=(3, 4, 9),
+                                   stage_filters=(64, 128, 256), version="v1.5", include_top=False)  # fmt: skip
+    bn_statistics = sum(int(np.prod(w.shape)) for w in bn_trunk.non_trainable_weights)
     vit_b16 = PRESETS["vit_base_patch16_224"]["params"]
     patch_16x16 = 16 * 16 * 3 * 768 + 768
     patch_1x1 = 1024 * 768 + 768
-    assert PRESETS["r50_vit_base_patch16_224"]["params"] == trunk.count_params() + patch_1x1 + vit_b16 - patch_16x16
+    expected = bn_trunk.count_params() - bn_statistics + patch_1x1 + vit_b16 - patch_16x16
+    assert PRESETS["r50_vit_base_patch16_224"]["params"] == expected
+    batchnorm = keras_vitres.build_model("r50_vit_base_patch16_224", trunk="batchnorm")
+    assert batchnorm.count_params() == expected + bn_statistics == 98_698_920
 
 
 def test_named_builders_are_exported_and_documented():
     expected = {"ResNet20", "ResNet32", "ResNet44", "ResNet56", "ResNet110", "ResNet1202", "PlainNet20", "PlainNet56",
                 "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ViTTi16", "ViTS16", "ViTB16", "ViTB32",
-                "ViTL16", "ViTL32", "ViTH14", "R50ViTB16"}  # fmt: skip
+                "ViTL16", "ViTL32", "ViTH14", "R50ViTB16", "BiTR50x1", "BiTR152x4"}  # fmt: skip
     assert expected <= set(NAMED_BUILDERS)
     for name in expected:
         builder = getattr(keras_vitres, name)

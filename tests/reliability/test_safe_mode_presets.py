@@ -4,7 +4,7 @@ Each preset is built once; its layers are walked recursively; its serialised con
 Keras built-ins and registered `keras_vitres>` classes; and the config is deserialised with `safe_mode=True` into
 an identical model. Presets of a few million parameters also go through a real `.keras` file (weights included)
 loaded with `keras.saving.load_model(safe_mode=True)`, one per family and block type (ResNet-20, plain-20,
-ResNet-18, ResNet-50, ResNet-50 with conv biases, ViT-Ti/16, and the hybrid R50+ViT-B/16 at 99M parameters and
+ResNet-18, ResNet-50, ResNet-50 with conv biases, BiT-R50x1, ViT-Ti/16, and the hybrid R50+ViT-B/16 at 99M parameters and
 400 MB). The large presets (ViT-L/H, ResNet-101/152/1202, the hybrid) and, to keep the default suite short, the
 110-layer CIFAR nets and the other presets above 12M parameters are marked slow; for them the config is what is round-tripped (building ViT-H
 takes minutes and its `.keras` file would be 2.5 GB).
@@ -23,7 +23,7 @@ import keras_vitres
 SLOW_PREFIXES = ("vit_large", "vit_huge", "resnet1202", "resnet101", "resnet152", "r50_vit", "resnet110", "plain110")
 # A real .keras file, weights included, for one preset of each family and block type (the rest differ by numbers).
 FILE_ROUND_TRIP = {"resnet20", "plain20", "resnet18", "resnet50", "resnet50_keras", "vit_tiny_patch16_224",
-                   "r50_vit_base_patch16_224"}  # fmt: skip
+                   "r50_vit_base_patch16_224", "bit_r50x1"}  # fmt: skip
 # Each check builds the model twice (the preset, then from its config): ~4 s for 20M parameters on 2 CPU cores.
 # Above 12M parameters only the file round trips stay in the default suite; the rest run with the slow tests.
 DEFAULT_MAX_PARAMS = 12_000_000

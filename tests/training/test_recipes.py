@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_vitres.layers import Preprocessing
-from keras_vitres.training import RECIPES, Recipe, get_recipe, list_recipes
+from keras_vitres.training import RECIPES, Recipe, bit_hyperrule, get_recipe, list_recipes
 from keras_vitres.training.factories import build_optimizer, build_schedule, build_training_model
 
 
@@ -98,3 +98,31 @@ def test_l2_mode_needs_a_builder_with_kernel_regularizer_and_adamw_skips_norms()
     decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
     assert any(p.endswith("kernel") for p in decayed)
     assert not any(p.endswith(("bias", "gamma", "beta", "token", "embedding")) for p in decayed), decayed
+
+
+def test_bit_hyperrule():
+    """arXiv:1912.11370 §3.3, with the numbers of big_transfer's bit_hyperrule.py: SGD 0.9 at 0.003, batch 512, a
+    linear warmup, /10 at 30/60/90% (of 10k or 20k steps), MixUp 0.1 from 20k examples, resolution by image area."""
+    recipe = get_recipe("bit_hyperrule")
+    assert (recipe.optimizer, recipe.momentum, recipe.learning_rate, recipe.batch_size) == ("sgd", 0.9, 0.003, 512)
+    assert (recipe.preset, recipe.dataset, recipe.preprocessing) == ("bit_r50x1", "cifar10", "rescale")
+    assert (recipe.steps, recipe.warmup_steps, recipe.decay_boundaries) == (10_000, 500, (3000, 6000, 9000))
+    assert (recipe.mixup_alpha, recipe.image_size, recipe.weight_decay) == (0.1, 128, 0.0)
+    schedule = build_schedule(recipe, total_steps=recipe.steps, warmup_steps=recipe.warmup_steps)
+    rates = [float(schedule(s)) for s in (0, 250, 500, 2999, 3001, 5999, 6001, 8999, 9001, 9999)]
+    np.testing.assert_allclose(rates, [0, 0.0015, 0.003, 0.003, 3e-4, 3e-4, 3e-5, 3e-5, 3e-6, 3e-6], rtol=1e-5,
+                               atol=1e-12)  # fmt: skip
+    small = get_recipe("bit_hyperrule", **bit_hyperrule(5_000, (224, 224)))
+    assert (small.steps, small.warmup_steps, small.decay_boundaries, small.mixup_alpha, small.image_size) == (
+        500, 100, (200, 300, 400), 0.0, 480)
+    large = bit_hyperrule(1_281_167, (64, 64))
+    assert (large["steps"], large["decay_boundaries"], large["mixup_alpha"], large["image_size"]) == (
+        20_000, (6000, 12_000, 18_000), 0.1, 128)
+    assert bit_hyperrule(20_000, (96, 96))["mixup_alpha"] == 0.1 and bit_hyperrule(20_000, (96, 96))["image_size"] == 480
+    model = build_training_model(get_recipe("bit_hyperrule", model_overrides=dict(stage_blocks=(1, 1))), (32, 32, 3),
+                                 10, "inception")  # fmt: skip
+    assert model.output_shape == (None, 10) and model.get_layer("bit_r50x1").get_layer("stage2_block1")
+    with pytest.raises(ValueError, match="dataset_size=0"):
+        bit_hyperrule(0, (32, 32))
+    with pytest.raises(ValueError, match="image_size=32"):
+        bit_hyperrule(100, 32)

@@ -1,0 +1,149 @@
+"""BiT: the ResNets of Big Transfer (Kolesnikov et al., "Big Transfer (BiT): General Visual Representation Learning",
+arXiv:1912.11370), the ViT paper's convolutional baselines (arXiv:2010.11929, §4.1).
+
+A BiT ResNet is a pre-activation ResNet v2 (He et al., arXiv:1603.05027) of bottlenecks in which every batch norm
+is a group norm of 32 groups (Wu & He, arXiv:1803.08494) and every convolution is weight-standardised (Qiao et al.,
+arXiv:1903.10520), widened by a multiplier: R50x1 ... R152x4 (BiT §3.2). As in the official code
+(google-research/big_transfer, `bit_jax/models.py`): a 7x7/2 standardised convolution padded by 3 and a 3x3/2
+max-pool over a zero padding of 1 (no norm in the stem: the blocks are pre-activation), four stages of 64, 128, 256
+and 512 x width filters (outputs 4x as wide), the stride on each stage's first 3x3 convolution, and a final group
+norm and ReLU before global average pooling and the head.
+
+`standardized_stem` and `standardized_stages` also build the ViT paper's hybrid trunk (post-activation blocks,
+"SAME" padding; `keras_vitres.models.hybrid`). Layers are named `stem_*`, `stage{s}_block{b}`, `post_norm`,
+`avg_pool`/`predictions`, so features and checkpoints map onto them by name.
+"""
+
+import keras
+
+from keras_vitres.layers.convolution import StandardizedConv2D
+from keras_vitres.layers.residual import GroupNormBottleneck
+from keras_vitres.models.common import (
+    check_head_args,
+    check_input_shape,
+    check_positive_int,
+    classifier,
+    load_weights,
+    preprocess_inputs,
+)
+
+BIT_STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # BiT §3.2, as ResNet Table 1
+# The two trunks' numerics, from the code that wrote their checkpoints: BiT (big_transfer bit_jax/models.py) and the
+# ViT repository's hybrid (vision_transformer vit_jax/models_resnet.py, flax GroupNorm's default epsilon).
+BIT_TRUNK = dict(preactivation=True, padding="symmetric", norm_epsilon=1e-5, weight_epsilon=1e-10,
+                 weight_epsilon_on="variance")  # fmt: skip
+VIT_HYBRID_TRUNK = dict(preactivation=False, padding="same", norm_epsilon=1e-6, weight_epsilon=1e-5,
+                        weight_epsilon_on="std")  # fmt: skip
+
+
+def standardized_stem(x, filters, *, preactivation, padding, norm_epsilon, weight_epsilon, weight_epsilon_on,
+                      groups=32, kernel_regularizer=None):  # fmt: skip
+    """7x7/2 standardised convolution and 3x3/2 max-pool; with `preactivation=False`, group norm and ReLU between.
+
+    "symmetric" pads the convolution by 3 and the pool's input by 1 with zeros (BiT); "same" pads both as "SAME"
+    does, the pool with -inf (the ViT repository's hybrid).
+    """
+    symmetric = padding == "symmetric"
+    if symmetric:
+        x = keras.layers.ZeroPadding2D(3, name="stem_conv_pad")(x)
+    x = StandardizedConv2D(filters, 7, strides=2, padding="valid" if symmetric else "same", use_bias=False,
+                           epsilon=weight_epsilon, epsilon_on=weight_epsilon_on, kernel_initializer="he_normal",
+                           kernel_regularizer=kernel_regularizer, name="stem_conv")(x)  # fmt: skip
+    if not preactivation:
+        x = keras.layers.GroupNormalization(groups=groups, epsilon=norm_epsilon, name="stem_norm")(x)
+        x = keras.layers.Activation("relu", name="stem_relu")(x)
+    if symmetric:
+        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, padding="valid" if symmetric else "same", name="stem_pool")(x)
+
+
+def standardized_stages(x, stage_blocks, stage_filters, **block_args):
+    """Stacks `GroupNormBottleneck` stages; each stage after the first starts with a stride of 2."""
+    for s, (num_blocks, filters) in enumerate(zip(stage_blocks, stage_filters), start=1):
+        for b in range(1, num_blocks + 1):
+            strides = 2 if b == 1 and s > 1 else 1
+            x = GroupNormBottleneck(filters, strides=strides, name=f"stage{s}_block{b}", **block_args)(x)
+    return x
+
+
+def BiTResNet(
+    depth=50,
+    *,
+    width_multiplier=1,
+    stage_blocks=None,
+    kernel_regularizer=None,
+    remat=False,
+    include_top=True,
+    weights=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    head_kernel_initializer="zeros",
+    preprocessing=None,
+    name=None,
+):
+    """Builds a BiT ResNet (arXiv:1912.11370) as a functional `keras.Model`.
+
+    Args:
+        depth: 50, 101 or 152 (BiT's R50, R101, R152); ignored when `stage_blocks` is given.
+        width_multiplier: int. Multiplies every width (the "x1", "x2", "x3", "x4" of R50x1 ... R152x4).
+        stage_blocks: tuple of ints, bottlenecks per stage; by default from `depth`.
+        kernel_regularizer: regularizer of every convolution kernel.
+        remat: bool. Recompute each block's activations in the backward pass (less training memory).
+        include_top: bool. Whether to end with global average pooling and the classifier.
+        weights: None or the path of a local weights file: a BiT `.npz` (google-research/big_transfer), a timm
+            `resnetv2_*_bit` `.safetensors`, or a `.weights.h5`/`.keras` of this model.
+        input_shape: (H, W, C); by default (224, 224, 3). H and W may be None.
+        pooling: None, "avg" or "max": pooling of the features when `include_top=False`.
+        classes: int. Number of classes.
+        classifier_activation: activation of the classifier ("softmax", or None for logits).
+        head_kernel_initializer: initializer of the classifier kernel; BiT starts it at zero (§3.3).
+        preprocessing: None (the model takes its inputs as they are), or what it applies to raw [0, 255] RGB
+            pixels as its first layer (an `ImagePreprocessing` named "preprocessing"): anything
+            `keras_vitres.layers.Preprocessing.resolve` accepts ("inception" is BiT's [-1, 1]).
+        name: model name; by default "bit_r{depth}x{width_multiplier}".
+
+    Returns:
+        A `keras.Model`. The features (`include_top=False`) are those after the final group norm and ReLU.
+
+    Examples:
+        >>> model = BiTResNet(50, stage_blocks=(1, 1, 1, 1), input_shape=(64, 64, 3), classes=10)
+        >>> model.output_shape
+        (None, 10)
+    """
+    check_positive_int("width_multiplier", width_multiplier)
+    if stage_blocks is None:
+        if depth not in BIT_STAGE_BLOCKS or isinstance(depth, bool):
+            raise ValueError(
+                f"`depth` of a BiT ResNet must be one of {sorted(BIT_STAGE_BLOCKS)} (or pass `stage_blocks`); "
+                f"received depth={depth!r}."
+            )
+        stage_blocks = BIT_STAGE_BLOCKS[depth]
+    if not isinstance(stage_blocks, (list, tuple)) or not 1 <= len(stage_blocks) <= 4:
+        raise ValueError(f"`stage_blocks` must list 1 to 4 stages; received stage_blocks={stage_blocks!r}.")
+    for blocks in stage_blocks:
+        check_positive_int("stage_blocks", blocks)
+    input_shape = check_input_shape(input_shape or (224, 224, 3))
+    check_head_args(include_top, pooling, classes, classifier_activation)
+    name = name or f"bit_r{depth}x{width_multiplier}"
+    width = 64 * width_multiplier
+    stage_filters = tuple(width * 2**s for s in range(len(stage_blocks)))
+
+    inputs = keras.Input(input_shape, name="images")
+    x = standardized_stem(preprocess_inputs(inputs, preprocessing), width, kernel_regularizer=kernel_regularizer, **BIT_TRUNK)
+    x = standardized_stages(x, stage_blocks, stage_filters, kernel_regularizer=kernel_regularizer, remat=remat,
+                            **BIT_TRUNK)  # fmt: skip
+    # Pre-activation blocks leave their sum un-normalised: one last group norm and ReLU (bit_jax "norm-pre-head").
+    x = keras.layers.GroupNormalization(groups=32, epsilon=BIT_TRUNK["norm_epsilon"], name="post_norm")(x)
+    x = keras.layers.Activation("relu", name="post_relu")(x)
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = classifier(x, classes, classifier_activation, kernel_initializer=head_kernel_initializer,
+                       kernel_regularizer=kernel_regularizer)  # fmt: skip
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    model = keras.Model(inputs, x, name=name)
+    return load_weights(model, weights)
