@@ -96,7 +96,7 @@ def add_parser(subparsers):
                         help="XLA compilation (auto: on for GPU, off on CPU)")
     parser.add_argument("--remat", action="store_true",
                         help="recompute each block's activations in the backward pass: less memory, 1.25-1.5x the step")
-    parser.add_argument("--run-dir", help="run directory (default: runs/PRESET_DATASET)")
+    parser.add_argument("--run-dir", help="run directory (default: runs/NAME_DATASET, NAME the preset as trained, e.g. resnet8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, splits, shuffling, augmentation")
     parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --run-dir")
