@@ -87,6 +87,8 @@ def training_stream(x, y, recipe, *, num_classes, image_shape, seed, skip_steps=
         mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha, image_size=recipe.image_size,
         one_hot=uses_one_hot(recipe), seed=seed, drop_remainder=distribution.num_processes > 1,
         crop_area_range=recipe.crop_area_range,
+        # Without a random crop, training sees the evaluation crop: the same geometry as evaluation and serving.
+        crop_fraction=recipe.crop_fraction if recipe.image_size is not None else None,
     )
     if recipe.random_translation:
         data = random_shift(data, recipe.random_translation, image_shape, seed)

@@ -240,6 +240,11 @@ def test_finetune_a_checkpoint_on_a_folder_of_photos_and_serve_it(tmp_path, caps
     assert summary["best_validation_accuracy"] >= 0.8, summary
     assert summary["name"] == "vit_digits_patch4_40"
 
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--verbose", "0"]) == 0  # streamed again, mixed sizes
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-4) and evaluated["examples"] == 19
+
     assert main(["export", str(run), str(tmp_path / "served")]) == 0
     capsys.readouterr()
     served = tf.saved_model.load(str(tmp_path / "served" / "1")).signatures["serving_bytes"]
