@@ -95,3 +95,43 @@ def assert_within_rounding(actual, reference, dtype, roundings, scale=None, name
     error = rounding_error(actual, reference, dtype, scale)
     assert error <= roundings, f"{name}: error {error:.1f}u exceeds the budget of {roundings} roundings of {dtype}"
     return error
+
+
+def sample_photos():
+    """Real photos available offline: scikit-image's astronaut, coffee, chelsea, rocket and scikit-learn's china and
+    flower (uint8 RGB, 300 to 640 pixels a side), by name."""
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    return {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
+            "rocket": data.rocket(), "china": china, "flower": flower}
+
+
+def write_photo_folder(root, names, per_class=12, seed=0, sizes=(40, 90), corrupt=0):
+    """Writes a class-per-sub-folder image folder: each class holds random crops of one photo, of random sizes
+    (`sizes`: the range of the crop's sides, so the images differ in size and shape), as JPEG and PNG files in
+    turn, and `corrupt` unreadable files in the first class. Returns the class names (sorted)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    photos = sample_photos()
+    for name in names:
+        photo = photos[name]
+        folder = os.path.join(root, name)
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            side = rng.integers(sizes[0], sizes[1] + 1)
+            h, w = side, int(side * rng.uniform(0.7, 1.4))
+            # a crop of a random window, about a third of the photo, shrunk to (h, w)
+            ch, cw = photo.shape[0] // 2, photo.shape[1] // 2
+            top, left = rng.integers(0, photo.shape[0] - ch), rng.integers(0, photo.shape[1] - cw)
+            crop = Image.fromarray(photo[top : top + ch, left : left + cw]).resize((w, h), Image.BILINEAR)
+            if i % 2:
+                crop.save(os.path.join(folder, f"{i:03d}.png"))
+            else:
+                crop.save(os.path.join(folder, f"{i:03d}.jpg"), quality=90)
+    for i in range(corrupt):
+        with open(os.path.join(root, names[0], f"broken{i}.jpg"), "wb") as f:
+            f.write(b"\xff\xd8\xff not really a jpeg")
+    return sorted(names)

@@ -27,6 +27,31 @@ def _parse_set(items):
     return overrides
 
 
+def parse_image_size(value):
+    """`--image-size H[,W]`: one positive int (square) or two, comma-separated; returns [H, W]."""
+    parts = [p.strip() for p in str(value).replace("x", ",").split(",")]
+    try:
+        size = [int(p) for p in parts]
+    except ValueError:
+        size = []
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected H or H,W (positive ints, e.g. 64 or 64,96); received {value!r}")
+    return size
+
+
+def parse_fraction(value):
+    """`--validation-split F`: a fraction in (0, 1)."""
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = -1.0
+    if not 0 < fraction < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), e.g. 0.2; received {value!r}")
+    return fraction
+
+
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "train",
@@ -37,10 +62,20 @@ def add_parser(subparsers):
         "resumes the run, and exits with status 130.",
     )
     parser.add_argument("--recipe", default="digits_resnet",
-                        help="recipe name: digits_resnet (default), digits_vit, cifar_resnet, vit_small_data")
+                        help="recipe name: digits_resnet (default), digits_vit, cifar_resnet, vit_small_data, "
+                        "finetune_vit, finetune_resnet")
     parser.add_argument("--preset", help="preset to train (default: the recipe's; see `keras-vitres presets`)")
     parser.add_argument("--dataset", help="digits, cifar10, cifar100, folder (default: the recipe's)")
-    parser.add_argument("--data-path", help="dataset archive or folder (CIFAR archive, image folder)")
+    parser.add_argument("--data-path", help="dataset archive or folder (CIFAR archive, image folder: one sub-folder "
+                        "per class, images of any size, JPEG/PNG, streamed from disk)")
+    parser.add_argument("--weights", help="weights file to start from (.keras, .weights.h5, .npz, .safetensors; a "
+                        "run's model.keras): the head is replaced when the classes differ")
+    parser.add_argument("--image-size", type=parse_image_size, metavar="H[,W]",
+                        help="the model's input size (default: the images' size; for a folder, the preset's)")
+    parser.add_argument("--validation-split", type=parse_fraction, metavar="F",
+                        help="hold out this fraction of the training data (stratified, seeded) for validation; the "
+                        "best checkpoint is chosen on its accuracy")
+    parser.add_argument("--validation-path", help="image folder of the same classes used as the validation split")
     parser.add_argument("--epochs", type=int, help="passes over the training set (replaces the recipe's length)")
     parser.add_argument("--steps", type=int, help="total optimizer steps (replaces the recipe's length)")
     parser.add_argument("--steps-per-epoch", type=int, help="steps between validations and backups")
@@ -61,7 +96,7 @@ def add_parser(subparsers):
                         help="XLA compilation (auto: on for GPU, off on CPU)")
     parser.add_argument("--remat", action="store_true",
                         help="recompute each block's activations in the backward pass: less memory, 1.25-1.5x the step")
-    parser.add_argument("--run-dir", help="run directory (default: runs/PRESET_DATASET)")
+    parser.add_argument("--run-dir", help="run directory (default: runs/NAME_DATASET, NAME the preset as trained, e.g. resnet8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, splits, shuffling, augmentation")
     parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --run-dir")
@@ -93,7 +128,7 @@ def resume_command(args, run_dir):
             for item in value:
                 words += [flag, str(item)]
         else:
-            words += [flag, str(value)]
+            words += [flag, ",".join(str(v) for v in value) if isinstance(value, list) else str(value)]
     return shlex.join(words + ["--run-dir", run_dir])
 
 
@@ -112,13 +147,14 @@ def run(args):
         return 0
     overrides = _parse_set(args.set)
     flags = dict(epochs=args.epochs, steps=args.steps, steps_per_epoch=args.steps_per_epoch,
-                 batch_size=args.batch_size, learning_rate=args.lr)
+                 batch_size=args.batch_size, learning_rate=args.lr, image_size=args.image_size,
+                 validation_size=args.validation_split)
     overrides.update({k: v for k, v in flags.items() if v is not None})
     config = resolve_config(
         args.recipe, preset=args.preset, dataset=args.dataset, data_path=args.data_path, run_dir=args.run_dir,
         seed=args.seed, strategy=args.strategy, mixed_precision=args.mixed_precision,
         jit_compile={"auto": "auto", "on": True, "off": False}[args.jit], remat=args.remat,
-        deterministic=args.deterministic,
+        deterministic=args.deterministic, weights=args.weights, validation_path=args.validation_path,
         coordinator=args.coordinator, num_processes=args.num_processes, process_id=args.process_id, **overrides,
     )
     if args.print_config:

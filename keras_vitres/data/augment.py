@@ -5,6 +5,8 @@
 - "randaugment": `keras.layers.RandAugment` (Cubuk et al. 2020), the ViT-from-scratch recipes' augmentation
   (Steiner et al. 2021, "How to train your ViT"), applied to each image so each gets its own operations.
 - "keras_cv_randaugment": keras-cv's `RandAugment`, when the optional `cv` extra is installed.
+- "random_resized_crop": the Inception crop plus a horizontal flip (`geometry.random_resized_crop`), taken from the
+  image at its own size: the fine-tuning recipes' augmentation (arXiv:2010.11929 App. B.1.1).
 - `random_shift`: random translations of whole batches, zero-filled (the digits recipes: digits must not be
   flipped, so the "cifar" crop-and-flip does not fit them).
 - MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019): `keras.layers.MixUp` and `CutMix` below (the core layer
@@ -14,7 +16,7 @@
 
 import keras
 
-AUGMENTS = ("none", "cifar", "randaugment", "keras_cv_randaugment")
+AUGMENTS = ("none", "cifar", "randaugment", "keras_cv_randaugment", "random_resized_crop")
 CV_EXTRA_HINT = "pip install keras-vitres[cv]"
 
 

@@ -68,7 +68,7 @@ def _load_tfds(name, path, image_size):
 
 
 def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=None, image_size=None,
-                 test_size=None):
+                 test_size=None, stream=False, validation_path=None):
     """Loads an image-classification dataset into memory as uint8 splits.
 
     Args:
@@ -76,14 +76,19 @@ def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=No
         path: where the data is. CIFAR: the official python `.tar.gz`, its extracted folder, or a folder holding
             either; None downloads through `keras.datasets` (needs the network). "folder": the image directory
             (required). "tfds:NAME": the TFDS data_dir. "digits": must be None.
-        validation_size: optional int. Examples carved out of the training set, stratified and seeded by `seed`,
-            as the validation split (the ResNet paper's CIFAR recipe uses 45k/5k: validation_size=5000).
+        validation_size: optional int count, or float fraction in (0, 1), of the training set carved out,
+            stratified and seeded by `seed`, as the validation split (the ResNet paper's CIFAR recipe uses 45k/5k:
+            validation_size=5000).
         seed: int. Seed of the validation split (and of the test split of a folder without a test/ sub-folder).
         label_mode: CIFAR-100 only: "fine" (100 classes, the default) or "coarse" (20 superclasses).
         image_size: "folder", "tfds:NAME" and "digits" only: int or (height, width) to resize to. For "digits" it
             is the upscaled size (32 by default); for a folder, None requires all images to have one size. CIFAR
             stays at 32x32: resize in `make_pipeline(image_size=...)` instead, which costs no memory.
         test_size: "folder" without a test/ sub-folder only: the held-out test fraction or count (default 0.2).
+        stream: "folder" only. True keeps the images on disk: each split's `x` is a 1-D array of the readable files'
+            paths (unreadable ones skipped and counted), which `make_pipeline` reads as it goes; the images may then
+            differ in size (give `make_pipeline` an `image_size`). `image_shape` is (None, None, 3).
+        validation_path: "folder" only: a folder with the same class sub-folders, read as the validation split.
 
     Returns:
         A `DataSplits` with train, validation (None unless asked for or present), test, class_names, image_shape
@@ -91,6 +96,8 @@ def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=No
     """
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a dataset name string; received name={name!r}.")
+    if name != "folder":
+        _refuse(name, stream=stream or None, validation_path=validation_path)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"`seed` must be an int; received seed={seed!r}.")
     if isinstance(path, str):
@@ -116,7 +123,11 @@ def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=No
             train, test, class_names = cifar.read_cifar(path, name, label_mode)
     elif name == "folder":
         _refuse(name, label_mode=label_mode)
-        train, test, class_names, skipped, validation = folder.load_folder(path, image_size, test_size, seed)
+        if stream and image_size is not None:
+            raise ValueError("`image_size` does not apply to a streamed folder (each image is cropped from its own "
+                             f"size by make_pipeline(image_size=...)); received image_size={image_size!r}.")
+        train, test, class_names, skipped, validation = folder.load_folder(
+            path, image_size, test_size, seed, stream=bool(stream), validation_path=validation_path)
     elif name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX):
         _refuse(name, label_mode=label_mode, test_size=test_size)
         train, test, class_names = _load_tfds(name[len(TFDS_PREFIX):], path, image_size)
@@ -134,7 +145,7 @@ def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=No
         validation=validation,
         test=test,
         class_names=list(class_names),
-        image_shape=tuple(int(d) for d in train[0].shape[1:]),
+        image_shape=(None, None, 3) if stream else tuple(int(d) for d in train[0].shape[1:]),
         skipped=int(skipped),
         name=name,
     )

@@ -1,5 +1,9 @@
 """Image folders: one sub-folder per class, decoded in memory or streamed with tf.data.
 
+Streamed (`load_folder(..., stream=True)`, `list_image_files`, `image_folder_dataset`), a folder's images may
+differ in size and format and need not fit in memory: only the readable paths are kept, and `make_pipeline` reads
+and decodes each file as the training goes.
+
 Layout: `root/<class>/**/<image>` (class names are the sorted sub-folder names), or the same under
 `root/train/`, `root/test/` and optionally `root/validation/` (or `root/val/`). Files are decoded by content, not by
 extension, with `tf.io.decode_image` (JPEG, PNG, BMP, GIF: first frame), converted to RGB and resized bilinearly
@@ -155,6 +159,27 @@ def read_image_folder(directory, image_size=None, class_names=None):
     return (np.stack(images), labels[np.asarray(kept, dtype=np.int64)]), class_names, skipped
 
 
+def list_image_files(directory, class_names=None):
+    """Lists the readable image files of a class-per-sub-folder directory, for streaming them from disk.
+
+    Every file is decoded once (in parallel, one at a time in memory) so that unreadable files are known, counted,
+    reported and left out; nothing is kept but the paths.
+
+    Returns:
+        ((paths: 1-D str array, labels: int64 array), class_names, skipped_files).
+    """
+    files, labels, class_names = scan_folder(directory, class_names)
+    if not files:
+        raise ValueError(f"`directory` {os.fspath(directory)!r} has class folders {class_names} but no files in them.")
+    kept = np.fromiter(_readable(files).map(lambda i, _: i).as_numpy_iterator(), np.int64)
+    kept_set = set(kept.tolist())
+    skipped = [f for i, f in enumerate(files) if i not in kept_set]
+    _report(skipped, len(files), os.fspath(directory))
+    if not len(kept):
+        raise ValueError(f"`directory` {os.fspath(directory)!r} has {len(files)} files but none is a readable image.")
+    return (np.asarray([files[i] for i in kept]), labels[kept]), class_names, skipped
+
+
 def _split_dirs(root):
     """Returns {split: folder} when `root` holds only train/test/validation folders (with train), else None."""
     subs = _sub_dirs(root)
@@ -177,12 +202,17 @@ def _test_count(test_size, total):
     )
 
 
-def load_folder(path, image_size=None, test_size=None, seed=0):
+def load_folder(path, image_size=None, test_size=None, seed=0, *, stream=False, validation_path=None):
     """Reads an image folder for `load_dataset("folder", ...)`.
 
     With `train/` and `test/` (and optionally `validation/` or `val/`) sub-folders, those are the splits; otherwise
     the whole folder is the training data and a stratified, seeded test split of `test_size` (fraction or count,
     20% by default) is held out.
+
+    Args:
+        stream: bool. False decodes the images into memory (uint8 arrays); True lists the readable files and returns
+            their paths instead (a 1-D str array as `x`), for `make_pipeline` to read from disk as it goes.
+        validation_path: optional folder with the same class sub-folders: the validation split.
 
     Returns:
         (train, test, class_names, skipped, validation or None).
@@ -193,18 +223,34 @@ def load_folder(path, image_size=None, test_size=None, seed=0):
     if not os.path.isdir(root):
         raise FileNotFoundError(f"`path` is not a folder: path={root!r}.")
     splits = _split_dirs(root)
-    if splits is None:
-        data, class_names, skipped = read_image_folder(root, image_size)
+    # Streamed: the readable paths, never resized here (the pipeline crops each image from its own size).
+    read = (lambda directory, _size, names=None: list_image_files(directory, names)) if stream else read_image_folder
+    if validation_path is not None:
+        if splits is not None and "validation" in splits:
+            raise ValueError(f"`validation_path` cannot be used: {root!r} has its own validation folder; received "
+                             f"validation_path={os.fspath(validation_path)!r}.")
+        if not os.path.isdir(os.fspath(validation_path)):
+            raise FileNotFoundError(f"`validation_path` is not a folder: validation_path={os.fspath(validation_path)!r}.")
+        splits = splits or {}
+    if not splits or "train" not in splits:
+        data, class_names, skipped = read(root, image_size)
+        validation = None
+        if validation_path is not None:
+            validation, _, more = read(validation_path, image_size or data[0].shape[1:3], class_names)
+            skipped += more
         keep, holdout = stratified_split(data[1], _test_count(test_size, len(data[1])), seed)
-        return take(data, keep), take(data, holdout), class_names, len(skipped), None
+        return take(data, keep), take(data, holdout), class_names, len(skipped), validation
     if test_size is not None and "test" in splits:
         raise ValueError(f"`test_size` cannot be used: {root!r} has its own test/ folder; received test_size={test_size!r}.")
-    train, class_names, skipped = read_image_folder(splits["train"], image_size)
-    image_size = image_size or train[0].shape[1:3]  # the other splits must match the training images
+    train, class_names, skipped = read(splits["train"], image_size)
+    if not stream:
+        image_size = image_size or train[0].shape[1:3]  # the other splits must match the training images
+    if validation_path is not None:
+        splits["validation"] = os.fspath(validation_path)
     out = {}
     for split in ("test", "validation"):
         if split in splits:
-            out[split], _, more = read_image_folder(splits[split], image_size, class_names)
+            out[split], _, more = read(splits[split], image_size, class_names)
             skipped += more
     if "test" not in out:
         keep, holdout = stratified_split(train[1], _test_count(test_size, len(train[1])), seed)
@@ -241,11 +287,8 @@ def image_folder_dataset(directory, image_size, batch_size=None, *, class_names=
         raise ValueError(f"`directory` {os.fspath(directory)!r} has class folders {class_names} but no files in them.")
     skipped = None
     if prescan:
-        kept = np.fromiter(_readable(files).map(lambda i, _: i).as_numpy_iterator(), np.int64)
-        kept_set = set(kept.tolist())
-        skipped_files = [f for i, f in enumerate(files) if i not in kept_set]
-        _report(skipped_files, len(files), os.fspath(directory))
-        files, labels, skipped = [files[i] for i in kept], labels[kept], len(skipped_files)
+        (files, labels), _, skipped_files = list_image_files(directory, class_names)
+        files, skipped = files.tolist(), len(skipped_files)
     dataset = tf.data.Dataset.from_tensor_slices((tf.constant(files, dtype=tf.string), labels))
     if shuffle:
         dataset = dataset.shuffle(max(1, len(files)), seed=seed, reshuffle_each_iteration=True)

@@ -15,7 +15,14 @@ from keras_vitres.data.augment import (
     keras_cv_randaugment_layer,
     randaugment_layer,
 )
-from keras_vitres.data.folder import check_image_size
+from keras_vitres.data.folder import check_image_size, decode_image
+from keras_vitres.data.geometry import (
+    DEFAULT_AREA_RANGE,
+    check_area_range,
+    check_crop_fraction,
+    random_resized_crop,
+    resize_and_crop,
+)
 
 
 def pixel_mean(x):
@@ -46,9 +53,21 @@ def _check_alpha(value, name):
     return float(value)
 
 
+def is_file_list(x):
+    """Whether `x` is a 1-D array of image file paths (a streamed folder, see `load_dataset(..., stream=True)`)."""
+    return isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "UO"
+
+
 def _source(x, y, num_classes):
-    """Returns (unbatched tf.data.Dataset of (image, int64 label), number of examples or None)."""
+    """Returns (unbatched tf.data.Dataset of (image or file path, int64 label), number of examples or None)."""
     import tensorflow as tf
+
+    if is_file_list(x):
+        y = np.asarray(y)
+        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"`y` must be integer class labels of shape ({len(x)},); received y of shape {y.shape}.")
+        paths = tf.constant([str(f) for f in x], dtype=tf.string)
+        return tf.data.Dataset.from_tensor_slices((paths, y.astype(np.int64))), len(x)
 
     if isinstance(x, tf.data.Dataset):
         if y is not None:
@@ -77,26 +96,36 @@ def _source(x, y, num_classes):
 
 def make_pipeline(x, y=None, *, batch_size, training, num_classes=None, augment="none", augmenter=None,
                   mixup_alpha=0.0, cutmix_alpha=0.0, image_size=None, one_hot=False, shuffle_buffer=None, seed=0,
-                  cache=True, drop_remainder=False, crop_padding=4, deterministic=True):
+                  cache=True, drop_remainder=False, crop_padding=4, deterministic=True, crop_fraction=None,
+                  interpolation="bilinear", crop_area_range=DEFAULT_AREA_RANGE):
     """Builds a batched, prefetched tf.data.Dataset of (float32 images in [0, 255], labels) for `model.fit`.
 
     Args:
-        x: uint8 (or float) images (N, H, W, C), or an unbatched tf.data.Dataset of (image, label) such as
-            `image_folder_dataset(...)[0]` (then `y` is None).
+        x: uint8 (or float) images (N, H, W, C), an unbatched tf.data.Dataset of (image, label) such as
+            `image_folder_dataset(...)[0]` (then `y` is None), or a 1-D array of image file paths (a streamed
+            folder: the paths are cached and shuffled, each file is read and decoded after the shuffle, so the
+            images never all sit in memory; they may differ in size and format, `image_size` is then required).
         y: int class labels (N,).
         batch_size: int. Examples per batch.
         training: bool. True shuffles and augments; False keeps the order and applies no randomness.
         num_classes: int. Needed for one-hot labels (`one_hot`, MixUp, CutMix); also checks the labels' range.
         augment: "none", "cifar" (4-pixel zero pad + random crop back to size + random horizontal flip, ResNet paper
-            §4.2), "randaugment" (`keras.layers.RandAugment`, per image) or "keras_cv_randaugment" (keras-cv's
-            layer; needs `pip install keras-vitres[cv]`). Applied only when `training`.
+            §4.2), "randaugment" (`keras.layers.RandAugment`, per image), "keras_cv_randaugment" (keras-cv's
+            layer; needs `pip install keras-vitres[cv]`) or "random_resized_crop" (the Inception crop of
+            `crop_area_range` from the image at its own size, resized to `image_size`, and a random flip; it
+            replaces the resize). Applied only when `training`.
         augmenter: optional callable (e.g. a Keras preprocessing layer or `keras.Sequential` of them) applied to
             each batch of float32 images when `training`, after `augment`.
         mixup_alpha: float >= 0. MixUp (`keras.layers.MixUp(alpha=...)`) on training batches; 0 is off.
         cutmix_alpha: float >= 0. CutMix (`keras.layers.CutMix` with a fixed Beta(alpha, alpha) ratio and labels
             weighted by the pasted area, see `augment.CutMix`) on training batches; 0 is off. With both on, each
             batch gets one of the two, chosen with probability 1/2.
-        image_size: optional int or (height, width) to resize to (bilinear, antialiased when shrinking).
+        image_size: optional int or (height, width) to resize to (antialiased when shrinking).
+        crop_fraction: None resizes to `image_size` as it is (stretching); a float in (0, 1] resizes to cover
+            `image_size / crop_fraction`, keeping the aspect ratio, and takes the centre (`geometry.resize_and_crop`,
+            the evaluation crop of a `Preprocessing`; the export's bytes signature does the same).
+        interpolation: the `tf.image.resize` method of every resize.
+        crop_area_range: (low, high) area fractions of augment="random_resized_crop".
         one_hot: bool. Float32 one-hot labels (num_classes,). Labels are also one-hot whenever `mixup_alpha` or
             `cutmix_alpha` is on, in training and evaluation pipelines alike, so one loss fits both.
         shuffle_buffer: optional int. Shuffle buffer when training; default: the whole dataset (or 10,000 for a
@@ -125,6 +154,12 @@ def make_pipeline(x, y=None, *, batch_size, training, num_classes=None, augment=
     mixup_alpha = _check_alpha(mixup_alpha, "mixup_alpha")
     cutmix_alpha = _check_alpha(cutmix_alpha, "cutmix_alpha")
     image_size = check_image_size(image_size)
+    if crop_fraction is not None:
+        crop_fraction = check_crop_fraction(crop_fraction)
+    crop_area_range = check_area_range(crop_area_range)
+    if image_size is None and (is_file_list(x) or (training and augment == "random_resized_crop")):
+        raise ValueError("`image_size` is required for image files (they may differ in size) and for "
+                         "augment='random_resized_crop'; received image_size=None.")
     _check_positive_int(shuffle_buffer, "shuffle_buffer", allow_none=True)
     _check_positive_int(num_classes, "num_classes", allow_none=True)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
@@ -153,13 +188,28 @@ def make_pipeline(x, y=None, *, batch_size, training, num_classes=None, augment=
         buffer = shuffle_buffer or size or 10_000
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
+    if is_file_list(x):  # decoded after the shuffle: only the prefetched images are in memory
+        dataset = dataset.map(lambda path, label: (decode_image(tf.io.read_file(path)), label),
+                              num_parallel_calls=autotune, deterministic=True)
+
     def prepare(image, label):
         image = tf.cast(image, tf.float32)
-        if image_size is not None:
-            image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
+        if crop_fraction is not None:
+            image = resize_and_crop(image, image_size, crop_fraction, method=interpolation)
+        elif image_size is not None:
+            image = tf.image.resize(image, image_size, method=interpolation, antialias=True)
         return image, label
 
-    dataset = dataset.map(prepare, num_parallel_calls=autotune, deterministic=True)
+    if training and augment == "random_resized_crop":
+        seeds = tf.data.Dataset.random(seed=seed + 3, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda pair, s: (random_resized_crop(tf.cast(pair[0], tf.float32), s, image_size, crop_area_range,
+                                                 method=interpolation), pair[1]),
+            num_parallel_calls=autotune,
+            deterministic=True,
+        )
+    else:
+        dataset = dataset.map(prepare, num_parallel_calls=autotune, deterministic=True)
     if training and augment == "cifar":
         # A fresh (2,) seed per image, different every epoch and fixed by `seed`.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)

@@ -98,8 +98,19 @@ def take(arrays, indices):
     return x[indices], y[indices]
 
 
+def fraction_to_count(value, name, total):
+    """A float fraction in (0, 1) of `total` as a count (at least 1); any other value is returned as it is."""
+    if isinstance(value, float):
+        if not 0 < value < 1:
+            raise ValueError(f"`{name}` must be a fraction in (0, 1) or an int count; received {name}={value!r}.")
+        return min(max(1, int(round(value * total))), total - 1)
+    return value
+
+
 def carve_validation(train, validation_size, seed):
-    """Splits `validation_size` examples off `train` (stratified, seeded); returns (train, validation)."""
+    """Splits `validation_size` examples (a count, or a float fraction in (0, 1)) off `train`, stratified and
+    seeded; returns (train, validation)."""
+    validation_size = fraction_to_count(validation_size, "validation_size", len(train[1]))
     validation_size = check_count(validation_size, "validation_size", len(train[1]))
     if validation_size is None:
         return train, None

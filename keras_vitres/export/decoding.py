@@ -9,9 +9,12 @@ checks them before it decodes anything:
    IHDR chunk (width and height, big-endian, bytes 16..24) for PNG;
 3. that size against `max_pixels`, so a small file that declares a huge image (a 1 MB PNG inflates to 20,000 x
    20,000 x 3 = 1.2 GB) is refused without allocating it.
-Only then is the image decoded, converted to RGB (grayscale and RGBA included) and resized. The images of a batch
+Only then is the image decoded, converted to RGB (grayscale and RGBA included), resized and centre-cropped as the
+evaluation pipeline does (`keras_vitres.data.geometry.resize_and_crop`). The images of a batch
 are decoded one at a time, so the memory a request needs is bounded by `max_pixels`, whatever its batch size.
 """
+
+from keras_vitres.data.geometry import resize_and_crop
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -98,10 +101,10 @@ def decode_image(data, image_size, channels=3, resize_method="bilinear", antiali
 
     The format is checked from the magic bytes and the declared size from the header before anything is decoded
     (see the module docstring); an image that declares more than `max_pixels` pixels is refused. Grayscale and
-    RGBA images are converted to `channels`. With `crop_fraction` < 1 the central fraction of the height and
-    width is kept first (a `Preprocessing`'s crop). The image is resized to `image_size` (no resize, hence exact
-    pixels, when it already has that size). `index`, a scalar tensor, is the image's place in its batch, named by
-    the error messages of the checks.
+    RGBA images are converted to `channels`. The image is then resized and cropped exactly as evaluation does
+    (`keras_vitres.data.geometry.resize_and_crop`: resized, aspect kept, to cover `image_size / crop_fraction`,
+    then the central `image_size`; no resize, hence exact pixels, when nothing needs one). `index`, a scalar
+    tensor, is the image's place in its batch, named by the error messages of the checks.
     """
     import tensorflow as tf
 
@@ -125,14 +128,7 @@ def decode_image(data, image_size, channels=3, resize_method="bilinear", antiali
     with tf.control_dependencies([check]):
         image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
     image = tf.cast(tf.ensure_shape(image, (None, None, channels)), tf.float32)
-    if crop_fraction < 1:
-        image = tf.image.central_crop(image, crop_fraction)
-    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], tf.constant(image_size, tf.int32)))
-    image = tf.cond(
-        same_size,
-        lambda: image,
-        lambda: tf.image.resize(image, image_size, method=resize_method, antialias=antialias),
-    )
+    image = resize_and_crop(image, image_size, crop_fraction, method=resize_method, antialias=antialias)
     return tf.ensure_shape(image, (*image_size, channels))
 
 
@@ -170,8 +166,5 @@ def resize_like_serving(image, image_size, resize_method="bilinear", antialias=T
     import tensorflow as tf
 
     image = tf.cast(tf.convert_to_tensor(image), tf.float32)
-    if crop_fraction < 1:
-        image = tf.image.central_crop(image, crop_fraction)
-    if tuple(image.shape[:2]) != tuple(image_size):
-        image = tf.image.resize(image, tuple(image_size), method=resize_method, antialias=antialias)
+    image = resize_and_crop(image, tuple(image_size), crop_fraction, method=resize_method, antialias=antialias)
     return np.asarray(image, np.float32)

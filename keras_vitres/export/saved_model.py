@@ -10,7 +10,8 @@ Signatures (inputs -> outputs):
            and `class_names` string (batch, k) when class names are given.
     serving_bytes: `image_bytes` string (batch,), JPEG or PNG files -> the same outputs. The graph checks the
         format (magic bytes) and the declared size (header) against `max_pixels` before decoding, decodes to
-        RGB, resizes to (H, W) and then runs exactly the float path.
+        RGB, resizes and centre-crops to (H, W) as the evaluation pipeline does (`data.geometry.resize_and_crop`, the
+        model's `Preprocessing.crop_fraction`) and then runs exactly the float path.
 Preprocessing is inside the graph either way: the model's own (its `ImagePreprocessing` layer, as the package's
 runner trains it) or the `preprocessing=` given to the export, one `keras_vitres.layers.Preprocessing` in both cases;
 the bytes signature also crops and resizes as that description says. The metadata file
@@ -319,8 +320,9 @@ def export_saved_model(
                 },
                 BYTES_SIGNATURE: {
                     "inputs": {BYTES_INPUT: f"string (batch,): JPEG or PNG files of at most {max_pixels} pixels"},
-                    "applies": f"decode to RGB, keep the central {crop_fraction:g} of the height and width, "
-                    f"resize to {tuple(image_size)} ({resize_method}), then {applies}",
+                    "applies": f"decode to RGB, resize ({resize_method}, aspect ratio kept) to cover "
+                    f"{tuple(image_size)} / {crop_fraction:g} and keep the central {tuple(image_size)} (the central "
+                    f"{crop_fraction:g} of the shorter side, as evaluation does), then {applies}",
                 },
             },
             outputs=["probabilities", "classes", "scores"] + (["class_names"] if names else []),

@@ -53,8 +53,12 @@ def evaluate(model, dataset=None, *, data_path=None, split="test", batch_size=25
     dataset = dataset or recipe.get("dataset") or "digits"
     if data_path is None and dataset == recipe.get("dataset"):
         data_path = run_config.get("data_path")
-    validation_size = recipe.get("validation_size") if dataset == recipe.get("dataset") else None
-    data = load_dataset(dataset, data_path, validation_size=validation_size, seed=run_config.get("seed", 0))
+    same_data = dataset == recipe.get("dataset")
+    validation_size = recipe.get("validation_size") if same_data else None
+    # An image folder is streamed, as the run trained on it: its images may differ in size.
+    options = dict(stream=True, validation_path=run_config.get("validation_path") if same_data else None) \
+        if dataset == "folder" else {}
+    data = load_dataset(dataset, data_path, validation_size=validation_size, seed=run_config.get("seed", 0), **options)
     arrays = getattr(data, split)
     if arrays is None:
         raise ValueError(f"dataset {dataset!r} has no {split!r} split here (the run used no validation split).")
@@ -64,8 +68,12 @@ def evaluate(model, dataset=None, *, data_path=None, split="test", batch_size=25
     if None in size and described is not None and described.preprocessing.image_size is not None:
         size = described.preprocessing.image_size
     image_size = size if None not in size and size != tuple(data.image_shape[:2]) else None
+    # The evaluation crop and interpolation that the model's preprocessing description states (as in training).
+    geometry = described.preprocessing if described is not None else None
     pipeline = make_pipeline(*arrays, batch_size=batch_size, training=False, num_classes=data.num_classes,
-                             image_size=image_size, cache=False)
+                             image_size=image_size, cache=False,
+                             crop_fraction=geometry.crop_fraction if geometry is not None and image_size else None,
+                             interpolation=geometry.interpolation if geometry is not None else "bilinear")
     if net.output_shape[-1] != data.num_classes:
         raise ValueError(f"model has {net.output_shape[-1]} outputs but dataset {dataset!r} has {data.num_classes} "
                          "classes.")

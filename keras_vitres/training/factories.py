@@ -44,26 +44,47 @@ def build_schedule(recipe, total_steps, warmup_steps):
     )
 
 
-def build_preprocessing(mode, train_images, image_shape):
+def _streamed_pixel_mean(files, image_shape, crop_fraction):
+    """The per-pixel mean of image files as the model sees them (the evaluation crop), one batch at a time."""
+    from keras_vitres.data import make_pipeline
+
+    total, count = np.zeros(image_shape, np.float64), 0
+    labels = np.zeros(len(files), np.int64)
+    for batch, _ in make_pipeline(files, labels, batch_size=64, training=False, image_size=image_shape[:2],
+                                  crop_fraction=crop_fraction, cache=False).as_numpy_iterator():
+        total += batch.sum(axis=0, dtype=np.float64)
+        count += len(batch)
+    return (total / count).astype(np.float32)
+
+
+def build_preprocessing(mode, train_images, image_shape, crop_fraction=1.0):
     """The `Preprocessing` a recipe's `preprocessing` mode gives a model that takes `image_shape` images.
 
     Args:
         mode: "pixel_mean" (subtract the training images' per-pixel mean, arXiv:1512.03385 §4.2; resized to
             `image_shape` when the pipeline resizes), "rescale" (pixels to [-1, 1], the ViT convention) or "none".
-        train_images: (N, H, W, C) training images in raw pixels (only read for "pixel_mean").
+        train_images: (N, H, W, C) training images in raw pixels, or their file paths (a streamed folder: the
+            mean is then taken over the evaluation crops); only read for "pixel_mean".
         image_shape: (H, W, C) of the model's input.
+        crop_fraction: the evaluation crop (`Preprocessing.crop_fraction`): the recipe's.
     """
+    from keras_vitres.data.pipeline import is_file_list
+
     if mode == "pixel_mean":
         from keras_vitres.data import pixel_mean
 
-        mean = pixel_mean(train_images)
+        if is_file_list(train_images):
+            mean = _streamed_pixel_mean(train_images, tuple(image_shape), crop_fraction)
+        else:
+            mean = pixel_mean(train_images)
         if mean.shape != tuple(image_shape):
             mean = keras.ops.convert_to_numpy(keras.ops.image.resize(mean[None], image_shape[:2]))[0]
-        return Preprocessing(image_size=tuple(image_shape[:2]), mean=mean)
+        return Preprocessing(image_size=tuple(image_shape[:2]), mean=mean, crop_fraction=crop_fraction)
     if mode not in RECIPE_PREPROCESSINGS:
         raise ValueError(f"`preprocessing` must be one of {('pixel_mean', *RECIPE_PREPROCESSINGS)}; received "
                          f"preprocessing={mode!r}.")
-    return Preprocessing(image_size=tuple(image_shape[:2]), **PREPROCESSING_PRESETS[RECIPE_PREPROCESSINGS[mode]])
+    return Preprocessing(image_size=tuple(image_shape[:2]), crop_fraction=crop_fraction,
+                         **PREPROCESSING_PRESETS[RECIPE_PREPROCESSINGS[mode]])
 
 
 def describe_preprocessing(preprocessing, mode=None, examples=None):
@@ -78,7 +99,7 @@ def describe_preprocessing(preprocessing, mode=None, examples=None):
     return about
 
 
-def build_training_model(recipe, image_shape, num_classes, preprocessing, remat=False):
+def build_training_model(recipe, image_shape, num_classes, preprocessing, remat=False, weights=None, name=None):
     """`input (raw pixels) -> "preprocessing" -> preset model`, as one functional model.
 
     Args:
@@ -88,6 +109,12 @@ def build_training_model(recipe, image_shape, num_classes, preprocessing, remat=
         preprocessing: a `Preprocessing` (or anything `Preprocessing.resolve` accepts): built in as the model's
             first layer, an `ImagePreprocessing` named "preprocessing" that computes in float32.
         remat: bool. Build the preset with rematerialised blocks.
+        weights: None, or a weights file for the preset model (its `weights=`): a head for other classes is
+            replaced, a ViT's position embedding resampled; what was loaded is the model's `loaded_weights`.
+        name: the model's name (default "{preset}_trained").
+
+    Returns:
+        The model; `model.loaded_weights` is the loader's report (None without `weights`).
     """
     from keras_vitres.presets import BUILDERS, build_model, get_preset
 
@@ -101,11 +128,15 @@ def build_training_model(recipe, image_shape, num_classes, preprocessing, remat=
             )
         # An L2 penalty c * ||w||^2 has gradient 2c * w: c = weight_decay / 2 gives the paper's SGD weight decay.
         arguments["kernel_regularizer"] = keras.regularizers.L2(recipe.weight_decay / 2)
+    if weights is not None:
+        arguments["weights"] = weights
     network = build_model(recipe.preset, input_shape=tuple(image_shape), classes=num_classes, **arguments)
     inputs = keras.Input(tuple(image_shape), name="images")
     layer = Preprocessing.resolve(preprocessing).layer(name="preprocessing", dtype="float32")
     outputs = network(layer(inputs))
-    return keras.Model(inputs, outputs, name=f"{recipe.preset}_trained")
+    model = keras.Model(inputs, outputs, name=name or f"{recipe.preset}_trained")
+    object.__setattr__(model, "loaded_weights", getattr(network, "loaded_weights", None))  # not a tracked attribute
+    return model
 
 
 def build_optimizer(recipe, schedule):

@@ -86,6 +86,9 @@ def training_stream(x, y, recipe, *, num_classes, image_shape, seed, skip_steps=
         x, y, batch_size=recipe.batch_size, training=True, num_classes=num_classes, augment=recipe.augment,
         mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha, image_size=recipe.image_size,
         one_hot=uses_one_hot(recipe), seed=seed, drop_remainder=distribution.num_processes > 1,
+        crop_area_range=recipe.crop_area_range,
+        # Without a random crop, training sees the evaluation crop: the same geometry as evaluation and serving.
+        crop_fraction=recipe.crop_fraction if recipe.image_size is not None else None,
     )
     if recipe.random_translation:
         data = random_shift(data, recipe.random_translation, image_shape, seed)
@@ -113,14 +116,16 @@ def evaluation_stream(x, y, recipe, *, num_classes, batch_size=None, distributio
     from keras_vitres.data import make_pipeline
 
     batch_size = batch_size or recipe.batch_size
+    # The evaluation crop of the model's `Preprocessing` (resize to cover size / crop_fraction, take the centre).
     options = dict(batch_size=batch_size, training=False, num_classes=num_classes, one_hot=uses_one_hot(recipe),
-                   image_size=recipe.image_size, cache=False)
+                   image_size=recipe.image_size, cache=False,
+                   crop_fraction=recipe.crop_fraction if recipe.image_size is not None else None)
     if distribution is None or distribution.num_processes == 1:
         return make_pipeline(x, y, **options), 1.0
     import tensorflow as tf
 
     pad = -len(y) % batch_size
-    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])  # zero-weight copies of the first (image or file)
     y = np.concatenate([y, np.zeros((pad,), y.dtype)])
     weights = np.concatenate([np.ones(len(y) - pad, "float32"), np.zeros(pad, "float32")])
     data = make_pipeline(x, y, **options)

@@ -30,7 +30,7 @@ TENSORBOARD_DIR = os.path.join("logs", "tensorboard")
 BACKUP_DIR = "backup"
 WARMUP_STATE = "adaptive_warmup.json"
 # What must match for a run directory to be resumed (where and how fast it runs may change).
-RESUME_KEYS = ("recipe", "data_path", "seed")
+RESUME_KEYS = ("recipe", "data_path", "seed", "validation_path", "weights")
 
 
 def is_finished(run_dir):
@@ -39,7 +39,7 @@ def is_finished(run_dir):
 
 
 def default_run_dir(preset, dataset, root="runs"):
-    """`runs/{preset}_{dataset}`, or the first `_2`, `_3`, ... that holds no finished run (so the same command
+    """`runs/{preset}_{dataset}` (the preset as trained: `config.trained_name`), or the first `_2`, `_3`, ... that holds no finished run (so the same command
     resumes an unfinished run and starts a new directory after a finished one)."""
     base = os.path.join(root, f"{preset}_{dataset}")
     candidate, n = base, 1

@@ -27,7 +27,7 @@ from keras_vitres.layers.remat import remat_saves_memory
 from keras_vitres.training import callbacks as callbacks_
 from keras_vitres.training.backup import VerifiedBackup
 from keras_vitres.training.config import resolve_config  # noqa: F401  (still importable from here)
-from keras_vitres.training.curves import plot_curves
+from keras_vitres.training.curves import plot_curves, read_log
 from keras_vitres.training.distribute import get_distribution, resolve_jit_compile, resolve_precision
 from keras_vitres.training.evaluation import evaluate  # noqa: F401  (still importable from here)
 from keras_vitres.training.factories import (
@@ -110,10 +110,13 @@ def train(config, *, verbose=1, overwrite=False, callbacks=()):
 def _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose, extra_callbacks):
     from keras_vitres.data import load_dataset
 
+    # An image folder is streamed: its splits hold file paths, read and cropped to `image_size` as training goes.
+    streamed = recipe.dataset == "folder"
+    folder_options = dict(stream=True, validation_path=config.get("validation_path")) if streamed else {}
     splits = load_dataset(recipe.dataset, config["data_path"], validation_size=recipe.validation_size,
-                          seed=config["seed"])
+                          seed=config["seed"], **folder_options)
     x_train, y_train = splits.train
-    image_shape = (recipe.image_size, recipe.image_size, 3) if recipe.image_size else tuple(splits.image_shape)
+    image_shape = (*recipe.image_size, 3) if recipe.image_size else tuple(splits.image_shape)
     num_classes = splits.num_classes
     if recipe.batch_size % distribution.num_replicas:
         raise ValueError(f"`batch_size` ({recipe.batch_size}) must be a multiple of the {distribution.num_replicas} "
@@ -123,10 +126,13 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     if verbose and config.get("remat") and not remat_saves_memory():
         print("remat: Keras on JAX compiling for the CPU merges the recomputation back into the forward pass, so it "
               "saves no memory here (it does on TensorFlow and on GPUs); the run goes on with it.")
-    preprocessing = build_preprocessing(recipe.preprocessing, x_train, image_shape)
+    preprocessing = build_preprocessing(recipe.preprocessing, x_train, image_shape, recipe.crop_fraction)
+    name = config.get("name") or recipe.preset
     with distribution.scope(), dtype_policy(precision):
-        model = build_training_model(recipe, image_shape, num_classes, preprocessing, remat=config.get("remat", False))
+        model = build_training_model(recipe, image_shape, num_classes, preprocessing, remat=config.get("remat", False),
+                                     weights=config.get("weights"), name=f"{name}_trained")
         loss = compile_for_recipe(model, recipe, plan, jit_compile=jit_compile)
+    loaded = model.loaded_weights
 
     config = {**config, "resolved": dict(
         strategy=distribution.name, backend=distribution.backend, num_replicas=distribution.num_replicas,
@@ -135,7 +141,8 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         warmup_steps=plan.warmup_steps,
         num_classes=num_classes, class_names=list(splits.class_names), image_shape=list(image_shape),
         train_examples=len(y_train), validation_examples=len(splits.validation[1]) if splits.validation else 0,
-        test_examples=len(splits.test[1]),
+        test_examples=len(splits.test[1]), skipped_files=splits.skipped, streamed=streamed,
+        weights=loaded,
         preprocessing=describe_preprocessing(preprocessing, recipe.preprocessing, len(x_train)),
         loss=type(loss).__name__, labels="one-hot" if uses_one_hot(recipe) else "sparse",
         parameters=model.count_params(),
@@ -196,9 +203,9 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     test_data, loss_scale = evaluation_stream(*splits.test, recipe, **evaluate_args)
     scores = model.evaluate(test_data, return_dict=True, verbose=0)
     scores["loss"] *= loss_scale
-    plot_curves(csv_path, os.path.join(run_dir, "curves.png"), title=f"{recipe.preset} on {recipe.dataset}")
+    plot_curves(csv_path, os.path.join(run_dir, "curves.png"), title=f"{name} on {recipe.dataset}")
     wall = time.time() - started
-    line = (f"{recipe.preset} on {recipe.dataset} ({recipe.name}): test accuracy {scores['accuracy']:.4f} "
+    line = (f"{name} on {recipe.dataset} ({recipe.name}): test accuracy {scores['accuracy']:.4f} "
             f"(loss {scores['loss']:.4f}, {len(splits.test[1])} images) after {steps_done} steps in "
             f"{_format_seconds(wall)}; run dir {run_dir}")
     if nan_guard.message:
@@ -207,7 +214,9 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         summary=line, test_accuracy=float(scores["accuracy"]), test_loss=float(scores["loss"]), steps=steps_done,
         total_steps=plan.total_steps, epochs=plan.epochs, wall_time_s=round(wall, 1),
         stopped_on_nan=nan_guard.stopped_at_step,
-        message=nan_guard.message, run_dir=run_dir, model=model_path, class_names=list(splits.class_names),
+        message=nan_guard.message, run_dir=run_dir, model=model_path, class_names=list(splits.class_names), name=name,
+        best_validation_accuracy=max((v for v in read_log(csv_path).get("val_accuracy", []) if not math.isnan(v)),
+                                     default=None),
         best_checkpoint=os.path.join(run_dir, BEST_FILE) if os.path.exists(os.path.join(run_dir, BEST_FILE)) else None,
     )
     with open(os.path.join(run_dir, SUMMARY_FILE), "w") as f:

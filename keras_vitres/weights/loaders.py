@@ -13,6 +13,7 @@ import re
 import zipfile
 
 import keras
+import numpy as np
 
 from keras_vitres.weights import bit, resnet, vit
 from keras_vitres.weights.mapping import assign_weights
@@ -258,8 +259,10 @@ def load_weights(model, weights):
     names the file on failure; returns `model`. Every builder's `weights=` comes here.
 
     The loader is chosen by the file's suffix (`LOADERS`); Keras' `.keras` files are read with `safe_mode=True`
-    and copied tensor by tensor; a keras-hub `ViTBackbone` or `ResNetBackbone` (or an image classifier on one) is
-    converted by `keras_hub.load_keras_hub`.
+    and copied tensor by tensor (see `_copy_weights`); a keras-hub `ViTBackbone` or `ResNetBackbone` (or an image
+    classifier on one) is converted by `keras_hub.load_keras_hub`. What was loaded from a file is left on the model
+    as `model.loaded_weights`: a dict with the path, the number of weights loaded, "head_reset" (the classifier was
+    left at its initialisation, its classes differing) and "resampled" (the position embedding was resampled).
     """
     if weights is None:
         return model
@@ -278,29 +281,68 @@ def load_weights(model, weights):
         raise FileNotFoundError(f"`weights` file not found: weights={path!r}.")
     for suffix, loader in LOADERS.items():
         if path.endswith(suffix):
-            loader(model, path)
+            _report(model, path, loader(model, path))
             return model
     if path.endswith(".keras"):
         source = load_keras_model(path, argument="weights")
-        _copy_weights(source, model, path)
+        _report(model, path, _copy_weights(source, model, path))
         return model
     known = sorted([".weights.h5", ".keras", *LOADERS])
     raise ValueError(f"`weights` has an unknown file type: weights={path!r}; expected one of {known}.")
 
 
+def _report(model, path, result):
+    """Leaves the loader's report on the model (an untracked attribute: it is not saved with the model)."""
+    result = result if isinstance(result, dict) else dict(loaded=len(model.weights), head_reset=False, resampled=False)
+    object.__setattr__(model, "loaded_weights", dict(file=path, **result))
+
+
+class _ModelTensors(TensorFile):
+    """A live Keras model's weights as a TensorFile keyed by their Keras paths ("encoder_block_0/mlp/dense_1/kernel",
+    the same paths in every model a builder makes, whatever its name)."""
+
+    format_name = "Keras model"
+
+    def __init__(self, model, path):
+        super().__init__(path)
+        self._variables = {v.path: v for v in model.weights}
+        for key, variable in self._variables.items():
+            self._shapes[key], self._dtypes[key] = tuple(variable.shape), np.dtype(variable.dtype).name
+
+    def read(self, key):
+        return np.asarray(keras.ops.convert_to_numpy(self._variables[key]))
+
+
+def _network(source):
+    """The network inside a saved model: a training run's model.keras is `input -> preprocessing -> network`."""
+    nested = [layer for layer in source.layers if isinstance(layer, keras.Model)]
+    return nested[0] if len(nested) == 1 else source
+
+
 def _copy_weights(source, model, path):
-    source_weights, target_weights = source.weights, model.weights
-    if len(source_weights) != len(target_weights):
-        raise ValueError(
-            f"`weights` file {path!r} holds {len(source_weights)} tensors; model {model.name!r} has {len(target_weights)}."
-        )
-    for src, dst in zip(source_weights, target_weights):
-        if tuple(src.shape) != tuple(dst.shape):
-            raise ValueError(
-                f"`weights` file {path!r}: tensor {src.path!r} has shape {tuple(src.shape)}, but the model's "
-                f"{dst.path!r} has shape {tuple(dst.shape)}."
-            )
-    model.set_weights(source.get_weights())
+    """Copies a `.keras` model's weights into `model` by weight path (a run's model.keras: its network's).
+
+    The classifier head ("predictions") is left at its initialisation when its shape differs (fine-tuning on other
+    classes; the ViT builders zero-initialise it then, as the paper does), and a ViT's position embedding is
+    resampled to the model's patch grid (arXiv:2010.11929 §3.2); every other tensor must match in name and shape.
+    """
+    from keras_vitres.weights.mapping import Source
+
+    source = _network(source)
+    tensor_file = _ModelTensors(source, path)
+    sources, names = {}, {layer.name for layer in model.layers}
+    for variable in model.weights:
+        role = "head" if variable.path.startswith("predictions/") else "weight"
+        prefix_tokens = 0
+        if variable.path == "position_embedding/embedding" and variable.path in tensor_file:
+            role = "position"
+            prefix_tokens = source.get_layer("position_embedding").num_prefix_tokens
+        sources[variable.path] = Source(variable.path, role=role, file_prefix_tokens=prefix_tokens)
+    return assign_weights(
+        model, tensor_file, sources,
+        ignorable=lambda key: key.startswith("predictions/") and "predictions" not in names,
+        position_grid=vit.position_grid(model) if "position_embedding" in names else None,
+    )
 
 
 def load_keras_model(path, argument="model"):

@@ -25,6 +25,19 @@ def as_saveable(array):
     return array.astype(bytes).astype(str) if array.dtype == object else array
 
 
+def evaluation_crop(image, meta):
+    """The evaluation crop, written out independently: resize (aspect kept) so the image covers image_size /
+    crop_fraction, then take the central image_size."""
+    (height, width), (th, tw) = image.shape[:2], meta["image_size"]
+    crop = meta["preprocessing"].get("crop_fraction", 1.0)
+    scale = max(th / (crop * height), tw / (crop * width))
+    new_h, new_w = max(th, int(round(height * scale))), max(tw, int(round(width * scale)))
+    if (new_h, new_w) != (height, width):
+        image = tf.image.resize(image, (new_h, new_w), method=meta["resize_method"], antialias=meta["antialias"])
+    top, left = (new_h - th) // 2, (new_w - tw) // 2
+    return image[top : top + th, left : left + tw]
+
+
 def main(requests_path, results_path, export_dirs):
     requests = np.load(requests_path, allow_pickle=False)
     results = {}
@@ -44,11 +57,7 @@ def main(requests_path, results_path, export_dirs):
             pixels = []
             for data in files:
                 image = tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32)
-                if tuple(image.shape[:2]) != tuple(meta["image_size"]):
-                    image = tf.image.resize(
-                        image, meta["image_size"], method=meta["resize_method"], antialias=meta["antialias"]
-                    )
-                pixels.append(image)
+                pixels.append(evaluation_crop(image, meta))
             results[f"{kind}_{i}_pixels"] = tf.stack(pixels).numpy()
             results[f"{kind}_{i}_via_float"] = serve(images=tf.stack(pixels))["probabilities"].numpy()
     imported = [

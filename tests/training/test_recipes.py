@@ -107,14 +107,14 @@ def test_bit_hyperrule():
     assert (recipe.optimizer, recipe.momentum, recipe.learning_rate, recipe.batch_size) == ("sgd", 0.9, 0.003, 512)
     assert (recipe.preset, recipe.dataset, recipe.preprocessing) == ("bit_r50x1", "cifar10", "rescale")
     assert (recipe.steps, recipe.warmup_steps, recipe.decay_boundaries) == (10_000, 500, (3000, 6000, 9000))
-    assert (recipe.mixup_alpha, recipe.image_size, recipe.weight_decay) == (0.1, 128, 0.0)
+    assert (recipe.mixup_alpha, recipe.image_size, recipe.weight_decay) == (0.1, (128, 128), 0.0)
     schedule = build_schedule(recipe, total_steps=recipe.steps, warmup_steps=recipe.warmup_steps)
     rates = [float(schedule(s)) for s in (0, 250, 500, 2999, 3001, 5999, 6001, 8999, 9001, 9999)]
     np.testing.assert_allclose(rates, [0, 0.0015, 0.003, 0.003, 3e-4, 3e-4, 3e-5, 3e-5, 3e-6, 3e-6], rtol=1e-5,
                                atol=1e-12)  # fmt: skip
     small = get_recipe("bit_hyperrule", **bit_hyperrule(5_000, (224, 224)))
     assert (small.steps, small.warmup_steps, small.decay_boundaries, small.mixup_alpha, small.image_size) == (
-        500, 100, (200, 300, 400), 0.0, 480)
+        500, 100, (200, 300, 400), 0.0, (480, 480))
     large = bit_hyperrule(1_281_167, (64, 64))
     assert (large["steps"], large["decay_boundaries"], large["mixup_alpha"], large["image_size"]) == (
         20_000, (6000, 12_000, 18_000), 0.1, 128)
