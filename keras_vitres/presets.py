@@ -164,8 +164,41 @@ def _imagenet(depth, shortcut, params, trainable, keras_layout=False):
         weights={
             **(_keras_applications_weights(depth) if shortcut and depth in KERAS_APPLICATIONS_MD5 else {}),
             **(_keras_hub_resnet_weights(depth) if shortcut and not keras_layout else {}),
+            **(_timm_resnet_weights(depth) if shortcut and not keras_layout else {}),
         },
     )
+
+
+# timm's copies on the Hugging Face hub (`timm/<model>.<tag>`, `model.safetensors`), verified by the hub's LFS sha256.
+# Preprocessing as their `pretrained_cfg` in timm (timm/models/resnet.py, vision_transformer.py,
+# vision_transformer_hybrid.py, resnetv2.py: input size, crop_pct, interpolation, mean/std).
+TIMM_LICENCE = "Apache-2.0 (timm's pretrained_cfg)"
+IMAGENET_MEAN_STD = dict(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+def _timm(model, *, config, size, crop, interpolation, normalisation, description, licence=TIMM_LICENCE):
+    """A named-weights entry for timm's `model` ("resnet50.tv_in1k") on the Hugging Face hub."""
+    return dict(
+        source="hf_hub",
+        repo_id=f"timm/{model}",
+        filename="model.safetensors",
+        config=config,
+        preprocessing=dict(image_size=(size, size), crop_fraction=crop, interpolation=interpolation, **normalisation),
+        description=f"{description}, timm's {model!r} on the Hugging Face hub",
+        licence=licence,
+        top1=None,
+    )
+
+
+def _timm_resnet_weights(depth):
+    """torchvision's original ImageNet ResNets (v1.5) as timm publishes them (`resnet{depth}.tv_in1k`)."""
+    return {
+        "timm_tv_in1k": _timm(
+            f"resnet{depth}.tv_in1k", config=dict(version="v1.5", use_bias=False, bn_epsilon=1e-5), size=224,
+            crop=0.875, interpolation="bilinear", normalisation=IMAGENET_MEAN_STD,
+            description="ImageNet-1k, torchvision's original weights (v1.5)", licence="BSD-3-Clause (torchvision)",
+        )
+    }
 
 
 VIT_SIZES = {  # ViT paper Table 1: hidden D, layers, heads, MLP
@@ -195,8 +228,32 @@ def _vit(size, patch):
         trainable_params=params,
         paper=f"{VIT_PAPER} Table 1" + (" (Ti/S sizes: DeiT, arXiv:2012.12877)" if size in ("tiny", "small") else ""),
         description=f"ViT-{short}/{patch} at 224x224",
-        weights=_keras_hub_vit_weights(size, patch),
+        weights={**_keras_hub_vit_weights(size, patch), **_timm_vit_weights(size, patch)},
     )
+
+
+def _timm_vit_weights(size, patch):
+    """The paper's checkpoints as timm publishes them (`.orig_in21k`, `.orig_in21k_ft_in1k`): ImageNet-21k
+    backbones (timm keeps neither head nor pre-logits) and the ImageNet-1k fine-tunes, where timm has them."""
+    tags = {  # weight name: (timm model, resolution, crop fraction)
+        "timm_imagenet21k": (f"vit_{size}_patch{patch}_224.orig_in21k", 224, 0.9),
+        "timm_imagenet": (f"vit_{size}_patch{patch}_224.orig_in21k_ft_in1k", 224, 0.9),
+        "timm_imagenet_384": (f"vit_{size}_patch{patch}_384.orig_in21k_ft_in1k", 384, 1.0),
+    }
+    published = {("base", 16): ("timm_imagenet21k", "timm_imagenet", "timm_imagenet_384"),
+                 ("base", 32): ("timm_imagenet21k",), ("large", 16): ("timm_imagenet21k",),
+                 ("large", 32): ("timm_imagenet21k", "timm_imagenet_384"), ("huge", 14): ("timm_imagenet21k",)}
+    weights = {}
+    for name in published.get((size, patch), ()):
+        model, resolution, crop = tags[name]
+        weights[name] = _timm(
+            model, config=dict(approximate_gelu=False), size=resolution, crop=crop, interpolation="bicubic",
+            normalisation=VIT_HUB, description=f"ImageNet-21k then ImageNet-1k at {resolution}x{resolution}"
+            if name != "timm_imagenet21k" else "ImageNet-21k pre-training (backbone: the head starts at zero)",
+            licence="Apache-2.0 (the paper's checkpoints, google-research/vision_transformer; timm's pretrained_cfg "
+            "states none for these)",
+        )
+    return weights
 
 
 # BiT ResNets with a 1,000-class head at 224x224 (group norms have no moving statistics: all are trainable). The
@@ -216,8 +273,24 @@ def _bit(depth, width):
         paper=f"{BIT_PAPER} §2.1; {VIT_PAPER} §4.1 (BiT baselines)",
         description=f"BiT ResNet-{depth}x{width}: pre-activation bottlenecks, group norm and weight-standardised "
         f"convolutions, widths x{width}",
-        weights={},
+        weights=_bit_weights(depth, width),
     )
+
+
+def _bit_weights(depth, width):
+    """BiT-M (ImageNet-21k) and BiT-M fine-tuned on ImageNet-1k: the official `BiT-M-R{d}x{w}.npz` and
+    `BiT-M-R{d}x{w}-ILSVRC2012.npz` (storage.googleapis.com/bit_models, no published hash) as timm publishes them
+    on the Hugging Face hub, where the LFS sha256 verifies them. The 21k head (21,843 classes) loads when the
+    model has that many classes, and starts at zero (BiT §3.3) otherwise."""
+    model = f"resnetv2_{depth}x{width}_bit"
+    tuned = 480 if (depth, width) == (152, 4) else 448
+    return {
+        "imagenet21k": _timm(f"{model}.goog_in21k", config={}, size=224, crop=0.875, interpolation="bilinear",
+                             normalisation=VIT_HUB, description="BiT-M: ImageNet-21k pre-training"),
+        "imagenet21k+imagenet2012": _timm(
+            f"{model}.goog_in21k_ft_in1k", config={}, size=tuned, crop=1.0, interpolation="bilinear",
+            normalisation=VIT_HUB, description=f"BiT-M fine-tuned on ImageNet-1k at {tuned}x{tuned}"),
+    }
 
 
 PRESETS = {
@@ -272,7 +345,17 @@ PRESETS = {
         paper=f"{VIT_PAPER} §3.1, Table 5 (R50x1+ViT-B/16)",
         description="Hybrid: the paper's ResNet-50 trunk (group norm, weight standardisation; stages 3/4/9, stride 16) "
         "feeding 1x1 patches to ViT-B",
-        weights={},
+        # The ViT repository's imagenet21k/R50+ViT-B_16.npz and imagenet21k+imagenet2012/R50+ViT-B_16.npz
+        # (storage.googleapis.com/vit_models, no published hash) as timm publishes them.
+        weights={
+            "imagenet21k": _timm("vit_base_r50_s16_224.orig_in21k", config=dict(trunk="bit", approximate_gelu=False),
+                                 size=224, crop=0.9, interpolation="bicubic", normalisation=VIT_HUB,
+                                 description="ImageNet-21k pre-training (backbone: the head starts at zero)"),
+            "imagenet21k+imagenet2012": _timm(
+                "vit_base_r50_s16_384.orig_in21k_ft_in1k", config=dict(trunk="bit", approximate_gelu=False), size=384,
+                crop=1.0, interpolation="bicubic", normalisation=VIT_HUB,
+                description="ImageNet-21k then ImageNet-1k at 384x384"),
+        },
     ),
 }  # fmt: skip
 
@@ -312,7 +395,7 @@ def preset_weights(name):
 
     Examples:
         >>> sorted(preset_weights("resnet50"))
-        ['imagenet', 'keras_hub_imagenet']
+        ['imagenet', 'keras_hub_imagenet', 'timm_tv_in1k']
         >>> preset_weights("resnet50")["imagenet"]["files"]["top"]["md5"]
         '2cb95161c43110f7111970584f804107'
     """

@@ -68,10 +68,12 @@ def add_parser(subparsers):
     parser.add_argument("--dataset", help="digits, cifar10, cifar100, folder (default: the recipe's)")
     parser.add_argument("--data-path", help="dataset archive or folder (CIFAR archive, image folder: one sub-folder "
                         "per class, images of any size, JPEG/PNG, streamed from disk)")
-    parser.add_argument("--weights", help="weights file to start from (.keras, .weights.h5, .npz, .safetensors; a "
-                        "run's model.keras): the head is replaced when the classes differ")
+    parser.add_argument("--weights", help="weights to start from: a weight name of the preset (`keras-vitres presets`; "
+                        "the run then takes their preprocessing, crop and size) or a file (.keras, .weights.h5, .npz, "
+                        ".safetensors; a run's model.keras): the head is replaced when the classes differ")
     parser.add_argument("--image-size", type=parse_image_size, metavar="H[,W]",
-                        help="the model's input size (default: the images' size; for a folder, the preset's)")
+                        help="the model's input size (default: the named weights', else the images' size; for a folder, the "
+                        "preset's)")
     parser.add_argument("--validation-split", type=parse_fraction, metavar="F",
                         help="hold out this fraction of the training data (stratified, seeded) for validation; the "
                         "best checkpoint is chosen on its accuracy")

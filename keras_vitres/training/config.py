@@ -32,6 +32,34 @@ def preset_image_size(preset):
     return tuple(int(s) for s in shape[:2])
 
 
+def follow_named_weights(recipe, weights, overrides):
+    """The recipe with the preprocessing, evaluation crop and input size of the named weights the run starts from
+    (`weights` a weight name of its preset; else the recipe as it is): the model built with them applies that
+    preprocessing as its first layer, so the run trains, evaluates and exports with it. An explicit
+    `image_size` or `crop_fraction` stays; another `preprocessing` is refused (the weights would see other pixels).
+    """
+    from keras_vitres.presets import get_preset
+
+    entries = get_preset(recipe.preset).get("weights", {})
+    if not isinstance(weights, str) or weights not in entries:
+        if recipe.preprocessing == "weights":
+            raise ValueError(f"preprocessing='weights' needs `weights` to name weights of preset {recipe.preset!r} "
+                             f"({sorted(entries) or 'it declares none'}); received weights={weights!r}.")
+        return recipe
+    expected = entries[weights]["preprocessing"]
+    if overrides.get("preprocessing", "weights") != "weights":
+        raise ValueError(
+            f"weights={weights!r} bring their own preprocessing ({expected}), which the model applies; received "
+            f"preprocessing={overrides['preprocessing']!r}: leave it out."
+        )
+    changes = dict(preprocessing="weights")
+    if "crop_fraction" not in overrides:
+        changes["crop_fraction"] = expected.get("crop_fraction", 1.0)
+    if "image_size" not in overrides and expected.get("image_size"):
+        changes["image_size"] = tuple(expected["image_size"])
+    return dataclasses.replace(recipe, **changes)
+
+
 def trained_name(recipe):
     """The name of what a recipe trains: its preset's name with the depth, patch size and resolution that the
     recipe's `model_overrides` and `image_size` give it ("resnet20" with depth=8 is "resnet8"; "vit_tiny_patch16_224"
@@ -119,6 +147,7 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
     if "epochs" in overrides and "steps" not in overrides:
         overrides["steps"] = None
     resolved = get_recipe(recipe, preset=preset, **overrides)
+    resolved = follow_named_weights(resolved, weights, overrides)
     if resolved.dataset == "folder" and resolved.image_size is None:  # its images may differ in size
         resolved = dataclasses.replace(resolved, image_size=preset_image_size(resolved.preset))
     _check_paths(resolved, data_path, validation_path, weights)

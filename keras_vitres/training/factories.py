@@ -2,6 +2,7 @@
 schedule, the optimizer and the loss."""
 
 import contextlib
+import dataclasses
 import inspect
 
 import keras
@@ -57,7 +58,7 @@ def _streamed_pixel_mean(files, image_shape, crop_fraction):
     return (total / count).astype(np.float32)
 
 
-def build_preprocessing(mode, train_images, image_shape, crop_fraction=1.0):
+def build_preprocessing(mode, train_images, image_shape, crop_fraction=1.0, weights=None):
     """The `Preprocessing` a recipe's `preprocessing` mode gives a model that takes `image_shape` images.
 
     Args:
@@ -67,8 +68,13 @@ def build_preprocessing(mode, train_images, image_shape, crop_fraction=1.0):
             mean is then taken over the evaluation crops); only read for "pixel_mean".
         image_shape: (H, W, C) of the model's input.
         crop_fraction: the evaluation crop (`Preprocessing.crop_fraction`): the recipe's.
+        weights: for mode "weights", the named-weights entry (`keras_vitres.preset_weights(preset)[name]`).
     """
     from keras_vitres.data.pipeline import is_file_list
+
+    if mode == "weights":
+        described = Preprocessing.resolve(weights["preprocessing"])
+        return dataclasses.replace(described, image_size=tuple(image_shape[:2]), crop_fraction=crop_fraction)
 
     if mode == "pixel_mean":
         from keras_vitres.data import pixel_mean
@@ -132,8 +138,11 @@ def build_training_model(recipe, image_shape, num_classes, preprocessing, remat=
         arguments["weights"] = weights
     network = build_model(recipe.preset, input_shape=tuple(image_shape), classes=num_classes, **arguments)
     inputs = keras.Input(tuple(image_shape), name="images")
-    layer = Preprocessing.resolve(preprocessing).layer(name="preprocessing", dtype="float32")
-    outputs = network(layer(inputs))
+    if "preprocessing" in {layer.name for layer in network.layers}:  # named weights: the network applies theirs
+        outputs = network(inputs)
+    else:
+        layer = Preprocessing.resolve(preprocessing).layer(name="preprocessing", dtype="float32")
+        outputs = network(layer(inputs))
     model = keras.Model(inputs, outputs, name=name or f"{recipe.preset}_trained")
     object.__setattr__(model, "loaded_weights", getattr(network, "loaded_weights", None))  # not a tracked attribute
     return model

@@ -29,7 +29,7 @@ from keras_vitres.data.geometry import DEFAULT_AREA_RANGE, check_area_range, che
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "linear", "constant")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
-PREPROCESSINGS = ("pixel_mean", "rescale", "none")
+PREPROCESSINGS = ("pixel_mean", "rescale", "none", "weights")
 WARMUP_MODES = ("linear", "constant")
 
 
@@ -95,7 +95,8 @@ class Recipe:
         mixup_alpha, cutmix_alpha: MixUp / CutMix strengths (0 = off); either makes the labels one-hot.
         label_smoothing: label smoothing of the cross-entropy.
         preprocessing: the model's first layer: "pixel_mean" (subtract the training set's per-pixel mean, paper
-            §4.2), "rescale" (pixels to [-1, 1], ViT) or "none".
+            §4.2), "rescale" (pixels to [-1, 1], ViT), "none", or "weights": that of the named weights the run
+            starts from (`resolve_config` sets it for `weights=NAME`; the model built with them applies it).
         image_size: the model's input (height, width) (an int: square); images are resized to it in the pipeline.
             None: the images' own size (for an image folder, whose images may differ in size, `resolve_config` sets
             the preset's).

@@ -24,6 +24,7 @@ import time
 import keras
 
 from keras_vitres.layers.remat import remat_saves_memory
+from keras_vitres.presets import preset_weights
 from keras_vitres.training import callbacks as callbacks_
 from keras_vitres.training.backup import VerifiedBackup
 from keras_vitres.training.config import resolve_config  # noqa: F401  (still importable from here)
@@ -126,7 +127,8 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     if verbose and config.get("remat") and not remat_saves_memory():
         print("remat: Keras on JAX compiling for the CPU merges the recomputation back into the forward pass, so it "
               "saves no memory here (it does on TensorFlow and on GPUs); the run goes on with it.")
-    preprocessing = build_preprocessing(recipe.preprocessing, x_train, image_shape, recipe.crop_fraction)
+    entry = preset_weights(recipe.preset).get(config.get("weights")) if recipe.preprocessing == "weights" else None
+    preprocessing = build_preprocessing(recipe.preprocessing, x_train, image_shape, recipe.crop_fraction, entry)
     name = config.get("name") or recipe.preset
     with distribution.scope(), dtype_policy(precision):
         model = build_training_model(recipe, image_shape, num_classes, preprocessing, remat=config.get("remat", False),

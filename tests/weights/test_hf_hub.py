@@ -30,10 +30,10 @@ def checkpoint(tmp_path_factory):
         return f.read(), pixels, expected
 
 
-def put_in_cache(cache, data):
-    """Lays `data` out as huggingface_hub's cache does; returns the blob's path."""
+def put_in_cache(cache, data, repo_id=REPO):
+    """Lays `data` out as huggingface_hub's cache does for `repo_id`; returns the blob's path."""
     digest = hashlib.sha256(data).hexdigest()
-    repo = cache / f"models--{REPO.replace('/', '--')}"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     (repo / "snapshots" / REVISION).mkdir(parents=True, exist_ok=True)
     (repo / "refs").mkdir(exist_ok=True)
@@ -119,3 +119,33 @@ def test_a_missing_extra_names_it(hub_preset, monkeypatch, module, preset, weigh
     monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
     with pytest.raises(ImportError, match=rf"needs the optional package '{module}'.*pip install \"keras-vitres\[hub\]\""):
         keras_vitres.build_model(preset or "vit_digits_patch4_32", weights=weights)
+
+
+def test_training_from_named_weights_applies_their_preprocessing_once(hub_preset, tmp_path):
+    """`train --weights NAME`: the run takes the weights' preprocessing, crop and size, the model applies it once
+    (the network built with the weights carries it), and with a learning rate of 0 the trained model computes
+    exactly the checkpoint's function on raw pixels."""
+    pytest.importorskip("huggingface_hub")
+    from keras_vitres.training import resolve_config, train
+
+    params = random_official_vit(np.random.default_rng(8), **dict(VIT, classes=10))
+    put_in_cache(hub_preset, open(write(tmp_path / "ten.safetensors", official_to_timm(params)), "rb").read())
+    with pytest.raises(ValueError, match=r"weights='timm' bring their own preprocessing .* received "
+                                         r"preprocessing='pixel_mean'"):  # fmt: skip
+        resolve_config("digits_vit", weights="timm", preprocessing="pixel_mean")
+    config = resolve_config("digits_vit", weights="timm", steps=2, warmup_epochs=0, learning_rate=0.0, weight_decay=0.0,
+                            run_dir=str(tmp_path / "run"), mixed_precision="float32")  # fmt: skip
+    assert (config["recipe"]["preprocessing"], config["recipe"]["crop_fraction"]) == ("weights", 1.0)
+    assert tuple(config["recipe"]["image_size"]) == (32, 32)
+    train(config, verbose=0)
+    trained = keras.saving.load_model(str(tmp_path / "run" / "model.keras"), safe_mode=True)
+    network = trained.layers[-1]
+    layers = [layer.name for layer in trained.layers] + [layer.name for layer in network.layers]
+    assert layers.count("preprocessing") == 1 and network.get_layer("preprocessing").get_config()["offset"] == -1.0
+    pixels = np.random.default_rng(9).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = vit_forward(params, pixels / 127.5 - 1.0, num_heads=2, approximate_gelu=False)
+    got = keras.ops.convert_to_numpy(trained(pixels))
+    if np.allclose(got.sum(-1), 1.0):  # a softmax head
+        expected = np.exp(expected - expected.max(-1, keepdims=True))
+        expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)

@@ -126,7 +126,7 @@ def test_a_file_that_fails_its_md5_is_refused_with_both_hashes(pinned, published
 
 
 def test_weight_names_options_and_failures(pinned, monkeypatch, tmp_path):
-    with pytest.raises(ValueError, match=r"Did you mean 'imagenet'.*named weights are \['imagenet', 'keras_hub_imagenet'\]"):
+    with pytest.raises(ValueError, match=r"Did you mean 'imagenet'.*named weights are \['imagenet', 'keras_hub_imagenet', 'timm_tv_in1k'\]"):
         keras_vitres.ResNet50(weights="imagenett")
     with pytest.raises(ValueError, match=r"Its named weights are none"):
         keras_vitres.build_model("resnet20", weights="imagenet")
