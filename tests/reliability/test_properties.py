@@ -413,6 +413,9 @@ def test_presets_command_flags(drawn, empty_cwd, record_property):
         assert code == 2, (flags, code, out[:200])
         assert any(token.split("=")[0] in err for token in bad), err
         tally.error()
+    elif "--filter" in flags and not any(flags[flags.index("--filter") + 1] in n for n in keras_vitres.list_presets()):
+        assert code == 2 and "--filter matches no preset" in err, (flags, code, err)  # close names, never an empty table
+        tally.error()
     else:
         assert code == 0, (flags, err)
         if "--markdown" in flags:

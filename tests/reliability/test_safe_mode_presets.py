@@ -83,6 +83,10 @@ def check_config_is_safe(config):
 @pytest.mark.parametrize("name", preset_params())
 def test_preset_has_no_lambda_and_loads_with_safe_mode(name, tmp_path, record_property):
     model = keras_vitres.build_model(name)
+    # The pinned counts and the name, on this build (tests/models/test_presets.py leaves the slow presets to it).
+    row = keras_vitres.get_preset(name)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert (model.name, model.count_params(), trainable) == (name, row["params"], row["trainable_params"])
     layers = list(all_layers(model))
     assert not [layer.name for layer in layers if isinstance(layer, keras.layers.Lambda)]
     assert len(layers) > len(model.layers)  # the walk did reach inside the blocks

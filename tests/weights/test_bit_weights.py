@@ -18,8 +18,7 @@ from tests.weights.bit_reference import (
 )
 from tests.weights.reference_forward import official_to_timm, random_official_vit
 
-pytestmark = pytest.mark.backend_agnostic
-
+# The converters are NumPy: one check per file layout's forward runs under JAX too (the layers' numerics there).
 BIT = dict(stage_blocks=(2, 1), input_shape=(32, 32, 3), classes=5, classifier_activation=None, name="bit_tiny")
 HYBRID = dict(resnet_stage_blocks=(1, 1), resnet_stage_filters=(32, 64), hidden_dim=32, num_layers=2, num_heads=2,
               mlp_dim=64, input_shape=(32, 32, 3), classes=5, classifier_activation=None, approximate_gelu=True)  # fmt: skip
@@ -47,6 +46,7 @@ def hybrid_checkpoint():
     return params, images, hybrid_forward(params, images, num_heads=2)
 
 
+@pytest.mark.backend_agnostic
 def test_bit_npz_reproduces_the_reference_forward(bit_checkpoint, tmp_path):
     params, images, expected = bit_checkpoint
     assert np.abs(expected).std() > 0.5  # a forward that carries signal
@@ -91,6 +91,7 @@ def test_bit_mismatches_name_what_does_not_fit(bit_checkpoint, tmp_path):
         keras_vitres.ResNet(8, stem="cifar", weights=path)
 
 
+@pytest.mark.backend_agnostic
 def test_r50_vit_npz_reproduces_the_official_hybrid(hybrid_checkpoint, tmp_path):
     params, images, expected = hybrid_checkpoint
     assert params["gn_root/scale"].shape == (1, 1, 1, 32)  # the released file's pre-linen layout

@@ -13,8 +13,6 @@ import keras_vitres  # noqa: E402
 from keras_vitres.layers import find_preprocessing  # noqa: E402
 from keras_vitres.presets import PRESETS  # noqa: E402
 
-pytestmark = pytest.mark.backend_agnostic
-
 VIT = dict(patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
 
 
@@ -67,6 +65,7 @@ def ours_resnet(**kwargs):
                                version="v1.5", input_shape=(64, 64, 3), **kwargs)  # fmt: skip
 
 
+@pytest.mark.backend_agnostic  # keras-hub's backbone and ours, both on JAX too
 def test_vit_backbone_converts_with_equal_outputs(vit_preset):
     folder, _ = vit_preset
     backbone = keras_hub.models.Backbone.from_preset(str(folder))  # the preset as saved, read back
