@@ -25,6 +25,7 @@ from keras_vitres.models.common import (
     classifier,
     load_weights,
     preprocess_inputs,
+    stack_stages,
 )
 
 BIT_STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # BiT §3.2, as ResNet Table 1
@@ -59,11 +60,7 @@ def standardized_stem(x, filters, *, preactivation, padding, norm_epsilon, weigh
 
 def standardized_stages(x, stage_blocks, stage_filters, **block_args):
     """Stacks `GroupNormBottleneck` stages; each stage after the first starts with a stride of 2."""
-    for s, (num_blocks, filters) in enumerate(zip(stage_blocks, stage_filters), start=1):
-        for b in range(1, num_blocks + 1):
-            strides = 2 if b == 1 and s > 1 else 1
-            x = GroupNormBottleneck(filters, strides=strides, name=f"stage{s}_block{b}", **block_args)(x)
-    return x
+    return stack_stages(x, GroupNormBottleneck, stage_blocks, stage_filters, **block_args)
 
 
 def BiTResNet(

@@ -88,6 +88,16 @@ def check_positive_int(name, value, *, allow_none=False):
         raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}; received {name}={value!r}.")
 
 
+def stack_stages(x, block_class, stage_blocks, stage_filters, **block_args):
+    """Stacks residual stages of `block_class` blocks named `stage{s}_block{b}`; the first block of every stage
+    after the first has a stride of 2 (arXiv:1512.03385 §3.3)."""
+    for s, (num_blocks, filters) in enumerate(zip(stage_blocks, stage_filters), start=1):
+        for b in range(1, num_blocks + 1):
+            strides = 2 if b == 1 and s > 1 else 1
+            x = block_class(filters, strides=strides, name=f"stage{s}_block{b}", **block_args)(x)
+    return x
+
+
 def classifier(x, classes, classifier_activation, name="predictions", **dense_args):
     """The classification layer. It always computes in float32, so logits stay float32 under mixed precision."""
     return keras.layers.Dense(classes, activation=classifier_activation, dtype="float32", name=name, **dense_args)(x)

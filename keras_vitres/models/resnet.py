@@ -13,7 +13,14 @@ import keras
 
 from keras_vitres.layers.normalization import BatchNormalization
 from keras_vitres.layers.residual import BasicBlock, BottleneckBlock, check_shortcut
-from keras_vitres.models.common import check_head_args, check_input_shape, classifier, load_weights, preprocess_inputs
+from keras_vitres.models.common import (
+    check_head_args,
+    check_input_shape,
+    classifier,
+    load_weights,
+    preprocess_inputs,
+    stack_stages,
+)
 
 STEMS = ("cifar", "imagenet")
 BLOCKS = ("basic", "bottleneck")
@@ -76,12 +83,8 @@ def resnet_stem(x, stem, filters, *, use_bias=False, bn_epsilon=1e-5, bn_momentu
 
 def resnet_stages(x, block, stage_blocks, stage_filters, **block_args):
     """Stacks the stages; the first block of every stage after the first halves the resolution."""
-    block_class = BasicBlock if block == "basic" else BottleneckBlock
-    for s, (num_blocks, filters) in enumerate(zip(stage_blocks, stage_filters), start=1):
-        for b in range(1, num_blocks + 1):
-            strides = 2 if b == 1 and s > 1 else 1
-            x = block_class(filters, strides=strides, name=f"stage{s}_block{b}", **block_args)(x)
-    return x
+    return stack_stages(x, BasicBlock if block == "basic" else BottleneckBlock, stage_blocks, stage_filters,
+                        **block_args)  # fmt: skip
 
 
 def ResNet(

@@ -9,8 +9,6 @@ from keras_vitres import BiTResNet
 from keras_vitres.presets import PRESETS
 from tests.helpers import assert_keras_round_trip
 
-pytestmark = pytest.mark.backend_agnostic
-
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
@@ -61,6 +59,7 @@ def test_r50x1_layout_and_heads():
                                                                      "stage2": (None, 8, 8, 512)}
 
 
+@pytest.mark.backend_agnostic  # the counts and layout do not depend on the backend; saving and training do
 def test_keras_round_trip_and_a_training_step(tmp_path):
     model = BiTResNet(stage_blocks=(1, 1), input_shape=(32, 32, 3), classes=3, head_kernel_initializer="glorot_uniform")
     x = np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 3)).astype("float32")
