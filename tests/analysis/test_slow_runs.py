@@ -15,9 +15,11 @@ FIGURE_SCRIPT = ROOT / "docs" / "scripts" / "make_figures.py"
 
 @pytest.mark.slow
 def test_plain_56_trains_worse_than_plain_20_and_resnet_56_does_not():
-    """ResNet paper Fig. 6 on digits, with the settings of docs/figures/degradation.png (about 3 CPU-minutes)."""
+    """ResNet paper Fig. 6 on digits, with the settings of docs/figures/degradation.png but half its 10 epochs
+    (80 s on 2 cores). Seed 0 ended at train errors of 2.7% (plain-20), 82% (plain-56), 0.1% and 0.6% (ResNet-20,
+    ResNet-56); the figure's 10 epochs end at 0.3%, 55%, 0% and 0%."""
     data = load_analysis_data("digits", image_size=16)
-    settings = TrainingSettings(epochs=10, batch_size=64, learning_rate=0.05)
+    settings = TrainingSettings(epochs=5, batch_size=64, learning_rate=0.05)
     result = degradation_analysis((20, 56), data, settings, stage_filters=(8, 16, 32))
     final = {net: curve["train_error"][-1] for net, curve in result.curves.items()}
     assert final["plain-56"] > final["plain-20"] + 0.10, final  # the degradation problem

@@ -24,7 +24,14 @@ SEED = 0
 BATCH_SIZE = 64
 VIT = dict(patch_size=4, hidden_dim=64, num_layers=4, num_heads=4, mlp_dim=128)
 VIT_TRAINING = dict(epochs=8, learning_rate=1e-3, weight_decay=0.05)  # ours 0.956, reference 0.944 (docs/models.md)
-RESNET_TRAINING = dict(epochs=12, learning_rate=2e-3, weight_decay=0.05)
+RESNET_TRAINING = dict(epochs=8, learning_rate=2e-3, weight_decay=0.05)  # ours 0.983, reference 0.981
+# ResNet-20 sees the digits at 16x16 (each 2x2 block of the 32x32 split averaged: the digits are 8x8 to begin
+# with, so nothing is lost), a quarter of the work of 32x32 (where 12 epochs also passed the test).
+RESNET_IMAGE_SIZE = 16
+# Both ResNets use BatchNormalization with ours' momentum 0.9 and epsilon 1e-5. With Keras' default momentum 0.99
+# the reference's moving statistics lag a run this short: on the held-out split it scored 0.36 after 8 epochs at
+# 32x32 and 0.78 after 12 at 16x16 (with momentum 0.9: 0.98 after 8 and 12).
+BN = dict(momentum=0.9, epsilon=1e-5)
 WARMUP_FRACTION = 0.1
 
 
@@ -62,11 +69,11 @@ def reference_vit(image_shape, classes, patch_size, hidden_dim, num_layers, num_
 def reference_resnet20(image_shape, classes):
     """ResNet-20 from core Keras layers (arXiv:1512.03385 §4.2): 3x3 stem of 16, three stages of three basic blocks
     (16/32/64 filters), option A shortcuts (subsample, zero-pad the new channels), no conv biases; Keras' default
-    initialisers and BatchNormalization."""
+    initialisers; BatchNormalization with `BN`."""
 
     def conv_bn(x, filters, strides):
         x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-        return keras.layers.BatchNormalization()(x)
+        return keras.layers.BatchNormalization(**BN)(x)
 
     inputs = keras.Input(image_shape)
     x = keras.layers.ReLU()(conv_bn(inputs, 16, 1))
@@ -88,6 +95,13 @@ def digits():
     (x_train, y_train), (x_test, y_test), _ = read_digits()
     scale = lambda x: x.astype("float32") / 127.5 - 1.0  # noqa: E731
     return (scale(x_train), y_train), (scale(x_test), y_test)
+
+
+def downsample(data, size):
+    """The split at `size` x `size`: each block of the 32x32 images averaged."""
+    factor = 32 // size
+    pool = lambda x: x.reshape(len(x), size, factor, size, factor, x.shape[-1]).mean(axis=(2, 4))  # noqa: E731
+    return tuple((pool(x), y) for x, y in data)
 
 
 def train_and_score(build, data, *, epochs, learning_rate, weight_decay):
@@ -116,7 +130,11 @@ def ours_vit(**initializers):
 
 
 def ours_resnet20():
-    return keras_vitres.ResNet20(input_shape=(32, 32, 3), classes=10, classifier_activation=None)
+    return keras_vitres.ResNet20(input_shape=(RESNET_IMAGE_SIZE,) * 2 + (3,), classes=10, classifier_activation=None)
+
+
+def plain_keras_resnet20():
+    return reference_resnet20((RESNET_IMAGE_SIZE,) * 2 + (3,), 10)
 
 
 if __name__ == "__main__":
@@ -129,10 +147,11 @@ if __name__ == "__main__":
                            VIT_TRAINING),
         "reference_vit": (lambda: reference_vit((32, 32, 3), 10, **VIT), VIT_TRAINING),
         "resnet20": (ours_resnet20, RESNET_TRAINING),
-        "reference_resnet20": (lambda: reference_resnet20((32, 32, 3), 10), RESNET_TRAINING),
+        "reference_resnet20": (plain_keras_resnet20, RESNET_TRAINING),
     }
     splits = digits()
     for name in which:
         build, training = builds[name]
-        accuracy, seconds, params = train_and_score(build, splits, **training)
+        data = downsample(splits, RESNET_IMAGE_SIZE) if "resnet" in name else splits
+        accuracy, seconds, params = train_and_score(build, data, **training)
         print(f"{name}: test accuracy {accuracy:.4f} in {seconds:.0f}s ({params:,} parameters, {training})", flush=True)
