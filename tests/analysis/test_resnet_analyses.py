@@ -124,6 +124,7 @@ def test_layer_response_std_is_the_per_channel_std_averaged(tiny_digits):
 RESPONSE_SETTINGS = TrainingSettings(epochs=6, batch_size=32, learning_rate=0.1, seed=0)
 
 
+@pytest.mark.slow  # 26 s on 2 cores; the default suite measures untrained responses in the tests above
 def test_residual_responses_are_smaller_than_plain(digits_16, tmp_path):
     result = response_analysis((14,), digits_16, RESPONSE_SETTINGS, figure_path=tmp_path / "r.png",
                                stage_filters=(8, 16, 32))

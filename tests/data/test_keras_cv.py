@@ -7,6 +7,9 @@ from keras_vitres.data import make_pipeline
 
 keras_cv = pytest.importorskip("keras_cv")
 
+# CI's third step runs these, with the optional extras installed (without them they skip).
+pytestmark = pytest.mark.extras
+
 
 def test_keras_cv_randaugment_runs_in_the_pipeline():
     rng = np.random.default_rng(0)

@@ -3,6 +3,9 @@
 import numpy as np
 import pytest
 
+# CI's third step runs these, with the optional extras installed (without them they skip).
+pytestmark = pytest.mark.extras
+
 
 def test_tfds_name_loads_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")

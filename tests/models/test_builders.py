@@ -8,7 +8,9 @@ import keras_vitres
 from keras_vitres import HybridViT, ResNet, VisionTransformer, feature_extractor, resize_vit
 from tests.helpers import assert_keras_round_trip
 
-pytestmark = pytest.mark.backend_agnostic
+# CI's JAX step runs what goes through a backend's numerics (saving and loading, training, mixed precision,
+# resizing), for one net of each block and shortcut kind; graph shapes and argument checks run on TensorFlow only.
+ALSO_ON_JAX = pytest.mark.backend_agnostic
 
 TINY_VIT = dict(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), classes=5)
 TINY_HYBRID = dict(trunk="batchnorm", resnet_stage_blocks=(1, 1), resnet_stage_filters=(8, 16), hidden_dim=32,
@@ -33,14 +35,20 @@ def _images(model, batch=2, seed=0):
     return np.random.default_rng(seed).uniform(0, 1, (batch, *model.input_shape[1:])).astype("float32")
 
 
-@pytest.mark.parametrize("kind", sorted(SMALL_MODELS))
+def small_models(*on_jax):
+    """The SMALL_MODELS kinds as parameters, `on_jax` of them marked for CI's JAX step."""
+    return [pytest.param(kind, marks=[ALSO_ON_JAX] if kind in on_jax else []) for kind in sorted(SMALL_MODELS)]
+
+
+@pytest.mark.parametrize("kind", small_models("resnet_a", "bottleneck_v15", "vit", "hybrid_bit"))
 def test_keras_round_trip_with_safe_mode(kind, tmp_path):
     model = SMALL_MODELS[kind]()
     restored = assert_keras_round_trip(model, _images(model), tmp_path)
     assert [layer.name for layer in restored.layers] == [layer.name for layer in model.layers]
 
 
-@pytest.mark.parametrize("kind", sorted(SMALL_MODELS))
+@pytest.mark.parametrize("kind", small_models("resnet_a", "resnet_c", "bottleneck_v15", "vit", "vit_gap_prelogits",
+                                              "hybrid_bit"))
 def test_one_training_step_lowers_the_loss(kind):
     model = SMALL_MODELS[kind]()
     x = _images(model, batch=8)
@@ -65,6 +73,7 @@ def test_saved_model_round_trip(kind, tmp_path):
     np.testing.assert_allclose(served.serve(x).numpy(), keras.ops.convert_to_numpy(model(x)), atol=1e-5)
 
 
+@ALSO_ON_JAX
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 @pytest.mark.parametrize("kind", ["resnet_b", "vit", "hybrid"])
 def test_mixed_precision_keeps_float32_outputs(policy, kind):
@@ -123,6 +132,7 @@ def test_feature_extractor_returns_stages_and_blocks():
         feature_extractor(resnet, ["nope"])
 
 
+@ALSO_ON_JAX
 @pytest.mark.parametrize("kind", ["vit", "hybrid"])
 def test_resize_keeps_weights_and_resamples_position_embedding(kind):
     model = SMALL_MODELS[kind]()
@@ -144,6 +154,7 @@ def test_resize_keeps_weights_and_resamples_position_embedding(kind):
         resize_vit(model, (60, 48, 3))
 
 
+@ALSO_ON_JAX
 def test_weights_argument_loads_a_local_file(tmp_path):
     source = ResNet(8)
     path = str(tmp_path / "resnet8.weights.h5")
@@ -208,6 +219,7 @@ def test_wrong_channel_count_is_a_clear_error():
         model(np.zeros((1, 32, 32, 1), "float32"))
 
 
+@ALSO_ON_JAX
 def test_docstring_examples_run():
     import doctest
 

@@ -80,6 +80,28 @@ def check_config_is_safe(config):
     return kinds
 
 
+ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
+
+
+def initializer_configs(config):
+    """The serialised initialisers of a config: the values of its `*_initializer` arguments."""
+    for obj in serialised_objects(config):
+        arguments = obj.get("config")
+        for key, value in arguments.items() if isinstance(arguments, dict) else ():
+            if key.endswith("_initializer") and isinstance(value, dict):
+                yield value
+
+
+def with_zero_initializers(config):
+    """A copy of a serialised config with every `*_initializer` argument set to Zeros."""
+    if isinstance(config, dict):
+        return {key: ZEROS if key.endswith("_initializer") and isinstance(value, dict)
+                else with_zero_initializers(value) for key, value in config.items()}  # fmt: skip
+    if isinstance(config, list):
+        return [with_zero_initializers(value) for value in config]
+    return config
+
+
 @pytest.mark.parametrize("name", preset_params())
 def test_preset_has_no_lambda_and_loads_with_safe_mode(name, tmp_path, record_property):
     model = keras_vitres.build_model(name)
@@ -95,8 +117,14 @@ def test_preset_has_no_lambda_and_loads_with_safe_mode(name, tmp_path, record_pr
     record_property("layer_types", len(kinds))
 
     if name not in FILE_ROUND_TRIP:  # the config alone, deserialised under safe mode
-        restored = keras.saving.deserialize_keras_object(copy.deepcopy(config), safe_mode=True)  # edits its input
-        assert json.loads(restored.to_json()) == config
+        # Drawing the random initial values again (most of a build: 16 of bit_r152x4's 19 s) proves nothing about
+        # the config, so the copy is rebuilt with zero initialisers; each of the original initialisers is
+        # deserialised under safe mode on its own.
+        for initializer in set(map(json.dumps, initializer_configs(config))):
+            assert keras.saving.deserialize_keras_object(json.loads(initializer), safe_mode=True) is not None
+        zeroed = with_zero_initializers(config)
+        restored = keras.saving.deserialize_keras_object(copy.deepcopy(zeroed), safe_mode=True)  # edits its input
+        assert json.loads(restored.to_json()) == zeroed
         assert restored.count_params() == model.count_params() == keras_vitres.get_preset(name)["params"]
         return
     path = os.path.join(tmp_path, f"{name}.keras")  # a real file, weights included

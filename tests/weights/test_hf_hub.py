@@ -15,6 +15,9 @@ from keras_vitres.presets import PRESETS
 from tests.weights.reference_forward import official_to_timm, random_official_vit, vit_forward
 from tests.weights.test_state_dicts import VIT, write
 
+# CI's third step runs these, with the optional extras installed (without them they skip).
+pytestmark = pytest.mark.extras
+
 REPO, REVISION = "timm/vit_test_patch8_32", "0123456789abcdef0123456789abcdef01234567"
 
 

@@ -28,6 +28,9 @@ from tests.weights.test_hf_hub import put_in_cache
 
 pytest.importorskip("huggingface_hub")
 
+# CI's third step runs these, with the optional extras installed (without them they skip).
+pytestmark = pytest.mark.extras
+
 TINY_VIT = dict(hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), classes=5,
                 classifier_activation=None)  # fmt: skip
 

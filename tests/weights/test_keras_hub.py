@@ -13,6 +13,9 @@ import keras_vitres  # noqa: E402
 from keras_vitres.layers import find_preprocessing  # noqa: E402
 from keras_vitres.presets import PRESETS  # noqa: E402
 
+# CI's third step runs these, with the optional extras installed (without them they skip).
+pytestmark = pytest.mark.extras
+
 VIT = dict(patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
 
 
