@@ -23,6 +23,7 @@ def test_help(capsys):
         assert flag in out
 
 
+@pytest.mark.slow  # measures in worker processes: 8-12 s on 2 cores
 def test_script_quick_run_prints_the_table_and_rewrites_only_the_marked_section(tmp_path):
     docs = tmp_path / "benchmarks.md"
     frame_before, frame_after = "# Benchmarks\n\n## Throughput\n", "\n\n## Accuracy\n\nOwned by the lead.\n"
@@ -67,6 +68,7 @@ def test_script_quick_run_prints_the_table_and_rewrites_only_the_marked_section(
     assert "Measured 2020-01-02 with:" in docs.read_text()
 
 
+@pytest.mark.slow  # measures in worker processes: 8-12 s on 2 cores
 def test_a_missing_peer_is_reported_and_ours_still_measured(monkeypatch):
     monkeypatch.setattr(candidates, "is_installed", lambda module: module != "keras_hub")
     lines = []
