@@ -6,6 +6,11 @@ import keras
 import numpy as np
 
 
+def trainable_params(model):
+    """How many trainable parameters `model` has (Keras' `count_params` counts all of them)."""
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
 def assert_config_round_trip(layer):
     """get_config() -> from_config() gives a layer with the same config."""
     config = layer.get_config()

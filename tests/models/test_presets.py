@@ -6,6 +6,7 @@ import pytest
 
 import keras_vitres
 from keras_vitres.presets import NAMED_BUILDERS, PRESETS, build_model, get_preset, list_presets
+from tests.helpers import trainable_params
 
 # Under JAX too (CI's second step): one build per builder and block type; the counts do not depend on the backend.
 JAX_PRESETS = {"resnet20", "plain20", "resnet18", "resnet50", "vit_tiny_patch16_224", "vit_digits_patch4_32",
@@ -22,10 +23,6 @@ PAPER_PARAMS_MILLIONS = {
 }  # fmt: skip
 
 
-def _trainable(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
 # The slow presets are built once, in tests/reliability/test_safe_mode_presets.py, which checks the same counts and
 # name on that build (building ViT-H or BiT-R152x4 takes 10-35 s; twice would double it).
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.backend_agnostic) if n in JAX_PRESETS else n
@@ -35,7 +32,7 @@ def test_preset_builds_with_pinned_parameter_count(name):
     model = build_model(name)
     assert model.name == name
     assert model.count_params() == row["params"]
-    assert _trainable(model) == row["trainable_params"]
+    assert trainable_params(model) == row["trainable_params"]
 
 
 def test_every_preset_has_pinned_counts_and_a_paper():

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import keras_vitres
+from tests.helpers import trainable_params
 
 SLOW_PREFIXES = ("vit_large", "vit_huge", "resnet1202", "resnet101", "resnet152", "r50_vit", "resnet110", "plain110")
 # A real .keras file, weights included, for one preset of each family and block type (the rest differ by numbers).
@@ -107,8 +108,7 @@ def test_preset_has_no_lambda_and_loads_with_safe_mode(name, tmp_path, record_pr
     model = keras_vitres.build_model(name)
     # The pinned counts and the name, on this build (tests/models/test_presets.py leaves the slow presets to it).
     row = keras_vitres.get_preset(name)
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert (model.name, model.count_params(), trainable) == (name, row["params"], row["trainable_params"])
+    assert (model.name, model.count_params(), trainable_params(model)) == (name, row["params"], row["trainable_params"])
     layers = list(all_layers(model))
     assert not [layer.name for layer in layers if isinstance(layer, keras.layers.Lambda)]
     assert len(layers) > len(model.layers)  # the walk did reach inside the blocks
@@ -125,13 +125,13 @@ def test_preset_has_no_lambda_and_loads_with_safe_mode(name, tmp_path, record_pr
         zeroed = with_zero_initializers(config)
         restored = keras.saving.deserialize_keras_object(copy.deepcopy(zeroed), safe_mode=True)  # edits its input
         assert json.loads(restored.to_json()) == zeroed
-        assert restored.count_params() == model.count_params() == keras_vitres.get_preset(name)["params"]
+        assert restored.count_params() == model.count_params() == row["params"]
         return
     path = os.path.join(tmp_path, f"{name}.keras")  # a real file, weights included
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert json.loads(loaded.to_json()) == config
-    assert loaded.count_params() == keras_vitres.get_preset(name)["params"]
+    assert loaded.count_params() == row["params"]
     x = np.random.default_rng(0).uniform(0, 255, (1, *model.input_shape[1:])).astype("float32")
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(x, training=False)), keras.ops.convert_to_numpy(model(x, training=False))
