@@ -14,7 +14,7 @@ import pytest
 
 from keras_vitres.layers import BottleneckBlock, Shortcut
 
-pytestmark = [pytest.mark.backend_agnostic, pytest.mark.extras]  # keras-hub is the peer
+pytestmark = pytest.mark.backend_agnostic  # CI's JAX step installs keras-hub, the comparison's peer
 ON_JAX = keras.backend.backend() == "jax"
 # Operations that move or convert data rather than compute: a program with more of them than the peer's does extra
 # memory traffic for the same arithmetic.
