@@ -28,11 +28,12 @@ ILLUSTRATIVE = re.compile(r"^\s*<!--\s*illustrative:\s*(?P<reason>\S.*?)\s*-->\s
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`]*?)[ \t]*$")
 COMMAND_TIMEOUT_S = 900
 
-# Files whose executed blocks train or benchmark networks (10 s and more on 2 cores), with the reason.
+# Files whose executed blocks train, benchmark or export networks (10 s and more on 2 cores), with the reason.
 SLOW_DOCS = {
     "docs/training.md": "its examples train networks",
     "docs/analyses.md": "its examples train small networks for the analyses",
     "docs/benchmarks.md": "its example measures a network in benchmark worker processes",
+    "docs/serving.md": "its examples export two SavedModels, one through the CLI in a subprocess",
 }
 
 

@@ -109,6 +109,7 @@ print("RESULT" + json.dumps(out))
 """.replace("TINY_VIT", repr(TINY_VIT))
 
 
+@pytest.mark.slow  # two training runs in a subprocess: 16 s on 2 cores
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     out = run_python(MIRRORED_SCRIPT.replace("sys.argv[1]", repr(os.fspath(tmp_path))))
     result = json.loads(out.split("RESULT", 1)[1])
