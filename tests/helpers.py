@@ -6,6 +6,10 @@ import keras
 import numpy as np
 
 
+# float32's machine epsilon (2**-23): tolerances in the suite are multiples of it times the size of what is compared.
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
 def trainable_params(model):
     """How many trainable parameters `model` has (Keras' `count_params` counts all of them)."""
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
