@@ -10,7 +10,7 @@ and 512 x width filters (outputs 4x as wide), the stride on each stage's first 3
 norm and ReLU before global average pooling and the head.
 
 `standardized_stem` and `standardized_stages` also build the ViT paper's hybrid trunk (post-activation blocks,
-"SAME" padding; `keras_vitres.models.hybrid`). Layers are named `stem_*`, `stage{s}_block{b}`, `post_norm`,
+"SAME" padding: `VisionTransformer(trunk="bit")`, `keras_vitres.models.hybrid`). Layers are named `stem_*`, `stage{s}_block{b}`, `post_norm`,
 `avg_pool`/`predictions`, so features and checkpoints map onto them by name.
 """
 
@@ -21,8 +21,10 @@ from keras_vitres.layers.residual import GroupNormBottleneck
 from keras_vitres.models.common import (
     check_head_args,
     check_input_shape,
+    check_per_stage,
     check_positive_int,
-    classifier,
+    convnet_head,
+    imagenet_stem,
     load_weights,
     preprocess_inputs,
     stack_stages,
@@ -45,17 +47,11 @@ def standardized_stem(x, filters, *, preactivation, padding, norm_epsilon, weigh
     does, the pool with -inf (the ViT repository's hybrid).
     """
     symmetric = padding == "symmetric"
-    if symmetric:
-        x = keras.layers.ZeroPadding2D(3, name="stem_conv_pad")(x)
-    x = StandardizedConv2D(filters, 7, strides=2, padding="valid" if symmetric else "same", use_bias=False,
-                           epsilon=weight_epsilon, epsilon_on=weight_epsilon_on, kernel_initializer="he_normal",
-                           kernel_regularizer=kernel_regularizer, name="stem_conv")(x)  # fmt: skip
-    if not preactivation:
-        x = keras.layers.GroupNormalization(groups=groups, epsilon=norm_epsilon, name="stem_norm")(x)
-        x = keras.layers.Activation("relu", name="stem_relu")(x)
-    if symmetric:
-        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-    return keras.layers.MaxPooling2D(3, strides=2, padding="valid" if symmetric else "same", name="stem_pool")(x)
+    conv = StandardizedConv2D(filters, 7, strides=2, padding="valid" if symmetric else "same", use_bias=False,
+                              epsilon=weight_epsilon, epsilon_on=weight_epsilon_on, kernel_initializer="he_normal",
+                              kernel_regularizer=kernel_regularizer, name="stem_conv")  # fmt: skip
+    norm = None if preactivation else keras.layers.GroupNormalization(groups, epsilon=norm_epsilon, name="stem_norm")
+    return imagenet_stem(x, conv, norm, symmetric=symmetric)
 
 
 def standardized_stages(x, stage_blocks, stage_filters, **block_args):
@@ -70,35 +66,25 @@ def BiTResNet(
     stage_blocks=None,
     kernel_regularizer=None,
     remat=False,
-    include_top=True,
-    weights=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
+    include_top=True, weights=None, input_shape=None, pooling=None,  # keras.applications' arguments
+    classes=1000, classifier_activation="softmax",
     head_kernel_initializer="zeros",
     preprocessing=None,
     name=None,
-):
+):  # fmt: skip
     """Builds a BiT ResNet (arXiv:1912.11370) as a functional `keras.Model`.
 
     Args:
         depth: 50, 101 or 152 (BiT's R50, R101, R152); ignored when `stage_blocks` is given.
         width_multiplier: int. Multiplies every width (the "x1", "x2", "x3", "x4" of R50x1 ... R152x4).
-        stage_blocks: tuple of ints, bottlenecks per stage; by default from `depth`.
+        stage_blocks: tuple of 1 to 4 ints, bottlenecks per stage; by default from `depth`.
         kernel_regularizer: regularizer of every convolution kernel.
         remat: bool. Recompute each block's activations in the backward pass (less training memory).
-        include_top: bool. Whether to end with global average pooling and the classifier.
+        include_top, input_shape, pooling, classes, classifier_activation, preprocessing: as in `ResNet`;
+            `input_shape` is (224, 224, 3) by default, and "inception" preprocessing is BiT's [-1, 1].
         weights: None or the path of a local weights file: a BiT `.npz` (google-research/big_transfer), a timm
             `resnetv2_*_bit` `.safetensors`, or a `.weights.h5`/`.keras` of this model.
-        input_shape: (H, W, C); by default (224, 224, 3). H and W may be None.
-        pooling: None, "avg" or "max": pooling of the features when `include_top=False`.
-        classes: int. Number of classes.
-        classifier_activation: activation of the classifier ("softmax", or None for logits).
         head_kernel_initializer: initializer of the classifier kernel; BiT starts it at zero (§3.3).
-        preprocessing: None (the model takes its inputs as they are), or what it applies to raw [0, 255] RGB
-            pixels as its first layer (an `ImagePreprocessing` named "preprocessing"): anything
-            `keras_vitres.layers.Preprocessing.resolve` accepts ("inception" is BiT's [-1, 1]).
         name: model name; by default "bit_r{depth}x{width_multiplier}".
 
     Returns:
@@ -117,13 +103,9 @@ def BiTResNet(
                 f"received depth={depth!r}."
             )
         stage_blocks = BIT_STAGE_BLOCKS[depth]
-    if not isinstance(stage_blocks, (list, tuple)) or not 1 <= len(stage_blocks) <= 4:
-        raise ValueError(f"`stage_blocks` must list 1 to 4 stages; received stage_blocks={stage_blocks!r}.")
-    for blocks in stage_blocks:
-        check_positive_int("stage_blocks", blocks)
+    stage_blocks = check_per_stage("stage_blocks", stage_blocks, max_stages=4)
     input_shape = check_input_shape(input_shape or (224, 224, 3))
     check_head_args(include_top, pooling, classes, classifier_activation)
-    name = name or f"bit_r{depth}x{width_multiplier}"
     width = 64 * width_multiplier
     stage_filters = tuple(width * 2**s for s in range(len(stage_blocks)))
 
@@ -134,13 +116,7 @@ def BiTResNet(
     # Pre-activation blocks leave their sum un-normalised: one last group norm and ReLU (bit_jax "norm-pre-head").
     x = keras.layers.GroupNormalization(groups=32, epsilon=BIT_TRUNK["norm_epsilon"], name="post_norm")(x)
     x = keras.layers.Activation("relu", name="post_relu")(x)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = classifier(x, classes, classifier_activation, kernel_initializer=head_kernel_initializer,
-                       kernel_regularizer=kernel_regularizer)  # fmt: skip
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    model = keras.Model(inputs, x, name=name)
+    x = convnet_head(x, include_top, pooling, classes, classifier_activation,
+                     kernel_initializer=head_kernel_initializer, kernel_regularizer=kernel_regularizer)  # fmt: skip
+    model = keras.Model(inputs, x, name=name or f"bit_r{depth}x{width_multiplier}")
     return load_weights(model, weights)
