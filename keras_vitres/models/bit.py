@@ -1,17 +1,11 @@
-"""BiT: the ResNets of Big Transfer (Kolesnikov et al., "Big Transfer (BiT): General Visual Representation Learning",
-arXiv:1912.11370), the ViT paper's convolutional baselines (arXiv:2010.11929, §4.1).
+"""BiT: the ResNets of Big Transfer (Kolesnikov et al., arXiv:1912.11370), the ViT paper's convolutional baselines.
 
-A BiT ResNet is a pre-activation ResNet v2 (He et al., arXiv:1603.05027) of bottlenecks in which every batch norm
-is a group norm of 32 groups (Wu & He, arXiv:1803.08494) and every convolution is weight-standardised (Qiao et al.,
-arXiv:1903.10520), widened by a multiplier: R50x1 ... R152x4 (BiT §3.2). As in the official code
-(google-research/big_transfer, `bit_jax/models.py`): a 7x7/2 standardised convolution padded by 3 and a 3x3/2
-max-pool over a zero padding of 1 (no norm in the stem: the blocks are pre-activation), four stages of 64, 128, 256
-and 512 x width filters (outputs 4x as wide), the stride on each stage's first 3x3 convolution, and a final group
-norm and ReLU before global average pooling and the head.
-
-`standardized_stem` and `standardized_stages` also build the ViT paper's hybrid trunk (post-activation blocks,
-"SAME" padding: `VisionTransformer(trunk="bit")`, `keras_vitres.models.hybrid`). Layers are named `stem_*`, `stage{s}_block{b}`, `post_norm`,
-`avg_pool`/`predictions`, so features and checkpoints map onto them by name.
+Pre-activation ResNet v2 bottlenecks (arXiv:1603.05027) whose batch norms are group norms of 32 groups
+(arXiv:1803.08494) and whose convolutions are weight-standardised (arXiv:1903.10520), widened by a multiplier (R50x1
+... R152x4, BiT §3.2). As google-research/big_transfer `bit_jax/models.py`: a stem without norm (the blocks are
+pre-activation), the stride on each stage's first 3x3, and a final group norm and ReLU before the head. The same
+stem and stages build the hybrid's "bit" trunk (post-activation, "SAME" padding; `keras_vitres.models.hybrid`).
+Layers are named `stem_*`, `stage{s}_block{b}`, `post_norm`, `avg_pool` and `predictions`, for checkpoints to map onto.
 """
 
 import keras
@@ -41,11 +35,8 @@ VIT_HYBRID_TRUNK = dict(preactivation=False, padding="same", norm_epsilon=1e-6, 
 
 def standardized_stem(x, filters, *, preactivation, padding, norm_epsilon, weight_epsilon, weight_epsilon_on,
                       groups=32, kernel_regularizer=None):  # fmt: skip
-    """7x7/2 standardised convolution and 3x3/2 max-pool; with `preactivation=False`, group norm and ReLU between.
-
-    "symmetric" pads the convolution by 3 and the pool's input by 1 with zeros (BiT); "same" pads both as "SAME"
-    does, the pool with -inf (the ViT repository's hybrid).
-    """
+    """`imagenet_stem` with a standardised convolution, padded "symmetric" (BiT) or "same" (the ViT repository's
+    hybrid); a group norm and ReLU only without `preactivation`."""
     symmetric = padding == "symmetric"
     conv = StandardizedConv2D(filters, 7, strides=2, padding="valid" if symmetric else "same", use_bias=False,
                               epsilon=weight_epsilon, epsilon_on=weight_epsilon_on, kernel_initializer="he_normal",
@@ -75,20 +66,18 @@ def BiTResNet(
     """Builds a BiT ResNet (arXiv:1912.11370) as a functional `keras.Model`.
 
     Args:
-        depth: 50, 101 or 152 (BiT's R50, R101, R152); ignored when `stage_blocks` is given.
-        width_multiplier: int. Multiplies every width (the "x1", "x2", "x3", "x4" of R50x1 ... R152x4).
-        stage_blocks: tuple of 1 to 4 ints, bottlenecks per stage; by default from `depth`.
-        kernel_regularizer: regularizer of every convolution kernel.
-        remat: bool. Recompute each block's activations in the backward pass (less training memory).
-        include_top, input_shape, pooling, classes, classifier_activation, preprocessing: as in `ResNet`;
-            `input_shape` is (224, 224, 3) by default, and "inception" preprocessing is BiT's [-1, 1].
-        weights: None or the path of a local weights file: a BiT `.npz` (google-research/big_transfer), a timm
-            `resnetv2_*_bit` `.safetensors`, or a `.weights.h5`/`.keras` of this model.
-        head_kernel_initializer: initializer of the classifier kernel; BiT starts it at zero (§3.3).
-        name: model name; by default "bit_r{depth}x{width_multiplier}".
+        depth: 50, 101 or 152 (R50, R101, R152); ignored when `stage_blocks` is given.
+        width_multiplier: int. The "x1" ... "x4" of R50x1 ... R152x4.
+        stage_blocks: 1 to 4 ints, bottlenecks per stage; by default from `depth`.
+        kernel_regularizer, remat, include_top, input_shape, pooling, classes, classifier_activation, preprocessing:
+            as in `ResNet` ("inception" preprocessing is BiT's [-1, 1]); `input_shape` is (224, 224, 3) by default.
+        weights: None or a local file: a BiT `.npz` (big_transfer), a timm `resnetv2_*_bit` `.safetensors`, or a
+            `.weights.h5`/`.keras` of this model.
+        head_kernel_initializer: of the classifier kernel; BiT starts it at zero (§3.3).
+        name: by default "bit_r{depth}x{width_multiplier}".
 
     Returns:
-        A `keras.Model`. The features (`include_top=False`) are those after the final group norm and ReLU.
+        A `keras.Model`; with `include_top=False` its features are those after the final group norm and ReLU.
 
     Examples:
         >>> model = BiTResNet(50, stage_blocks=(1, 1, 1, 1), input_shape=(64, 64, 3), classes=10)

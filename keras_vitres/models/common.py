@@ -1,8 +1,5 @@
-"""Pieces every builder shares: argument checks, the ImageNet stem, residual stages, the keras.applications-style
-head, and weight loading.
-
-Builders load their `weights=` through `keras_vitres.weights.load_weights` (re-exported here), which picks the
-loader by the file's suffix: models call the loaders, the loaders never import the builders.
+"""Pieces every builder shares: argument checks, the ImageNet stem, residual stages, the keras.applications head,
+and `load_weights` (`keras_vitres.weights`: the models call the loaders, the loaders never import the models).
 """
 
 import dataclasses
@@ -17,12 +14,8 @@ IMAGE_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: a first dimension like these and 
 
 
 def check_input_shape(input_shape, *, require_size=False, min_size=None):
-    """Validates an (H, W, C) `input_shape` and returns it as a tuple, or raises naming the value.
-
-    A channels-first shape given by mistake, such as (3, 224, 224), is refused: it would build a net for
-    224-channel images 3 pixels high. `min_size` is the smallest height and width the model takes (32 for the
-    ImageNet ResNets, as keras.applications: below it the stride-32 trunk has nothing left to pool).
-    """
+    """Returns an (H, W, C) `input_shape` as a tuple, or raises naming the value: a channels-first one such as
+    (3, 224, 224) too (it would build a net for 224-channel images), or one below `min_size` in height or width."""
     try:
         shape = tuple(input_shape)
     except TypeError:
@@ -47,12 +40,9 @@ def check_input_shape(input_shape, *, require_size=False, min_size=None):
 
 
 def preprocess_inputs(inputs, preprocessing):
-    """`inputs` through the model's first layer, an `ImagePreprocessing` named "preprocessing" (float32), when
-    `preprocessing` is given (anything `Preprocessing.resolve` accepts); else `inputs` unchanged.
-
-    The layer records the model's own input size as its `image_size`, so the description a saved or exported model
-    states is the one it applies (as keras.applications' `include_preprocessing` models carry theirs inside).
-    """
+    """`inputs` through an `ImagePreprocessing` layer named "preprocessing" (float32) for `preprocessing` (anything
+    `Preprocessing.resolve` takes), or unchanged when it is None. The layer records the model's input size as its
+    `image_size`, so a saved or exported model states what it applies."""
     if preprocessing is None:
         return inputs
     height, width, channels = inputs.shape[1:]

@@ -1,17 +1,11 @@
-"""The ResNet + ViT hybrid (arXiv:2010.11929, §3.1 "Hybrid Architecture" and Appendix D.2 / Table 5).
+"""The ResNet + ViT hybrid (arXiv:2010.11929, §3.1 "Hybrid Architecture"): `VisionTransformer` with a `trunk`.
 
-The patch embedding is applied to a ResNet feature map with "patch size" 1: for R50+ViT-B/16 the ResNet-50 trunk
-keeps its stem and first three stages, stage 3 grows from 6 to 9 blocks and stage 4 is dropped, so a 224x224
-image becomes a 14x14 grid of 1024-channel features, each projected to one token. The hybrid is a
-`VisionTransformer` with a `trunk`; `HybridViT` builds it with the paper's defaults.
-
-Two trunks (`trunk=`):
-    "bit" (the default): the paper's, a ResNet with group norm and weight-standardised convolutions as in the
-        ViT repository's hybrid (google-research/vision_transformer `vit_jax/models_resnet.py`: post-activation
-        bottlenecks with the stride on the 3x3, "SAME" padding, group norm epsilon 1e-6, weight standardisation
-        (w - mean) / (std + 1e-5), and a stem of convolution, group norm, ReLU and max-pool). The published R50+ViT
-        checkpoints load into it.
-    "batchnorm": the package's ResNet v1.5 (or v1) bottleneck trunk with batch norm (`keras_vitres.models.resnet`).
+The patch embedding cuts a ResNet's feature map into 1x1 patches. For R50+ViT-B/16 the ResNet-50 trunk keeps its
+stem and first three stages, stage 3 grows from 6 to 9 blocks, and a 224x224 image becomes 14x14 tokens. Trunks:
+    "bit": the paper's, as the ViT repository's `vit_jax/models_resnet.py` (its checkpoints load into it): group norms
+        of 32 groups (widths are multiples of 32), weight standardisation (w - mean) / (std + 1e-5), post-activation
+        bottlenecks striding their 3x3, "SAME" padding, a stem of convolution, group norm, ReLU and max-pool.
+    "batchnorm": the package's batch-norm ResNet v1.5 (or v1) bottlenecks (`keras_vitres.models.resnet`).
 """
 
 import inspect
@@ -22,15 +16,8 @@ HYBRID_DEFAULTS = dict(trunk="bit", **HYBRID_TRUNK, name="r50_vit")  # where the
 
 
 def HybridViT(**kwargs):
-    """Builds the ResNet-trunk + ViT hybrid (arXiv:2010.11929, §3.1): `VisionTransformer` with a `trunk`.
-
-    Args:
-        **kwargs: the arguments of `VisionTransformer`, with the paper's defaults for the hybrid: `trunk="bit"`,
-            the R50 trunk's `resnet_stage_blocks=(3, 4, 9)` and `resnet_stage_filters=(64, 128, 256)`, whose feature
-            map is cut into 1x1 patches for ViT-B, and `name="r50_vit"`.
-
-    Returns:
-        A `keras.Model`.
+    """Builds the hybrid: `VisionTransformer` with the paper's defaults for it (`HYBRID_DEFAULTS`: the "bit" trunk,
+    the R50 trunk's stages, the name "r50_vit"), which any of its keyword arguments overrides.
 
     Examples:
         >>> model = HybridViT(resnet_stage_blocks=(1, 1), resnet_stage_filters=(32, 64), hidden_dim=32, num_layers=1,
@@ -45,7 +32,7 @@ def HybridViT(**kwargs):
     return VisionTransformer(**arguments)
 
 
-# help(), inspect.signature and the builders' argument checks see VisionTransformer's arguments with these defaults.
+# help() and inspect.signature (which training/ reads) show VisionTransformer's arguments with these defaults.
 HybridViT.__signature__ = inspect.signature(VisionTransformer).replace(parameters=[
     p.replace(default=HYBRID_DEFAULTS.get(name, p.default))
     for name, p in inspect.signature(VisionTransformer).parameters.items()

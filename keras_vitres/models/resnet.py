@@ -1,12 +1,9 @@
 """ResNet and its plain twin (He et al., "Deep Residual Learning for Image Recognition", arXiv:1512.03385).
 
-Two stems, as in the paper:
-    "cifar" (§4.2): a 3x3 convolution of 16 filters, then three stages of 2n layers each at 16/32/64 filters,
-        depth 6n + 2 (ResNet-20/32/44/56/110/1202), basic blocks, shortcut option A.
-    "imagenet" (§3.4, Table 1): a 7x7/2 convolution of 64 and a 3x3/2 max-pool, then four stages at
-        64/128/256/512 filters: basic blocks for 18/34 layers, bottlenecks (expansion 4) for 50/101/152; option B.
-Layers are named `stem_*`, `stage{s}_block{b}` (1-based) and `avg_pool`/`predictions`, so features and
-published weights map onto them by name.
+The "cifar" stem (§4.2): a 3x3 convolution, three stages of 2n basic blocks at 16/32/64 filters, depth 6n+2,
+shortcut A. The "imagenet" stem (§3.4, Table 1): a 7x7/2 convolution and a 3x3/2 max-pool, four stages at
+64/128/256/512 filters, basic blocks for 18/34 layers and bottlenecks for 50/101/152, shortcut B. Layers are named
+`stem_*`, `stage{s}_block{b}` (1-based), `avg_pool` and `predictions`: features and weights map onto them by name.
 """
 
 import keras
@@ -124,36 +121,23 @@ def ResNet(
     """Builds a ResNet, or its plain twin, as a functional `keras.Model` (arXiv:1512.03385).
 
     Args:
-        depth: int. Number of weighted layers: 6n+2 for the CIFAR stem, 18/34/50/101/152 for the ImageNet stem.
-            May be None when `block` and `stage_blocks` are given.
-        stem: "cifar" or "imagenet" (see the module docstring).
-        block: "basic" or "bottleneck"; by default what the paper uses for `depth`.
-        stage_blocks: tuple of ints, blocks per stage; by default from `depth`.
-        stage_filters: tuple of ints, filters per stage; by default 16/32/64 or 64/128/256/512.
-        shortcut: "A", "B", "C" (paper §4.1), None for the plain network, or "auto": A for the CIFAR stem,
-            B for the ImageNet stem, as in the paper.
-        version: "v1" (stride on the bottleneck's 1x1, the paper) or "v1.5" (stride on its 3x3, torchvision).
-        expansion: int. Bottleneck expansion (4 in the paper).
-        use_bias: bool. Biases on convolutions (keras.applications' ResNets have them; the paper's do not).
-        bn_epsilon, bn_momentum: BatchNormalization settings.
-        kernel_regularizer: regularizer for every convolution kernel (the paper's weight decay as L2).
-        remat: bool. Recompute each residual block's activations in the backward pass instead of storing them: less
-            training memory for more step time (docs/benchmarks.md, "Rematerialisation").
-        include_top: bool. Whether to end with global average pooling and the classifier.
-        weights: None, the path of a local weights file (`.weights.h5`, `.keras`, or a converted format), or a
-            keras-hub `ResNetBackbone` to convert. Named weights (`"imagenet"`) are the presets':
-            `keras_vitres.ResNet50(weights="imagenet")`, `build_model("resnet50", weights="imagenet")`.
-        input_shape: (H, W, C); by default (32, 32, 3) or (224, 224, 3). H and W may be None.
-        pooling: None, "avg" or "max": pooling of the features when `include_top=False`.
-        classes: int. Number of classes; by default 10 (CIFAR) or 1000 (ImageNet).
-        classifier_activation: activation of the classifier ("softmax", or None for logits).
-        preprocessing: None (the model takes its inputs as they are), or what it applies to raw [0, 255] RGB
-            pixels as its first layer, an `ImagePreprocessing` named "preprocessing": a name ("caffe", "imagenet",
-            "inception", "unit"), a dict of `Preprocessing` fields or a `Preprocessing`.
-        name: model name; by default "resnet{depth}" or "plain{depth}".
-
-    Returns:
-        A `keras.Model`.
+        depth: weighted layers: 6n+2 with the "cifar" stem, 18/34/50/101/152 with "imagenet"; None with `stage_blocks`.
+        stem: "cifar" or "imagenet" (the module docstring).
+        block, stage_blocks, stage_filters: "basic" or "bottleneck", and blocks and filters per stage; by default
+            the paper's for `depth` and `stem`.
+        shortcut: "A", "B", "C" (§4.1), None (the plain net), or "auto": A with the CIFAR stem, B with ImageNet's.
+        version: "v1" (a bottleneck strides its 1x1, the paper) or "v1.5" (its 3x3, torchvision).
+        expansion, use_bias, bn_epsilon, bn_momentum: bottleneck expansion, convolution biases (keras.applications
+            has them, the paper not), BatchNormalization settings.
+        kernel_regularizer: of every convolution kernel (the paper's weight decay as L2).
+        remat: recompute each block in the backward pass: less memory for more time (docs/benchmarks.md).
+        include_top, weights, input_shape, pooling, classes, classifier_activation: as keras.applications.
+            `weights` is None, a local file (`.weights.h5`, `.keras` or a converted format) or a keras-hub
+            `ResNetBackbone`; named weights come through the presets (`ResNet50(weights="imagenet")`).
+            `input_shape` is (32, 32, 3) or (224, 224, 3) by default, H and W may be None; `classes` 10 or 1000.
+        preprocessing: None, or what the model applies to raw [0, 255] RGB pixels as its first layer (an
+            `ImagePreprocessing` named "preprocessing"): anything `Preprocessing.resolve` takes ("caffe", ...).
+        name: by default "resnet{depth}" or "plain{depth}".
 
     Examples:
         >>> model = ResNet(20, stem="cifar")
@@ -169,7 +153,8 @@ def ResNet(
     classes = DEFAULTS[stem]["classes"] if classes is None else classes
     check_head_args(include_top, pooling, classes, classifier_activation)
 
-    common = dict(use_bias=use_bias, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, kernel_regularizer=kernel_regularizer)
+    common = dict(use_bias=use_bias, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
+                  kernel_regularizer=kernel_regularizer)  # fmt: skip
     block_args = dict(shortcut=shortcut, remat=remat, **common)
     if block == "bottleneck":
         block_args.update(expansion=expansion, version=version)

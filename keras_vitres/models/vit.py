@@ -1,13 +1,10 @@
 """Vision Transformer (Dosovitskiy et al., "An Image is Worth 16x16 Words", arXiv:2010.11929).
 
-The image is cut into P x P patches, each linearly projected to D; a class token is prepended and a learned
-position embedding added (eq. 1); L pre-norm encoder blocks follow (eq. 2-3), then a final LayerNorm and the
-head on the class token (eq. 4) or on the average of the patch tokens (Appendix D.3). Layers are named
-`patch_embedding`, `class_token`, `position_embedding`, `encoder_block_{i}` (0-based, as the official
-`encoderblock_{i}`), `encoder_norm`, `pre_logits` and `predictions`.
-
-With a `trunk`, the patches are cut from a ResNet's feature map instead of the image: the hybrid (§3.1,
-`keras_vitres.models.hybrid`), whose trunk layers are named as the ResNets' (`stem_*`, `stage{s}_block{b}`).
+P x P patches of the image, or with a `trunk` of a ResNet's feature map (the hybrid, §3.1), are projected to D; a
+class token is prepended and a learned position embedding added (eq. 1); L pre-norm encoder blocks (eq. 2-3), a
+final LayerNorm and the head (eq. 4) follow. Layers are named `patch_embedding`, `class_token`, `position_embedding`,
+`encoder_block_{i}` (0-based, as the official `encoderblock_{i}`), `encoder_norm`, `pre_logits` and `predictions`,
+after a trunk's `stem_*` and `stage{s}_block{b}`.
 """
 
 import keras
@@ -175,48 +172,29 @@ def VisionTransformer(
     preprocessing=None,
     name="vit",
 ):  # fmt: skip
-    """Builds a Vision Transformer, or with `trunk` the ResNet + ViT hybrid, as a functional `keras.Model`
-    (arXiv:2010.11929).
+    """Builds a Vision Transformer, or with a `trunk` the ResNet + ViT hybrid, as a functional `keras.Model`.
 
     Args:
-        patch_size: int or (int, int). Patch size P (16, 32 or 14 in the paper); None: 16, or 1 with a `trunk`.
-        hidden_dim: int. Token width D (Table 1).
-        num_layers: int. Encoder blocks L.
-        num_heads: int. Attention heads; `hidden_dim / num_heads` is the head width (64 in every preset).
-        mlp_dim: int. MLP width (4 D).
-        use_class_token: bool. Prepend a class token and classify from it (the paper's default); False
-            classifies from the average of the patch tokens (global average pooling, Appendix D.3).
-        representation_size: int or None. Width of the tanh "pre-logits" layer used in pre-training (§3.1).
+        patch_size: int or (int, int), P; None: 16, or 1 feature of the trunk's map with a `trunk`.
+        hidden_dim, num_layers, num_heads, mlp_dim: D, L, heads and MLP width (Table 1); `hidden_dim / num_heads`
+            is the head width.
+        use_class_token: classify from a prepended class token (the paper's default), or else from the average of
+            the patch tokens (Appendix D.3).
+        representation_size: int or None. Width of the tanh "pre-logits" layer of pre-training (§3.1).
         dropout_rate, attention_dropout_rate, drop_path_rate: regularisation (Appendix B.1); drop path grows
-            linearly from 0 at the first block to `drop_path_rate` at the last, as in DeiT and timm.
-        layer_norm_epsilon: float. LayerNorm epsilon (1e-6).
-        approximate_gelu: bool. tanh-approximate GELU, to match the published `.npz` checkpoints exactly.
-        remat: bool. Recompute each block's activations in the backward pass instead of storing them: less
-            training memory for more step time (docs/benchmarks.md, "Rematerialisation").
-        patch_kernel_initializer, head_kernel_initializer: initializers (a Keras name, dict or instance) of the
-            patch embedding's and the classifier's kernels. None: Keras' "glorot_uniform" when `weights` is None
-            (lecun_normal draws a 4x4x3 patch kernel about 3x larger and saturates the first tokens; a zero head
-            gives every class the same score: docs/models.md); with loaded weights the paper's code's
-            "lecun_normal" and "zeros" (the head replaced for new classes, §3.2).
-        encoder_kernel_initializer: initializer of the encoder's dense kernels, with or without weights.
-        trunk: None (patches of the image), or the hybrid's ResNet trunk whose feature map is cut into patches:
-            "bit" (the paper's: group norm and weight standardisation; widths multiples of 32) or "batchnorm" (the
-            package's batch-norm bottlenecks); `keras_vitres.models.hybrid` describes both.
-        resnet_stage_blocks, resnet_stage_filters: the trunk's bottlenecks and filters per stage (outputs 4x as
-            wide); by default (3, 4, 9) and (64, 128, 256), the paper's R50 trunk. The trunk's stride is
-            4 * 2**(stages - 1), 16 for three stages.
-        resnet_version: "v1" or "v1.5" (the default) bottlenecks of the "batchnorm" trunk; "bit" strides the 3x3.
-        include_top: bool. End with the classifier; otherwise return tokens (or pooled features, see `pooling`).
-        weights: None, the path of a local weights file, or a keras-hub `ViTBackbone` to convert. Named weights
-            are the presets' (`keras_vitres.preset_weights(name)` lists them).
-        input_shape: (H, W, C) with H and W multiples of the patch size (times the trunk's stride).
-        pooling: with `include_top=False`: None (the whole token sequence, (batch, tokens, D)), "token"
-            (the class token), "avg" or "max" (over the patch tokens).
-        classes, classifier_activation, preprocessing: as in `ResNet`.
-        name: model name.
-
-    Returns:
-        A `keras.Model`.
+            linearly over the blocks up to `drop_path_rate`, as in DeiT and timm.
+        layer_norm_epsilon, approximate_gelu: LayerNorm's epsilon; tanh GELU, as the `.npz` checkpoints trained.
+        remat: recompute each block in the backward pass: less memory for more time (docs/benchmarks.md).
+        patch_kernel_initializer, head_kernel_initializer: None: "glorot_uniform" from scratch (lecun_normal draws
+            small patches' kernels about 3x larger, and a zero head gives every class the same score:
+            docs/models.md); with loaded `weights` the paper's "lecun_normal" and "zeros" (a replaced head, §3.2).
+        encoder_kernel_initializer: of the encoder's dense kernels, with or without weights.
+        trunk: None (patches of the image), or the hybrid's ResNet trunk, "bit" or "batchnorm" (`models.hybrid`).
+        resnet_stage_blocks, resnet_stage_filters, resnet_version: the trunk's bottlenecks and filters per stage
+            (by default the paper's (3, 4, 9), (64, 128, 256); stride 4 * 2**(stages - 1)), and "v1" or "v1.5".
+        include_top, weights, input_shape, pooling, classes, classifier_activation, preprocessing: as in `ResNet`.
+            `weights` may also be a keras-hub `ViTBackbone`; H and W are multiples of the patch size (times the
+            trunk's stride); `pooling` with `include_top=False` is None (all tokens), "token", "avg" or "max".
 
     Examples:
         >>> model = VisionTransformer(patch_size=8, hidden_dim=64, num_layers=2, num_heads=2, mlp_dim=128,
@@ -258,18 +236,9 @@ def VisionTransformer(
 
 
 def resize_vit(model, input_shape):
-    """Returns a copy of a ViT (or hybrid) for a new input resolution, keeping its weights (arXiv:2010.11929, §3.2).
-
-    Every weight is copied; the position embedding is resampled bilinearly to the new patch grid, which may be
-    non-square.
-
-    Args:
-        model: a model built by `VisionTransformer` or `HybridViT`.
-        input_shape: the new (H, W, C); H and W must be multiples of the model's total stride.
-
-    Returns:
-        A new `keras.Model`.
-    """
+    """Returns a copy of a `VisionTransformer` (a hybrid too) for a new (H, W, C) `input_shape`, H and W multiples
+    of its total stride: every weight copied, the position embedding resampled bilinearly to the new patch grid,
+    which may be non-square (arXiv:2010.11929, §3.2)."""
     input_shape = check_input_shape(input_shape, require_size=True)
     position = model.get_layer("position_embedding")
     old_shape = model.input_shape[1:]
