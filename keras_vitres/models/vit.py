@@ -64,7 +64,7 @@ def resolve_initializer(argument, value, weights=None):
 
 
 def check_vit_args(num_heads, hidden_dim, use_class_token, include_top, pooling, classes, classifier_activation,
-                   *, num_layers=1, mlp_dim=1, representation_size=None):
+                   *, num_layers, mlp_dim, representation_size):
     """Validates the encoder's sizes and the head's arguments, raising a ValueError that names the argument."""
     check_head_args(include_top, pooling, classes, classifier_activation, poolings=VIT_POOLINGS)
     check_positive_int("num_heads", num_heads)
