@@ -1,17 +1,11 @@
-"""BiT: the ResNets of Big Transfer (Kolesnikov et al., "Big Transfer (BiT): General Visual Representation Learning",
-arXiv:1912.11370), the ViT paper's convolutional baselines (arXiv:2010.11929, §4.1).
+"""BiT: the ResNets of Big Transfer (Kolesnikov et al., arXiv:1912.11370), the ViT paper's convolutional baselines.
 
-A BiT ResNet is a pre-activation ResNet v2 (He et al., arXiv:1603.05027) of bottlenecks in which every batch norm
-is a group norm of 32 groups (Wu & He, arXiv:1803.08494) and every convolution is weight-standardised (Qiao et al.,
-arXiv:1903.10520), widened by a multiplier: R50x1 ... R152x4 (BiT §3.2). As in the official code
-(google-research/big_transfer, `bit_jax/models.py`): a 7x7/2 standardised convolution padded by 3 and a 3x3/2
-max-pool over a zero padding of 1 (no norm in the stem: the blocks are pre-activation), four stages of 64, 128, 256
-and 512 x width filters (outputs 4x as wide), the stride on each stage's first 3x3 convolution, and a final group
-norm and ReLU before global average pooling and the head.
-
-`standardized_stem` and `standardized_stages` also build the ViT paper's hybrid trunk (post-activation blocks,
-"SAME" padding; `keras_vitres.models.hybrid`). Layers are named `stem_*`, `stage{s}_block{b}`, `post_norm`,
-`avg_pool`/`predictions`, so features and checkpoints map onto them by name.
+Pre-activation ResNet v2 bottlenecks (arXiv:1603.05027) whose batch norms are group norms of 32 groups
+(arXiv:1803.08494) and whose convolutions are weight-standardised (arXiv:1903.10520), widened by a multiplier (R50x1
+... R152x4, BiT §3.2). As google-research/big_transfer `bit_jax/models.py`: a stem without norm (the blocks are
+pre-activation), the stride on each stage's first 3x3, and a final group norm and ReLU before the head. The same
+stem and stages build the hybrid's "bit" trunk (post-activation, "SAME" padding; `keras_vitres.models.hybrid`).
+Layers are named `stem_*`, `stage{s}_block{b}`, `post_norm`, `avg_pool` and `predictions`, for checkpoints to map onto.
 """
 
 import keras
@@ -21,8 +15,10 @@ from keras_vitres.layers.residual import GroupNormBottleneck
 from keras_vitres.models.common import (
     check_head_args,
     check_input_shape,
+    check_per_stage,
     check_positive_int,
-    classifier,
+    convnet_head,
+    imagenet_stem,
     load_weights,
     preprocess_inputs,
     stack_stages,
@@ -39,23 +35,14 @@ VIT_HYBRID_TRUNK = dict(preactivation=False, padding="same", norm_epsilon=1e-6, 
 
 def standardized_stem(x, filters, *, preactivation, padding, norm_epsilon, weight_epsilon, weight_epsilon_on,
                       groups=32, kernel_regularizer=None):  # fmt: skip
-    """7x7/2 standardised convolution and 3x3/2 max-pool; with `preactivation=False`, group norm and ReLU between.
-
-    "symmetric" pads the convolution by 3 and the pool's input by 1 with zeros (BiT); "same" pads both as "SAME"
-    does, the pool with -inf (the ViT repository's hybrid).
-    """
+    """`imagenet_stem` with a standardised convolution, padded "symmetric" (BiT) or "same" (the ViT repository's
+    hybrid); a group norm and ReLU only without `preactivation`."""
     symmetric = padding == "symmetric"
-    if symmetric:
-        x = keras.layers.ZeroPadding2D(3, name="stem_conv_pad")(x)
-    x = StandardizedConv2D(filters, 7, strides=2, padding="valid" if symmetric else "same", use_bias=False,
-                           epsilon=weight_epsilon, epsilon_on=weight_epsilon_on, kernel_initializer="he_normal",
-                           kernel_regularizer=kernel_regularizer, name="stem_conv")(x)  # fmt: skip
-    if not preactivation:
-        x = keras.layers.GroupNormalization(groups=groups, epsilon=norm_epsilon, name="stem_norm")(x)
-        x = keras.layers.Activation("relu", name="stem_relu")(x)
-    if symmetric:
-        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-    return keras.layers.MaxPooling2D(3, strides=2, padding="valid" if symmetric else "same", name="stem_pool")(x)
+    conv = StandardizedConv2D(filters, 7, strides=2, padding="valid" if symmetric else "same", use_bias=False,
+                              epsilon=weight_epsilon, epsilon_on=weight_epsilon_on, kernel_initializer="he_normal",
+                              kernel_regularizer=kernel_regularizer, name="stem_conv")  # fmt: skip
+    norm = None if preactivation else keras.layers.GroupNormalization(groups, epsilon=norm_epsilon, name="stem_norm")
+    return imagenet_stem(x, conv, norm, symmetric=symmetric)
 
 
 def standardized_stages(x, stage_blocks, stage_filters, **block_args):
@@ -70,39 +57,27 @@ def BiTResNet(
     stage_blocks=None,
     kernel_regularizer=None,
     remat=False,
-    include_top=True,
-    weights=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
+    include_top=True, weights=None, input_shape=None, pooling=None,  # keras.applications' arguments
+    classes=1000, classifier_activation="softmax",
     head_kernel_initializer="zeros",
     preprocessing=None,
     name=None,
-):
+):  # fmt: skip
     """Builds a BiT ResNet (arXiv:1912.11370) as a functional `keras.Model`.
 
     Args:
-        depth: 50, 101 or 152 (BiT's R50, R101, R152); ignored when `stage_blocks` is given.
-        width_multiplier: int. Multiplies every width (the "x1", "x2", "x3", "x4" of R50x1 ... R152x4).
-        stage_blocks: tuple of ints, bottlenecks per stage; by default from `depth`.
-        kernel_regularizer: regularizer of every convolution kernel.
-        remat: bool. Recompute each block's activations in the backward pass (less training memory).
-        include_top: bool. Whether to end with global average pooling and the classifier.
-        weights: None or the path of a local weights file: a BiT `.npz` (google-research/big_transfer), a timm
-            `resnetv2_*_bit` `.safetensors`, or a `.weights.h5`/`.keras` of this model.
-        input_shape: (H, W, C); by default (224, 224, 3). H and W may be None.
-        pooling: None, "avg" or "max": pooling of the features when `include_top=False`.
-        classes: int. Number of classes.
-        classifier_activation: activation of the classifier ("softmax", or None for logits).
-        head_kernel_initializer: initializer of the classifier kernel; BiT starts it at zero (§3.3).
-        preprocessing: None (the model takes its inputs as they are), or what it applies to raw [0, 255] RGB
-            pixels as its first layer (an `ImagePreprocessing` named "preprocessing"): anything
-            `keras_vitres.layers.Preprocessing.resolve` accepts ("inception" is BiT's [-1, 1]).
-        name: model name; by default "bit_r{depth}x{width_multiplier}".
+        depth: 50, 101 or 152 (R50, R101, R152); ignored when `stage_blocks` is given.
+        width_multiplier: int. The "x1" ... "x4" of R50x1 ... R152x4.
+        stage_blocks: 1 to 4 ints, bottlenecks per stage; by default from `depth`.
+        kernel_regularizer, remat, include_top, input_shape, pooling, classes, classifier_activation, preprocessing:
+            as in `ResNet` ("inception" preprocessing is BiT's [-1, 1]); `input_shape` is (224, 224, 3) by default.
+        weights: None or a local file: a BiT `.npz` (big_transfer), a timm `resnetv2_*_bit` `.safetensors`, or a
+            `.weights.h5`/`.keras` of this model.
+        head_kernel_initializer: of the classifier kernel; BiT starts it at zero (§3.3).
+        name: by default "bit_r{depth}x{width_multiplier}".
 
     Returns:
-        A `keras.Model`. The features (`include_top=False`) are those after the final group norm and ReLU.
+        A `keras.Model`; with `include_top=False` its features are those after the final group norm and ReLU.
 
     Examples:
         >>> model = BiTResNet(50, stage_blocks=(1, 1, 1, 1), input_shape=(64, 64, 3), classes=10)
@@ -117,13 +92,9 @@ def BiTResNet(
                 f"received depth={depth!r}."
             )
         stage_blocks = BIT_STAGE_BLOCKS[depth]
-    if not isinstance(stage_blocks, (list, tuple)) or not 1 <= len(stage_blocks) <= 4:
-        raise ValueError(f"`stage_blocks` must list 1 to 4 stages; received stage_blocks={stage_blocks!r}.")
-    for blocks in stage_blocks:
-        check_positive_int("stage_blocks", blocks)
+    stage_blocks = check_per_stage("stage_blocks", stage_blocks, max_stages=4)
     input_shape = check_input_shape(input_shape or (224, 224, 3))
     check_head_args(include_top, pooling, classes, classifier_activation)
-    name = name or f"bit_r{depth}x{width_multiplier}"
     width = 64 * width_multiplier
     stage_filters = tuple(width * 2**s for s in range(len(stage_blocks)))
 
@@ -134,13 +105,7 @@ def BiTResNet(
     # Pre-activation blocks leave their sum un-normalised: one last group norm and ReLU (bit_jax "norm-pre-head").
     x = keras.layers.GroupNormalization(groups=32, epsilon=BIT_TRUNK["norm_epsilon"], name="post_norm")(x)
     x = keras.layers.Activation("relu", name="post_relu")(x)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = classifier(x, classes, classifier_activation, kernel_initializer=head_kernel_initializer,
-                       kernel_regularizer=kernel_regularizer)  # fmt: skip
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    model = keras.Model(inputs, x, name=name)
+    x = convnet_head(x, include_top, pooling, classes, classifier_activation,
+                     kernel_initializer=head_kernel_initializer, kernel_regularizer=kernel_regularizer)  # fmt: skip
+    model = keras.Model(inputs, x, name=name or f"bit_r{depth}x{width_multiplier}")
     return load_weights(model, weights)

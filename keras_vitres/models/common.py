@@ -1,7 +1,5 @@
-"""Pieces every builder shares: argument checks, the keras.applications-style head, and weight loading.
-
-Builders load their `weights=` through `keras_vitres.weights.load_weights` (re-exported here), which picks the
-loader by the file's suffix: models call the loaders, the loaders never import the builders.
+"""Pieces every builder shares: argument checks, the ImageNet stem, residual stages, the keras.applications head,
+and `load_weights` (`keras_vitres.weights`: the models call the loaders, the loaders never import the models).
 """
 
 import dataclasses
@@ -16,19 +14,13 @@ IMAGE_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: a first dimension like these and 
 
 
 def check_input_shape(input_shape, *, require_size=False, min_size=None):
-    """Validates an (H, W, C) `input_shape` and returns it as a tuple, or raises naming the value.
-
-    A channels-first shape given by mistake, such as (3, 224, 224), is refused: it would build a net for
-    224-channel images 3 pixels high. `min_size` is the smallest height and width the model takes (32 for the
-    ImageNet ResNets, as keras.applications: below it the stride-32 trunk has nothing left to pool).
-    """
+    """Returns an (H, W, C) `input_shape` as a tuple, or raises naming the value: a channels-first one such as
+    (3, 224, 224) too (it would build a net for 224-channel images), or one below `min_size` in height or width."""
     try:
         shape = tuple(input_shape)
     except TypeError:
         shape = None
-    ok = shape is not None and len(shape) == 3 and all(
-        d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in shape
-    )
+    ok = shape is not None and len(shape) == 3 and all(d is None or is_positive_int(d) for d in shape)
     if not ok or shape[2] is None:
         raise ValueError(
             "`input_shape` must be (height, width, channels) with positive ints (height and width may be None for "
@@ -48,12 +40,9 @@ def check_input_shape(input_shape, *, require_size=False, min_size=None):
 
 
 def preprocess_inputs(inputs, preprocessing):
-    """`inputs` through the model's first layer, an `ImagePreprocessing` named "preprocessing" (float32), when
-    `preprocessing` is given (anything `Preprocessing.resolve` accepts); else `inputs` unchanged.
-
-    The layer records the model's own input size as its `image_size`, so the description a saved or exported model
-    states is the one it applies (as keras.applications' `include_preprocessing` models carry theirs inside).
-    """
+    """`inputs` through an `ImagePreprocessing` layer named "preprocessing" (float32) for `preprocessing` (anything
+    `Preprocessing.resolve` takes), or unchanged when it is None. The layer records the model's input size as its
+    `image_size`, so a saved or exported model states what it applies."""
     if preprocessing is None:
         return inputs
     height, width, channels = inputs.shape[1:]
@@ -69,7 +58,7 @@ def check_head_args(include_top, pooling, classes, classifier_activation, poolin
         raise TypeError(f"`include_top` must be a bool; received include_top={include_top!r}.")
     if pooling not in poolings:
         raise ValueError(f"`pooling` must be one of {poolings}; received pooling={pooling!r}.")
-    if include_top and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 1):
+    if include_top and not is_positive_int(classes):
         raise ValueError(f"`classes` must be a positive int when include_top=True; received classes={classes!r}.")
     try:
         keras.activations.get(classifier_activation)
@@ -80,12 +69,41 @@ def check_head_args(include_top, pooling, classes, classifier_activation, poolin
         ) from error
 
 
+def is_positive_int(value):
+    """Whether `value` is an int >= 1 (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def check_positive_int(name, value, *, allow_none=False):
     """Raises a ValueError naming `name` unless `value` is an int >= 1 (or None, with `allow_none`)."""
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not (is_positive_int(value) or (allow_none and value is None)):
         raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}; received {name}={value!r}.")
+
+
+def check_per_stage(name, values, *, stages=None, max_stages=None):
+    """Returns `values`, one positive int per stage, as a tuple: `stages` of them, or 1 to `max_stages` (any number
+    when None); else raises a ValueError naming `name`."""
+    low, high = (stages, stages) if stages is not None else (1, max_stages)
+    if not (isinstance(values, (list, tuple)) and low <= len(values) <= (high or len(values))
+            and all(map(is_positive_int, values))):  # fmt: skip
+        count = f"{low}" if low == high else f"{low} to {high}" if high else "one or more"
+        raise ValueError(f"`{name}` must be a list or tuple of {count} positive ints, one per stage; received "
+                         f"{name}={values!r}.")  # fmt: skip
+    return tuple(values)
+
+
+def imagenet_stem(x, conv, norm=None, *, symmetric=True):
+    """The ImageNet stem (arXiv:1512.03385 §3.4): `conv` (a 7x7/2 convolution layer), then `norm` and a ReLU when
+    given, then a 3x3/2 max-pool. `symmetric` zero-pads the convolution's input by 3 and the pool's by 1 (PyTorch,
+    BiT); otherwise `conv` and the pool pad as "SAME" (the pool with -inf)."""
+    if symmetric:
+        x = keras.layers.ZeroPadding2D(3, name="stem_conv_pad")(x)
+    x = conv(x)
+    if norm is not None:
+        x = keras.layers.Activation("relu", name="stem_relu")(norm(x))
+    if symmetric:
+        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, padding="valid" if symmetric else "same", name="stem_pool")(x)
 
 
 def stack_stages(x, block_class, stage_blocks, stage_filters, **block_args):
@@ -101,3 +119,16 @@ def stack_stages(x, block_class, stage_blocks, stage_filters, **block_args):
 def classifier(x, classes, classifier_activation, name="predictions", **dense_args):
     """The classification layer. It always computes in float32, so logits stay float32 under mixed precision."""
     return keras.layers.Dense(classes, activation=classifier_activation, dtype="float32", name=name, **dense_args)(x)
+
+
+def convnet_head(x, include_top, pooling, classes, classifier_activation, **dense_args):
+    """keras.applications' head of a convolutional net: global average pooling and the classifier with
+    `include_top`, else the feature map pooled as `pooling` says ("avg", "max" or None)."""
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return classifier(x, classes, classifier_activation, **dense_args)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x

@@ -4,11 +4,8 @@ import keras
 
 
 def default_feature_layers(model):
-    """The layers whose outputs are a model's natural features, keyed by a short name.
-
-    ResNets: the last block of each stage, as "stage1" ... "stageN" (strides 4..32 on ImageNet nets, 1..4 on
-    CIFAR nets). ViTs and hybrids: every encoder block, as "encoder_block_{i}".
-    """
+    """A model's natural feature layers by short name: a ResNet's last block of each stage, "stage1" ... "stageN";
+    a ViT's (and a hybrid's) every encoder block, "encoder_block_{i}"."""
     names = [layer.name for layer in model.layers]
     blocks = [n for n in names if n.startswith("encoder_block_")]
     if blocks:

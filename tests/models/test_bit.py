@@ -75,7 +75,7 @@ def test_keras_round_trip_and_a_training_step(tmp_path):
     (dict(depth=34), "depth=34"),
     (dict(width_multiplier=0), "width_multiplier=0"),
     (dict(stage_blocks=(1, 1, 1, 1, 1)), "stage_blocks=(1, 1, 1, 1, 1)"),
-    (dict(stage_blocks=(1, 0)), "stage_blocks=0"),
+    (dict(stage_blocks=(1, 0)), "stage_blocks=(1, 0)"),
     (dict(pooling="min", include_top=False), "pooling='min'"),
 ])  # fmt: skip
 def test_bad_arguments_name_the_value(kwargs, message):

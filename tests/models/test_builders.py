@@ -1,5 +1,8 @@
 """Builders: keras.applications arguments, saving, mixed precision, features, resolution change, bad input."""
 
+import inspect
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ TINY_VIT = dict(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=
 TINY_HYBRID = dict(trunk="batchnorm", resnet_stage_blocks=(1, 1), resnet_stage_filters=(8, 16), hidden_dim=32,
                    num_layers=1, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), classes=5)  # fmt: skip
 TINY_BIT_HYBRID = {**TINY_HYBRID, "trunk": "bit", "resnet_stage_filters": (32, 64)}
+FIXTURES = Path(__file__).parent / "fixtures"
 
 SMALL_MODELS = {
     "resnet_a": lambda: ResNet(8, shortcut="A"),
@@ -207,6 +211,43 @@ def test_bad_arguments_name_the_argument_and_value(build, message):
         build()
 
 
+def test_the_hybrid_is_a_vit_with_a_trunk():
+    """HybridViT is VisionTransformer(trunk=...) with the paper's defaults, signature included; `patch_size` cuts the
+    trunk's feature map (1 by default); the trunk's arguments are checked, and refused without a trunk."""
+    assert HybridViT(**TINY_HYBRID).get_config() == VisionTransformer(**TINY_HYBRID, name="r50_vit").get_config()
+    for build, message in [
+        (lambda: HybridViT(**dict(TINY_HYBRID, trunk=None)), "trunk=None"),
+        (lambda: VisionTransformer(**TINY_VIT, resnet_stage_blocks=(1, 1)), r"resnet_stage_blocks=\(1, 1\), trunk=None"),
+        (lambda: HybridViT(**dict(TINY_BIT_HYBRID, resnet_version="v1")), "'v1.5'.*resnet_version='v1'"),
+        (lambda: HybridViT(**dict(TINY_HYBRID, resnet_stage_filters=(8,))), r"2 positive ints.*filters=\(8,\)"),
+        (lambda: HybridViT(**TINY_HYBRID, patch_size=0), "patch_size=0"),
+        (lambda: HybridViT(**TINY_HYBRID, patch_size=3), r"multiples of the patch size 24.*input_shape=\(32, 32, 3\)"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            build()
+    defaults = {n: p.default for n, p in inspect.signature(HybridViT).parameters.items()}
+    assert defaults == {**{n: p.default for n, p in inspect.signature(VisionTransformer).parameters.items()},
+                        "trunk": "bit", "resnet_stage_blocks": (3, 4, 9), "resnet_stage_filters": (64, 128, 256),
+                        "resnet_version": "v1.5", "name": "r50_vit"}  # fmt: skip
+    patches = HybridViT(**TINY_HYBRID, patch_size=2)  # 32 / 8 (the trunk's stride) / 2: a 2x2 grid
+    assert patches.get_layer("position_embedding").embedding.shape == (1, 1 + 2 * 2, 32)
+
+
+def test_keras_files_of_earlier_versions_load():
+    """A tiny ViT and a tiny batch-norm hybrid saved by commit 1cf512a (before the hybrid became a ViT option) load
+    and compute what the same builder call makes today with their weights."""
+    tiny = dict(hidden_dim=8, num_layers=1, num_heads=2, mlp_dim=8, input_shape=(16, 16, 3), classes=2)
+    for fixture, built in [
+        ("vit_1cf512a.keras", VisionTransformer(patch_size=8, **tiny)),
+        ("hybrid_1cf512a.keras", HybridViT(trunk="batchnorm", resnet_stage_blocks=(1,), resnet_stage_filters=(4,), **tiny)),
+    ]:  # fmt: skip
+        restored = keras.saving.load_model(FIXTURES / fixture, safe_mode=True)
+        assert [layer.name for layer in restored.layers] == [layer.name for layer in built.layers], fixture
+        built.set_weights(restored.get_weights())
+        x = _images(built)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(built(x)))
+
+
 def test_smallest_inputs_and_grey_or_rgba_images_still_build():
     assert ResNet(18, stem="imagenet", input_shape=(32, 32, 3)).output_shape == (None, 1000)
     assert ResNet(8, input_shape=(8, 8, 1)).output_shape == (None, 10)  # CIFAR nets take small inputs
@@ -256,10 +297,11 @@ def _initializer_of(layer_config):
     return keras.initializers.get(layer_config["kernel_initializer"]).__class__.__name__
 
 
-@pytest.mark.parametrize("builder, config", [(VisionTransformer, TINY_VIT), (HybridViT, TINY_HYBRID)])
-def test_initializers_follow_weights(builder, config, tmp_path):
+def test_initializers_follow_weights(tmp_path):
     """From scratch: Keras' defaults (glorot patch embedding, non-zero head); with loaded weights: the paper's
-    (lecun_normal patch embedding, zero head for a replaced classifier); explicit arguments win either way."""
+    (lecun_normal patch embedding, zero head for a replaced classifier); explicit arguments win either way. (A hybrid
+    is the same builder with a trunk: test_the_hybrid_is_a_vit_with_a_trunk.)"""
+    builder, config = VisionTransformer, TINY_VIT
     scratch = builder(**config)
     assert _initializer_of(scratch.get_layer("patch_embedding").get_config()) == "GlorotUniform"
     assert _initializer_of(scratch.get_layer("predictions").get_config()) == "GlorotUniform"
