@@ -6,6 +6,7 @@ own `publish_blob_to_shared_store`), and copies without symbolic links (its `are
 as on Windows without the privilege). No network."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,3 +259,22 @@ print(json.dumps(out))
     assert "checked against the sha256 pinned in the preset" in message
     kind, message = result["unpinned"]  # the wrong pin removed the copy: the record stays, the file is gone
     assert kind == "OSError" and "but is no longer in the cache" in message, message
+
+
+def test_the_hub_extra_states_the_range_ci_tests():
+    """setup.cfg's [hub] extra bounds huggingface_hub; CI's hub step (.ci/run) and tox's hub-oldest environment test
+    its lower end, the other steps the newest, which the range must admit."""
+    import configparser
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[2]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    (requirement,) = [Requirement(line) for line in config["options.extras_require"]["hub"].split()
+                      if line.startswith("huggingface_hub")]  # fmt: skip
+    floor = next(spec.version for spec in requirement.specifier if spec.operator == ">=")
+    assert importlib.metadata.version("huggingface_hub") in requirement.specifier
+    assert f"deps = huggingface_hub=={floor}" in (root / "tox.ini").read_text()
+    assert "sed -n 's/^ *huggingface_hub>=" in (root / ".ci" / "run").read_text()  # CI reads the floor from setup.cfg
