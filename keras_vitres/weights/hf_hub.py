@@ -106,7 +106,10 @@ def mismatch(path, sha256, size):
 
 def _inside(folder, path):
     folder, path = os.path.abspath(folder), os.path.abspath(path)
-    return os.path.commonpath([folder, path]) == folder
+    try:
+        return os.path.commonpath([folder, path]) == folder
+    except ValueError:  # another drive (Windows)
+        return False
 
 
 def remove_cached(storage, path):

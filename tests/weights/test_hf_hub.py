@@ -117,6 +117,7 @@ out["offline_outputs"] = np.asarray(resnet(np.load(folder / "pixels.npy"))).toli
 
 
 def test_named_weights_in_a_fresh_process_download_once_then_load_offline(tmp_path, tiny_files):
+    pytest.importorskip("huggingface_hub")
     folder, expected, cls_token = tiny_files
     serve = "hub = FakeHub()\nos.environ['HF_ENDPOINT'] = hub.url\n"
     for preset, name, file in NAMED:  # each row's own repository, at its pinned revision
