@@ -8,7 +8,8 @@ every row, and a row without them fails it.
 `weights` maps weight names (`"imagenet"`, `"imagenet21k"`, ...) to entries that record:
     source, and where the weights come from: "keras.applications" (`files` top/notop with Keras' pinned md5,
         `base_url`), "url" (`url`, `sha256`), "keras_hub" (a preset `handle`) or "hf_hub" (`repo_id`,
-        `filename`, the LFS sha256 checked); `keras_vitres.weights.named` fetches and verifies them;
+        `filename`, and `revision`, `sha256` with their `pin_source` where published); `keras_vitres.weights.named`
+        fetches and verifies them;
     config: the builder options the weights need (e.g. `use_bias`, `bn_epsilon`, `version`,
         `approximate_gelu`); a caller's option that contradicts one is a ValueError naming both;
     preprocessing: the `keras_vitres.layers.Preprocessing` fields the weights expect (input size, channel order,
@@ -119,9 +120,12 @@ def _keras_hub_resnet_weights(depth):
             handle=f"kaggle://keras/resnetv1/keras/resnet_{depth}_imagenet/3",
             classifier=True,
             config=dict(stem="imagenet", shortcut="B", version="v1.5", use_bias=False, bn_epsilon=1e-5),
+            # keras-hub converted these from timm's `resnet{depth}.a1_in1k` (its convert_resnet_checkpoints.py), and
+            # its timm loader takes their pretrained_cfg's interpolation: bicubic (timm's resnet.py, `_rcfg`).
             preprocessing=dict(image_size=(224, 224), scale=1 / 255, mean=(0.485, 0.456, 0.406),
-                               std=(0.229, 0.224, 0.225)),  # fmt: skip
-            description=f"ImageNet-1k, keras-hub preset 'resnet_{depth}_imagenet' (v1.5)",
+                               std=(0.229, 0.224, 0.225), interpolation="bicubic"),  # fmt: skip
+            description=f"ImageNet-1k, keras-hub preset 'resnet_{depth}_imagenet' (v1.5, timm's "
+            f"'resnet{depth}.a1_in1k' converted)",
             licence="Apache-2.0 (keras-hub's Kaggle model page)",
             top1=None,
         )
@@ -169,19 +173,84 @@ def _imagenet(depth, shortcut, params, trainable, keras_layout=False):
     )
 
 
-# timm's copies on the Hugging Face hub (`timm/<model>.<tag>`, `model.safetensors`), verified by the hub's LFS sha256.
-# Preprocessing as their `pretrained_cfg` in timm (timm/models/resnet.py, vision_transformer.py,
-# vision_transformer_hybrid.py, resnetv2.py: input size, crop_pct, interpolation, mean/std).
+# timm's copies on the Hugging Face hub (`timm/<model>.<tag>`, `model.safetensors`), verified by their sha256
+# (`keras_vitres.weights.hf_hub`). Preprocessing as their `pretrained_cfg` in timm (timm/models/resnet.py,
+# vision_transformer.py, vision_transformer_hybrid.py, resnetv2.py: input size, crop_pct, interpolation, mean/std).
 TIMM_LICENCE = "Apache-2.0 (timm's pretrained_cfg)"
 IMAGENET_MEAN_STD = dict(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+# Revisions and sha256 as the hub's own pages publish them, read 2026-12-08: `revision` a commit whose file tree
+# lists the file as last changed by the commit that wrote its current contents; `sha256` the "Git LFS Details" of
+# the file's page, paired with a revision only where that page names the same commit. The others have neither
+# published here; their files are checked against the hub's report (docs/weights.md, "What is checked").
+HF = "https://huggingface.co/timm/"
+TIMM_PINS = {  # timm model: (revision or None, sha256 or None, where both are published)
+    "resnet18.tv_in1k": ("a987fd6b60f845221bfff84b6f0191273ba56ead",
+                         "694f673df6520a3158624e8a89af086f59923ee4cd7436fe5bc3bc71d295ad81",
+                         f"{HF}resnet18.tv_in1k/blob/main/model.safetensors (last changed by a987fd6, "
+                         f"{HF}resnet18.tv_in1k/blob/a987fd6b60f845221bfff84b6f0191273ba56ead/pytorch_model.bin)"),
+    "resnet50.tv_in1k": ("aa6c2d36d56bc0209040c02b5a7b7d7bf11d57b8",
+                         "5d061a3c593d795bfe682d9b152bafbcf550579873492def3515b46db1189888",
+                         f"{HF}resnet50.tv_in1k/blob/aa6c2d36d56bc0209040c02b5a7b7d7bf11d57b8/model.safetensors"),
+    "resnet152.tv_in1k": (None, "15897077afdf4d6334dc0c3f8e6fb483afb3faa9298c139f3c6eb29bca6ae5b2",
+                          f"{HF}resnet152.tv_in1k/blob/main/model.safetensors"),
+    "vit_base_patch16_224.orig_in21k": ("677f7d814cf0d89b7e65b1ea49277ed508a62363",
+                                        "1cf14745201dfaffba38831c7cc1003c51618569d0a5dd31a895fe604c427253",
+                                        f"{HF}vit_base_patch16_224.orig_in21k/blob/main/model.safetensors (last changed "
+                                        f"by 2e13465, its only commit: .../commits/main/model.safetensors), "
+                                        f"{HF}vit_base_patch16_224.orig_in21k/tree/677f7d814cf0d89b7e65b1ea49277ed508a62363"),
+    "vit_base_patch32_224.orig_in21k": ("650de1ce511b09a5c52424a00fec4ae8f22d402c", None,
+                                        f"{HF}vit_base_patch32_224.orig_in21k/tree/650de1ce511b09a5c52424a00fec4ae8f22d402c"),
+    "vit_large_patch16_224.orig_in21k": ("569744c475cb8bdbc98da41f91f3a52d9987e7d9", None,
+                                         f"{HF}vit_large_patch16_224.orig_in21k/tree/569744c475cb8bdbc98da41f91f3a52d9987e7d9"),
+    "vit_large_patch32_224.orig_in21k": ("0bc18a14905f52e5e322f7b566a101fb67771577", None,
+                                         f"{HF}vit_large_patch32_224.orig_in21k/tree/0bc18a14905f52e5e322f7b566a101fb67771577"),
+    "vit_huge_patch14_224.orig_in21k": ("df7624d578ed2f1d55a4e31f375c73e969d2fa79", None,
+                                        f"{HF}vit_huge_patch14_224.orig_in21k/tree/df7624d578ed2f1d55a4e31f375c73e969d2fa79"),
+    "vit_base_patch16_384.orig_in21k_ft_in1k": ("a9c045638f0ae6090b6e601ea6e4965ef52cd140", None,
+                                                f"{HF}vit_base_patch16_384.orig_in21k_ft_in1k/tree/main (head a9c0456), "
+                                                f"{HF}vit_base_patch16_384.orig_in21k_ft_in1k/commit/"
+                                                "a9c045638f0ae6090b6e601ea6e4965ef52cd140"),
+    "vit_base_r50_s16_224.orig_in21k": (None, "a03ec9cf78476304ef12edb58ef42c72f159c16d35a3cfd2277fae7a061af813",
+                                        f"{HF}vit_base_r50_s16_224.orig_in21k/blob/refs%2Fpr%2F2/model.safetensors "
+                                        "(last changed by a5736b3, as on main)"),
+    "vit_base_r50_s16_384.orig_in21k_ft_in1k": ("de1802dabe5c370db01958230454061757dea669", None,
+                                                f"{HF}vit_base_r50_s16_384.orig_in21k_ft_in1k/tree/"
+                                                "de1802dabe5c370db01958230454061757dea669"),
+    "resnetv2_50x1_bit.goog_in21k_ft_in1k": ("2954bbd0ccd7b328b612473a24a15783e1fcd205", None,
+                                             f"{HF}resnetv2_50x1_bit.goog_in21k_ft_in1k/tree/"
+                                             "2954bbd0ccd7b328b612473a24a15783e1fcd205"),
+    "resnetv2_101x1_bit.goog_in21k": ("b4e028cbb10361b430ce3c8521d8703eafba40ac",
+                                      "89c645b9480d6c72c3f95deefa67ab4e1c5ee3823f09af7fd68e27f6a9ab51d8",
+                                      f"{HF}resnetv2_101x1_bit.goog_in21k/blob/b4e028cbb10361b430ce3c8521d8703eafba40ac/"
+                                      "model.safetensors"),
+    "resnetv2_101x3_bit.goog_in21k": ("1310408b89cbe81475af87865e8ccd76fb23fc13", None,
+                                      f"{HF}resnetv2_101x3_bit.goog_in21k/commits/1310408b89cbe81475af87865e8ccd76fb23fc13"),
+    "resnetv2_101x3_bit.goog_in21k_ft_in1k": ("96b8566ca9d1d567bba26d99583b12f503789373", None,
+                                              f"{HF}resnetv2_101x3_bit.goog_in21k_ft_in1k/tree/"
+                                              "96b8566ca9d1d567bba26d99583b12f503789373"),
+    "resnetv2_152x2_bit.goog_in21k_ft_in1k": ("ce7e6f4ff59c8e87cc3d1f088f47fbc7632b7598", None,
+                                              f"{HF}resnetv2_152x2_bit.goog_in21k_ft_in1k/commit/"
+                                              "ce7e6f4ff59c8e87cc3d1f088f47fbc7632b7598"),
+    "resnetv2_152x4_bit.goog_in21k": ("c74ca9574a5f92d46b634632e45e2dd399f18300",
+                                      "1fa545b0ee4ba4b10278857ea06ea1e2507a5fabd7b3f0f53ff149e36f66aad9",
+                                      f"{HF}resnetv2_152x4_bit.goog_in21k/blob/main/model.safetensors (last changed by "
+                                      f"c74ca95), {HF}resnetv2_152x4_bit.goog_in21k/tree/"
+                                      "c74ca9574a5f92d46b634632e45e2dd399f18300"),
+    "resnetv2_152x4_bit.goog_in21k_ft_in1k": ("5afe11ea6fc68c0b8f0103bf49e6c306384772ba", None,
+                                              f"{HF}resnetv2_152x4_bit.goog_in21k_ft_in1k/tree/"
+                                              "5afe11ea6fc68c0b8f0103bf49e6c306384772ba"),
+}  # fmt: skip
 
 
 def _timm(model, *, config, size, crop, interpolation, normalisation, description, licence=TIMM_LICENCE):
-    """A named-weights entry for timm's `model` ("resnet50.tv_in1k") on the Hugging Face hub."""
+    """A named-weights entry for timm's `model` ("resnet50.tv_in1k") on the Hugging Face hub, with its pins."""
+    revision, sha256, pin_source = TIMM_PINS.get(model, (None, None, None))
+    pins = {key: value for key, value in (("revision", revision), ("sha256", sha256), ("pin_source", pin_source)) if value}
     return dict(
         source="hf_hub",
         repo_id=f"timm/{model}",
         filename="model.safetensors",
+        **pins,
         config=config,
         preprocessing=dict(image_size=(size, size), crop_fraction=crop, interpolation=interpolation, **normalisation),
         description=f"{description}, timm's {model!r} on the Hugging Face hub",
@@ -250,8 +319,8 @@ def _timm_vit_weights(size, patch):
             model, config=dict(approximate_gelu=False), size=resolution, crop=crop, interpolation="bicubic",
             normalisation=VIT_HUB, description=f"ImageNet-21k then ImageNet-1k at {resolution}x{resolution}"
             if name != "timm_imagenet21k" else "ImageNet-21k pre-training (backbone: the head starts at zero)",
-            licence="Apache-2.0 (the paper's checkpoints, google-research/vision_transformer; timm's pretrained_cfg "
-            "states none for these)",
+            licence="Apache-2.0 (timm's pretrained_cfg; the paper's checkpoints, google-research/vision_transformer: "
+            "Apache-2.0)",
         )
     return weights
 
@@ -280,7 +349,7 @@ def _bit(depth, width):
 def _bit_weights(depth, width):
     """BiT-M (ImageNet-21k) and BiT-M fine-tuned on ImageNet-1k: the official `BiT-M-R{d}x{w}.npz` and
     `BiT-M-R{d}x{w}-ILSVRC2012.npz` (storage.googleapis.com/bit_models, no published hash) as timm publishes them
-    on the Hugging Face hub, where the LFS sha256 verifies them. The 21k head (21,843 classes) loads when the
+    on the Hugging Face hub, verified by their sha256 (pinned where published, else the hub's report). The 21k head (21,843 classes) loads when the
     model has that many classes, and starts at zero (BiT §3.3) otherwise."""
     model = f"resnetv2_{depth}x{width}_bit"
     tuned = 480 if (depth, width) == (152, 4) else 448

@@ -7,6 +7,7 @@ where that is the only one the publisher pins (keras.applications' `WEIGHTS_HASH
 """
 
 import hashlib
+import importlib
 import os
 import re
 import tempfile
@@ -20,6 +21,24 @@ HASHES = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]
 SHA256 = HASHES["sha256"]
 # Seconds to wait for a connection or for the next bytes: with no network a download fails within this, never hangs.
 TIMEOUT = 15
+# The optional extra that installs the hub clients (keras-hub, huggingface_hub).
+HUB_EXTRA = "hub"
+
+
+def require(module, purpose):
+    """Imports an optional package, or raises an ImportError naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"{purpose} needs the optional package {module!r}, which is not installed ({error}). Install it with: "
+            f'pip install "keras-vitres[{HUB_EXTRA}]"'
+        ) from None
+
+
+def short(error):
+    """An exception's message on one line, cut to 300 characters (the hub libraries' can run to pages)."""
+    return " ".join(str(error).split())[:300]
 
 
 def default_cache_dir():

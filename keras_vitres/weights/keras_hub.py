@@ -126,8 +126,8 @@ def resnet_tensors(model):
 def load_keras_hub(model, source):
     """Converts a keras-hub `ViTBackbone` or `ResNetBackbone` (or an image classifier built on one) into `model`.
 
-    The ViT goes into a `VisionTransformer` (exact GELU, as keras-hub's; the position embedding is resampled to the
-    model's patch grid); the ResNet into a `ResNet` with `version="v1.5"`, no conv biases, BN epsilon 1e-5. A
+    The ViT goes into a `VisionTransformer` (exact GELU, as keras-hub runs these JAX-trained, tanh-GELU checkpoints;
+    the position embedding is resampled to the model's patch grid); the ResNet into a `ResNet` with `version="v1.5"`, no conv biases, BN epsilon 1e-5. A
     backbone has no classifier, so the model's head stays at its initialisation (zeros for a ViT) unless `source`
     is an image classifier whose head fits.
 

@@ -9,32 +9,20 @@ Each entry (plain data in `keras_vitres.presets`) names its `source`:
     "keras_hub": a keras-hub preset `handle`, loaded with `keras_hub.models.Backbone.from_preset` (or
         `ImageClassifier.from_preset` where the entry says `classifier` and the model keeps its head); keras-hub
         downloads and caches it. Converted by `keras_hub.load_keras_hub`.
-    "hf_hub": a file of a Hugging Face repository (`repo_id`, `filename`, optional `revision`), fetched with
-        `huggingface_hub.hf_hub_download` and verified here against its sha256: the one pinned in the entry, else
-        the hub's LFS sha256, by which the cache names the file's blob (`huggingface_hub` itself checks only the
-        size). A cached copy that fails is deleted and fetched again, never loaded.
-keras_hub and huggingface_hub are optional (the "hub" extra) and imported only here, when a name needs them.
+    "hf_hub": a file of a Hugging Face repository (`repo_id`, `filename`, and the `revision` and `sha256` where
+        published), fetched with `huggingface_hub.hf_hub_download` and verified by `hf_hub.hf_hub_file`: against
+        the pinned sha256, else the hub's own report for that commit, and afterwards against the package's record
+        of what was verified (see that module for what this does and does not catch).
+keras_hub and huggingface_hub are optional (the "hub" extra), imported only when a name needs them.
 """
 
-import importlib
 import os
 
-from keras_vitres.weights.download import SHA256, TIMEOUT, download, offline_advice, sha256_of
+from keras_vitres.weights.download import download, require, short
+from keras_vitres.weights.hf_hub import hf_hub_file
 
 SOURCES = ("keras.applications", "url", "keras_hub", "hf_hub")
 KERAS_APPLICATIONS_URL_ENV = "KERAS_VITRES_KERAS_APPLICATIONS_URL"
-HUB_EXTRA = "hub"
-
-
-def require(module, purpose):
-    """Imports an optional package, or raises an ImportError naming the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(
-            f"{purpose} needs the optional package {module!r}, which is not installed ({error}). Install it with: "
-            f'pip install "keras-vitres[{HUB_EXTRA}]"'
-        ) from None
 
 
 def keras_applications_url(spec, fname):
@@ -68,11 +56,6 @@ def fetch_weights(spec, include_top=True, cache_dir=None, progress=True):
     raise ValueError(f"A named-weights entry's `source` must be one of {SOURCES}; received source={source!r}.")
 
 
-def _short(error):
-    """An exception's message on one line, cut to 300 characters (the hub libraries' can run to pages)."""
-    return " ".join(str(error).split())[:300]
-
-
 def keras_hub_model(handle, classifier=False):
     """`keras_hub.models.Backbone.from_preset(handle)` (or `ImageClassifier`), with errors that say what to do."""
     keras_hub = require("keras_hub", f"Weights from the keras-hub preset {handle!r}")
@@ -83,68 +66,7 @@ def keras_hub_model(handle, classifier=False):
     except Exception as error:  # keras-hub and kagglehub raise many types (network, missing files, bad handle)
         raise OSError(
             f"Could not load the keras-hub preset {handle!r} (keras_hub.models.{kind}.from_preset; Kaggle presets "
-            f"are cached under {cache!r}): {type(error).__name__}: {_short(error)}. Where this machine cannot "
+            f"are cached under {cache!r}): {type(error).__name__}: {short(error)}. Where this machine cannot "
             f"reach it, run keras_hub.models.{kind}.from_preset({handle!r}).save_to_preset(DIR) elsewhere, copy DIR "
             f"here and pass weights=keras_hub.models.{kind}.from_preset(DIR) to the builder."
         ) from None
-
-
-def _hf_expected(path, pinned):
-    """(expected sha256, where it comes from) of a file in the Hugging Face cache, or (None, None)."""
-    if pinned:
-        return pinned.lower(), "the sha256 pinned in the preset"
-    real = os.path.realpath(path)
-    if os.path.basename(os.path.dirname(real)) == "blobs" and SHA256.match(os.path.basename(real)):
-        return os.path.basename(real), "the hub's LFS sha256 (the name of the cached blob)"
-    return None, None
-
-
-def _remove_cached(path):
-    real = os.path.realpath(path)
-    for item in {real, path}:
-        if os.path.lexists(item):
-            os.remove(item)
-
-
-def hf_hub_file(repo_id, filename, revision=None, sha256=None):
-    """A file of a Hugging Face repository, downloaded (or found in the cache) and verified; returns its path.
-
-    The expected sha256 is `sha256` when given, else the LFS sha256 by which the hub's cache names the file
-    (`blobs/<sha256>`). A file that does not match is deleted and fetched once more; if that fails too, or the
-    hub cannot be reached, the error says so (nothing unverified is returned). `HF_HUB_OFFLINE=1` uses the cache
-    only, and `HF_HUB_CACHE` moves it, as for `huggingface_hub` itself.
-    """
-    hub = require("huggingface_hub", f"Weights from the Hugging Face repository {repo_id!r}")
-    cache = os.environ.get("HF_HUB_CACHE") or hub.constants.HF_HUB_CACHE
-    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE") or hub.constants.HF_HUB_OFFLINE
-    url = f"https://huggingface.co/{repo_id}/resolve/{revision or 'main'}/{filename}"
-
-    def fetch(force, why=""):
-        try:
-            return hub.hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, force_download=force,
-                                       local_files_only=offline, etag_timeout=TIMEOUT)  # fmt: skip
-        except Exception as error:  # offline, unknown repository or file, network errors: many types
-            raise OSError(
-                f"{why}Could not fetch {filename!r} of the Hugging Face repository {repo_id!r} ({url}) into the cache "
-                f"at {cache!r}{' (HF_HUB_OFFLINE is set)' if offline else ''}: {type(error).__name__}: "
-                f"{_short(error)}. {offline_advice(url, cache)}"
-            ) from None
-
-    path = fetch(False)
-    for attempt in range(2):
-        expected, origin = _hf_expected(path, sha256)
-        if expected is None:
-            raise ValueError(
-                f"{path!r} (from {url}) cannot be verified: it is not a blob named by its sha256 in the Hugging Face "
-                "cache (a cache without symbolic links), and the preset pins no sha256. Pass the file's path as "
-                "weights=... after checking it yourself."
-            )
-        actual = sha256_of(path)
-        if actual == expected:
-            return path
-        _remove_cached(path)
-        mismatch = f"{path!r} (from {url}) has sha256 {actual}, but {expected} was expected ({origin}); it was deleted"
-        if attempt:
-            raise ValueError(f"{mismatch}, after fetching it again. The file at the hub is not the one expected.")
-        path = fetch(True, f"{mismatch}. ")
-    return path

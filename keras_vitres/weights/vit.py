@@ -13,8 +13,10 @@ torchvision state dicts: conv_proj, class_token, encoder.pos_embedding, encoder.
     self_attention.in_proj_* (fused), self_attention.out_proj, ln_2, mlp.0, mlp.3}, encoder.ln,
     heads.pre_logits, heads.head.
 
-The official checkpoints were trained with tanh-approximate GELU (flax's default) and timm/torchvision with exact
-GELU; a model built with the other one gets a warning, since its outputs then differ slightly.
+The official checkpoints were trained with tanh-approximate GELU (flax's default). timm and torchvision run their
+ViTs with exact GELU (`nn.GELU`), also the paper's JAX-trained checkpoints that timm converted unchanged
+(`.orig_in21k`, `.augreg`): exact GELU reproduces timm's outputs, tanh-approximate the original JAX model's. A model
+built with the other form than the source computes gets a warning, since its outputs then differ slightly.
 """
 
 import re
@@ -71,13 +73,14 @@ def file_prefix_tokens(tensor_file, key):
     return 0 if square_grid(shape[1]) else 1
 
 
-def warn_gelu(model, approximate, source_name):
+def warn_gelu(model, approximate, source):
+    """Warns when the model's GELU is not the form `source` computes (a phrase: "X checkpoints were trained with")."""
     blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
     if blocks and any(block.approximate_gelu != approximate for block in blocks):
         warnings.warn(
-            f"{source_name} checkpoints were trained with {'tanh-approximate' if approximate else 'exact'} GELU; model "
-            f"{model.name!r} uses {'exact' if approximate else 'tanh-approximate'} GELU, so its outputs differ "
-            f"slightly from the original. Build it with approximate_gelu={approximate} to reproduce them.",
+            f"{source} {'tanh-approximate' if approximate else 'exact'} GELU; model {model.name!r} uses "
+            f"{'exact' if approximate else 'tanh-approximate'} GELU, so its outputs differ slightly from the source's. "
+            f"Build it with approximate_gelu={approximate} to reproduce them.",
             stacklevel=4,
         )
 
@@ -93,10 +96,12 @@ def _first_present(tensor_file, candidates):
 
 def npz_vit_sources(model, tensor_file, approximate_gelu=True):
     """{model weight path: Source} for an official or big_vision ViT `.npz` (see the module docstring), or for
-    weights under its names from another source (keras-hub, trained with exact GELU: `approximate_gelu=False`)."""
+    weights under its names from another source (keras-hub, which runs the same JAX-trained checkpoints with exact
+    GELU: `approximate_gelu=False`)."""
     source_name = "The official ViT .npz" if approximate_gelu else f"The {tensor_file.format_name} ViT"
     check_vit(model, source_name)
-    warn_gelu(model, approximate_gelu, source_name)
+    warn_gelu(model, approximate_gelu, f"{source_name} checkpoints were trained with" if approximate_gelu else
+              f"{tensor_file.format_name} runs its ViT checkpoints (the paper's, trained in JAX with tanh GELU) with")
     root = "params/" if "params/embedding/kernel" in tensor_file else ""
     if f"{root}embedding/kernel" not in tensor_file:
         raise ValueError(
@@ -220,7 +225,8 @@ def torch_vit_flavour(tensor_file):
 def torch_vit_sources(model, tensor_file):
     """{model weight path: Source} for a timm or torchvision ViT state dict (see the module docstring)."""
     check_vit(model, "timm/torchvision ViT")
-    warn_gelu(model, False, "timm/torchvision ViT")
+    warn_gelu(model, False, "timm and torchvision run their ViT checkpoints (timm's copies of the paper's among them, "
+              "trained in JAX with tanh GELU) with")
     flavour = torch_vit_flavour(tensor_file)
     names = TORCH_VIT_NAMES[flavour]
     qkv_index = {"query": 0, "key": 1, "value": 2}

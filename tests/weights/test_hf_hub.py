@@ -1,138 +1,171 @@
-"""Named weights from the Hugging Face hub: a timm safetensors file laid out as a hub cache entry (blobs/<sha256>,
-snapshots/<revision>/<file> linking to it, refs/main), read with HF_HUB_OFFLINE=1 and verified by the package
-against the sha256 that names the blob. No network."""
+"""Named weights from the Hugging Face hub, end to end: the preset rows' own entries (repository, file, pinned
+revision) served by a stand-in hub on 127.0.0.1 (tests/weights/hub_server.py) and fetched with the installed
+huggingface_hub's real `hf_hub_download`, then loaded with their preprocessing. The first test runs as a user
+would, in a fresh process that imports nothing first: the first call downloads (with huggingface_hub's progress
+bar) and loads, the second asks the hub nothing, and a third, offline with the hub gone, loads from the cache.
+No network."""
 
-import hashlib
-import os
+import importlib
 import sys
 
 import keras
 import numpy as np
 import pytest
+from safetensors.numpy import save
 
 import keras_vitres
 from keras_vitres.presets import PRESETS
-from tests.weights.reference_forward import official_to_timm, random_official_vit, vit_forward
-from tests.weights.test_state_dicts import VIT, write
+from tests.weights.hub_server import COMMIT, FakeHub, hub_environment, run_fresh, sha256
+from tests.weights.reference_forward import (
+    official_to_timm,
+    random_official_vit,
+    random_torch_resnet,
+    resnet_forward,
+    vit_forward,
+)
+from tests.weights.test_state_dicts import VIT
 
 # CI's third step runs these, with the optional extras installed (without them they skip).
 pytestmark = pytest.mark.extras
 
-REPO, REVISION = "timm/vit_test_patch8_32", "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A timm ViT state dict (safetensors), its bytes, and the reference outputs on [-1, 1] images."""
-    rng = np.random.default_rng(3)
-    params = random_official_vit(rng, **VIT)
-    path = write(tmp_path_factory.mktemp("timm") / "model.safetensors", official_to_timm(params))
-    pixels = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    expected = vit_forward(params, pixels / 127.5 - 1.0, num_heads=2, approximate_gelu=False)
-    with open(path, "rb") as f:
-        return f.read(), pixels, expected
-
-
-def put_in_cache(cache, data, repo_id=REPO):
-    """Lays `data` out as huggingface_hub's cache does for `repo_id`; returns the blob's path."""
-    digest = hashlib.sha256(data).hexdigest()
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    (repo / "snapshots" / REVISION).mkdir(parents=True, exist_ok=True)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(REVISION)
-    blob = repo / "blobs" / digest
-    blob.write_bytes(data)
-    link = repo / "snapshots" / REVISION / "model.safetensors"
-    if os.path.lexists(link):
-        link.unlink()
-    link.symlink_to(os.path.join("..", "..", "blobs", digest))
-    return blob
+TINY_RESNET = dict(stage_blocks=(1, 1), stage_filters=(8, 16), input_shape=(40, 40, 3), classes=6,
+                   classifier_activation=None)  # fmt: skip
+TINY_VIT = dict(patch_size=8, hidden_dim=32, num_layers=1, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3))
 
 
 @pytest.fixture
-def hub_preset(monkeypatch, tmp_path):
-    """A small ViT preset whose named weights "timm" are the test repository's model.safetensors."""
-    entry = dict(source="hf_hub", repo_id=REPO, filename="model.safetensors", config=dict(approximate_gelu=False),
-                 preprocessing=dict(image_size=(32, 32), scale=1 / 127.5, offset=-1.0), description="test",
-                 licence="test", top1=None)  # fmt: skip
-    config = dict(input_shape=(32, 32, 3), classes=VIT["classes"], patch_size=VIT["patch"], hidden_dim=VIT["hidden"],
+def hub(monkeypatch, tmp_path):
+    """A stand-in hub for this process: huggingface_hub pointed at it, the caches under `tmp_path`."""
+    constants = importlib.import_module(pytest.importorskip("huggingface_hub").__name__ + ".constants")
+    server = FakeHub()
+    for key, value in hub_environment(tmp_path, HF_ENDPOINT=server.url).items():
+        if key.startswith(("HF_", "KERAS_VITRES_", "NO_PROXY", "no_proxy")):
+            monkeypatch.setenv(key, value)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # read at import: no registry request
+    yield server
+    server.stop()
+
+
+def serve_entry(hub, monkeypatch, preset, weight_name, data):
+    """Publishes `data` as the preset entry's file, at its pinned revision, and pins its sha256 to the data's where
+    the entry pins one (the published file's own sha256 is checked in test_hub_weight_rows.py)."""
+    entry = PRESETS[preset]["weights"][weight_name]
+    hub.publish(entry["repo_id"], entry["filename"], data, commit=entry.get("revision") or COMMIT)
+    if entry.get("sha256"):
+        monkeypatch.setitem(entry, "sha256", sha256(data))
+    return entry
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """A torchvision-layout ResNet-18 at 8/16 filters and a timm ViT without head (as timm's `.orig_in21k`), as
+    safetensors files, with the ResNet's reference outputs on raw pixels (ImageNet mean/std, as the row)."""
+    folder = tmp_path_factory.mktemp("published")
+    rng = np.random.default_rng(29)
+    resnet = random_torch_resnet(rng, bottleneck=False, stage_blocks=(1, 1), stage_filters=(8, 16), classes=6)
+    (folder / "resnet.safetensors").write_bytes(save({k: np.ascontiguousarray(v) for k, v in resnet.items()}))
+    vit = official_to_timm(random_official_vit(rng, patch=8, hidden=32, layers=1, heads=2, mlp=64, classes=5, grid=4))
+    (folder / "vit.safetensors").write_bytes(save({k: v for k, v in vit.items() if not k.startswith("head")}))
+    pixels = rng.uniform(0, 255, (2, 40, 40, 3)).astype("float32")
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    expected = resnet_forward(resnet, ((pixels / 255 - mean) / std).astype("float32"), bottleneck=False)
+    np.save(folder / "pixels.npy", pixels)
+    return folder, expected, vit["cls_token"]
+
+
+USER = """
+import json, os, sys, time
+from pathlib import Path
+import numpy as np
+from tests.weights.hub_server import FakeHub, sha256  # the standard library only
+folder = Path(os.environ["PUBLISHED"])
+{serve}
+import keras_vitres
+from keras_vitres.presets import PRESETS
+
+def build():
+    start = time.perf_counter()
+    resnet = keras_vitres.ResNet18(weights="timm_tv_in1k", {resnet})
+    vit = keras_vitres.ViTB16(weights="timm_imagenet21k", {vit})
+    return resnet, vit, time.perf_counter() - start
+
+{pin}
+resnet, vit, first = build()
+out = dict(first=first, outputs=np.asarray(resnet(np.load(folder / "pixels.npy"))).tolist(),
+           cls=np.asarray(vit.get_layer("class_token").weights[0]).ravel().tolist())
+{again}
+print(json.dumps(out))
+"""
+NAMED = (("resnet18", "timm_tv_in1k", "resnet"), ("vit_base_patch16_224", "timm_imagenet21k", "vit"))
+PIN = f"""
+for preset, name, file in {NAMED!r}:
+    entry = PRESETS[preset]["weights"][name]
+    if entry.get("sha256"):  # the tiny file stands in for the published one: pin its hash instead
+        entry["sha256"] = sha256((folder / (file + ".safetensors")).read_bytes())
+"""
+AGAIN = """
+hub.requests.clear()
+_, _, out["second"] = build()
+out["second_requests"] = hub.requests
+hub.stop()  # the user's next session, offline: no hub at all
+os.environ["HF_HUB_OFFLINE"] = "1"
+resnet, _, out["offline"] = build()
+out["offline_outputs"] = np.asarray(resnet(np.load(folder / "pixels.npy"))).tolist()
+"""
+
+
+def test_named_weights_in_a_fresh_process_download_once_then_load_offline(tmp_path, tiny_files):
+    pytest.importorskip("huggingface_hub")
+    folder, expected, cls_token = tiny_files
+    serve = "hub = FakeHub()\nos.environ['HF_ENDPOINT'] = hub.url\n"
+    for preset, name, file in NAMED:  # each row's own repository, at its pinned revision
+        entry = PRESETS[preset]["weights"][name]
+        serve += (f"hub.publish({entry['repo_id']!r}, 'model.safetensors', (folder / '{file}.safetensors').read_bytes(), "
+                  f"commit={entry.get('revision') or COMMIT!r})\n")  # fmt: skip
+    resnet = ", ".join(f"{k}={v!r}" for k, v in TINY_RESNET.items())
+    vit = ", ".join(f"{k}={v!r}" for k, v in TINY_VIT.items())
+    env = hub_environment(tmp_path, PUBLISHED=folder)
+    # TQDM_POSITION=-1: huggingface_hub's switch that shows its bars where stderr is not a terminal, as here.
+    online = run_fresh(USER.format(serve=serve, resnet=resnet, vit=vit, pin=PIN, again=AGAIN), dict(env, TQDM_POSITION="-1"))
+    np.testing.assert_allclose(online["outputs"], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_array_equal(np.float32(online["cls"]), cls_token.ravel())
+    assert online["second_requests"] == []  # the record answers: the hub is not asked again
+    assert "100%" in online["stderr"] and "model.safetensors" in online["stderr"]  # huggingface_hub's progress bar
+    np.testing.assert_array_equal(online["offline_outputs"], online["outputs"])
+    print(f"first {online['first']:.2f} s, second {online['second']:.2f} s, offline {online['offline']:.2f} s")
+
+
+@pytest.mark.parametrize("module, preset, weights", [("huggingface_hub", "resnet18", "timm_tv_in1k"),
+                                                     ("keras_hub", "resnet50", "keras_hub_imagenet")])
+def test_a_missing_extra_names_it(monkeypatch, module, preset, weights):
+    monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+    with pytest.raises(ImportError, match=rf"needs the optional package '{module}'.*pip install \"keras-vitres\[hub\]\""):
+        keras_vitres.build_model(preset, weights=weights)
+
+
+@pytest.fixture
+def hub_preset(hub, monkeypatch):
+    """A small ViT preset whose named weights "timm" are a test repository's model.safetensors on the hub."""
+    entry = dict(source="hf_hub", repo_id="timm/vit_test_patch8_32", filename="model.safetensors",
+                 config=dict(approximate_gelu=False), preprocessing=dict(image_size=(32, 32), scale=1 / 127.5, offset=-1.0),
+                 description="test", licence="test", top1=None)  # fmt: skip
+    config = dict(input_shape=(32, 32, 3), classes=10, patch_size=VIT["patch"], hidden_dim=VIT["hidden"],
                   num_layers=VIT["layers"], num_heads=VIT["heads"], mlp_dim=VIT["mlp"])  # fmt: skip
     monkeypatch.setitem(PRESETS, "vit_digits_patch4_32", dict(PRESETS["vit_digits_patch4_32"], config=config,
                                                               weights={"timm": entry}))  # fmt: skip
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "hub"
+    return entry
 
 
-def build():
-    return keras_vitres.build_model("vit_digits_patch4_32", weights="timm", classifier_activation=None)
-
-
-def test_a_cached_file_is_verified_then_loaded_with_its_preprocessing(hub_preset, checkpoint):
-    pytest.importorskip("huggingface_hub")
-    data, pixels, expected = checkpoint
-    put_in_cache(hub_preset, data)
-    model = build()
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(pixels)), expected, atol=1e-4, rtol=1e-4)
-
-
-def test_a_corrupted_cache_file_is_deleted_and_never_loaded_offline(hub_preset, checkpoint):
-    pytest.importorskip("huggingface_hub")
-    data, _, _ = checkpoint
-    blob = put_in_cache(hub_preset, data)
-    blob.write_bytes(data[:-8] + b"tampered")  # same size class of damage: huggingface_hub would not notice
-    with pytest.raises(OSError) as error:
-        build()
-    message = " ".join(str(error.value).split())
-    assert f"but {blob.name} was expected (the hub's LFS sha256" in message and "it was deleted" in message
-    assert REPO in message and str(hub_preset) in message and "HF_HUB_OFFLINE" in message and "weights=" in message
-    assert not blob.exists()
-
-
-def test_a_corrupted_cache_file_is_fetched_again(hub_preset, checkpoint, monkeypatch):
-    hub = pytest.importorskip("huggingface_hub")
-    data, pixels, expected = checkpoint
-    blob = put_in_cache(hub_preset, data)
-    blob.write_bytes(b"\0" * len(data))
-    real, calls = hub.hf_hub_download, []
-
-    def hub_download(*args, force_download=False, **kwargs):  # the hub, answering a forced download
-        calls.append(force_download)
-        if force_download:
-            put_in_cache(hub_preset, data)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(hub, "hf_hub_download", hub_download)
-    model = build()
-    assert calls == [False, True]
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(pixels)), expected, atol=1e-4, rtol=1e-4)
-
-
-def test_a_file_the_hub_cache_does_not_have_fails_at_once_offline(hub_preset):
-    pytest.importorskip("huggingface_hub")
-    with pytest.raises(OSError, match=r"Could not fetch 'model.safetensors' of the Hugging Face repository "
-                                      r"'timm/vit_test_patch8_32'.*HF_HUB_OFFLINE is set.*download .* elsewhere"):
-        build()
-
-
-@pytest.mark.parametrize("module, preset, weights", [("huggingface_hub", None, "timm"),
-                                                     ("keras_hub", "resnet50", "keras_hub_imagenet")])
-def test_a_missing_extra_names_it(hub_preset, monkeypatch, module, preset, weights):
-    monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
-    with pytest.raises(ImportError, match=rf"needs the optional package '{module}'.*pip install \"keras-vitres\[hub\]\""):
-        keras_vitres.build_model(preset or "vit_digits_patch4_32", weights=weights)
-
-
-def test_training_from_named_weights_applies_their_preprocessing_once(hub_preset, tmp_path):
+def test_training_from_named_weights_applies_their_preprocessing_once(hub, hub_preset, tmp_path):
     """`train --weights NAME`: the run takes the weights' preprocessing, crop and size, the model applies it once
     (the network built with the weights carries it), and with a learning rate of 0 the trained model computes
     exactly the checkpoint's function on raw pixels."""
-    pytest.importorskip("huggingface_hub")
     from keras_vitres.training import resolve_config, train
 
     params = random_official_vit(np.random.default_rng(8), **dict(VIT, classes=10))
-    put_in_cache(hub_preset, open(write(tmp_path / "ten.safetensors", official_to_timm(params)), "rb").read())
+    hub.publish(hub_preset["repo_id"], hub_preset["filename"], save(official_to_timm(params)))
     with pytest.raises(ValueError, match=r"weights='timm' bring their own preprocessing .* received "
                                          r"preprocessing='pixel_mean'"):  # fmt: skip
         resolve_config("digits_vit", weights="timm", preprocessing="pixel_mean")

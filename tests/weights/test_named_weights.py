@@ -1,5 +1,6 @@
 """Weights by name: keras.applications' ResNet files served by a local HTTP server, verified by their md5, loaded
-into the keras.applications layout with its preprocessing as the model's first layer (no network is used)."""
+into the keras.applications layout with its preprocessing as the model's first layer; and a Kaggle handle that
+cannot be reached (no network is used)."""
 
 import functools
 import hashlib
@@ -7,6 +8,7 @@ import http.server
 import json
 import os
 import threading
+import time
 
 import keras
 import numpy as np
@@ -159,3 +161,25 @@ def test_preset_weights_lists_entries_that_are_complete():
     weights["imagenet"]["files"]["top"]["md5"] = "changed"  # a copy: the registry keeps its own
     assert keras_vitres.preset_weights("resnet101_keras")["imagenet"]["files"]["top"]["md5"] != "changed"
     assert json.dumps(keras_vitres.preset_weights("vit_base_patch16_224"))  # plain data
+
+
+@pytest.mark.extras
+def test_an_unreachable_kaggle_fails_at_once_naming_the_handle_the_cache_and_what_to_do(monkeypatch, tmp_path):
+    """kagglehub has no endpoint to point at a local server (no variable; kagglesdk's KAGGLE_API_ENVIRONMENT names
+    fixed hosts), so the error path is what is tested: every request goes to a proxy where nothing listens, as
+    behind a firewall, and the call fails at once."""
+    pytest.importorskip("keras_hub")
+    for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    for key in ("NO_PROXY", "no_proxy", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle"))  # no credentials of this machine's
+    handle = PRESETS["resnet18"]["weights"]["keras_hub_imagenet"]["handle"]
+    start = time.perf_counter()
+    with pytest.raises(OSError) as error:
+        keras_vitres.ResNet18(weights="keras_hub_imagenet")
+    message = " ".join(str(error.value).split())
+    assert f"Could not load the keras-hub preset {handle!r}" in message and str(tmp_path / "kagglehub") in message
+    assert f"from_preset({handle!r}).save_to_preset(DIR) elsewhere" in message and "weights=" in message
+    assert time.perf_counter() - start < 60, "failed, but not at once"  # keras-hub's import included
