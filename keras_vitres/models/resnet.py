@@ -11,7 +11,7 @@ published weights map onto them by name.
 
 import keras
 
-from keras_vitres.layers.normalization import BatchNormalization
+from keras_vitres.layers.normalization import FusedBatchNormalization
 from keras_vitres.layers.residual import BasicBlock, BottleneckBlock, check_shortcut
 from keras_vitres.models.common import (
     check_head_args,
@@ -73,7 +73,7 @@ def resnet_stem(x, stem, filters, *, use_bias=False, bn_epsilon=1e-5, bn_momentu
     else:
         x = keras.layers.ZeroPadding2D(3, name="stem_conv_pad")(x)
         x = keras.layers.Conv2D(filters, 7, strides=2, name="stem_conv", **conv_args)(x)
-    x = BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name="stem_bn")(x)
+    x = FusedBatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name="stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_relu")(x)
     if stem == "imagenet":
         x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)

@@ -11,9 +11,9 @@ import keras
 import numpy as np
 
 from keras_vitres.layers.embedding import (
+    AddPositionEmbedding,
     ClassToken,
     PatchEmbedding,
-    PositionEmbedding,
     grid_size_for,
     resample_position_embedding,
 )
@@ -101,7 +101,7 @@ def vit_from_features(
     tokens = PatchEmbedding(patch_size, hidden_dim, kernel_initializer=patch_kernel_initializer,
                             name="patch_embedding")(features)
     x = ClassToken(name="class_token")(tokens) if use_class_token else tokens
-    x = PositionEmbedding(grid_size, num_prefix_tokens=int(use_class_token), name="position_embedding")(x)
+    x = AddPositionEmbedding(grid_size, num_prefix_tokens=int(use_class_token), name="position_embedding")(x)
     x = keras.layers.Dropout(dropout_rate, name="embedding_dropout")(x)
     for i in range(num_layers):
         x = TransformerBlock(
