@@ -1,6 +1,7 @@
 """The package root is light: `import keras_vitres` and the CLI's help, version and presets import no framework
 (checked by `sys.modules` in a fresh process), every public name resolves on first use, `.keras` files load after
-`import keras_vitres.serialization` (and through the package's loader without it), and preset rows declare named checkpoints that `build_model` resolves."""
+`import keras_vitres.serialization` (and through the package's loader without it), and preset rows declare named
+checkpoints that `build_model` resolves."""
 
 import hashlib
 import importlib

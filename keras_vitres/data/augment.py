@@ -9,9 +9,9 @@
   image at its own size: the fine-tuning recipes' augmentation (arXiv:2010.11929 App. B.1.1).
 - `random_shift`: random translations of whole batches, zero-filled (the digits recipes: digits must not be
   flipped, so the "cifar" crop-and-flip does not fit them).
-- MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019): `keras.layers.MixUp` and `ExactAreaCutMix` below (the core layer
-  with the paper's Beta(alpha, alpha) ratio and exact-area labels) on batches with one-hot labels; with both on,
-  each batch gets one of them with probability 1/2 (as timm does).
+- MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019): `keras.layers.MixUp` and `ExactAreaCutMix` below (the
+  core layer with the paper's Beta(alpha, alpha) ratio and exact-area labels) on batches with one-hot labels; with
+  both on, each batch gets one of them with probability 1/2 (as timm does).
 """
 
 import keras

@@ -162,8 +162,8 @@ class AddPositionEmbedding(keras.layers.Layer):
     def build(self, input_shape):
         if input_shape[1] is not None and input_shape[1] != self.num_tokens:
             raise ValueError(
-                f"AddPositionEmbedding(grid_size={self.grid_size!r}, num_prefix_tokens={self.num_prefix_tokens}) expects "
-                f"{self.num_tokens} tokens; received an input of shape {tuple(input_shape)}."
+                f"AddPositionEmbedding(grid_size={self.grid_size!r}, num_prefix_tokens={self.num_prefix_tokens}) "
+                f"expects {self.num_tokens} tokens; received an input of shape {tuple(input_shape)}."
             )
         initializer = self.initializer or keras.initializers.RandomNormal(stddev=0.02)
         self.embedding = self.add_weight(
