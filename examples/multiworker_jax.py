@@ -66,7 +66,7 @@ def launch_local(args, argv):
     import keras
     import numpy as np
 
-    import keras_vitres  # noqa: F401  (registers the layers)
+    import keras_vitres.serialization  # noqa: F401  (registers the package's classes with Keras)
 
     paths = [os.path.join(args.run_dir, "model.keras")] + [
         os.path.join(args.run_dir, f"worker{p}", "model.keras") for p in range(1, args.local)

@@ -5,15 +5,11 @@ and each name imports its module the first time it is used (`keras_vitres.ResNet
 `__all__` and `__dir__` list every name for tools and IDEs. The named builders (ResNet20 ... ResNet1202,
 PlainNet20 ..., ResNet18 ... ResNet152, ViTB16, ...) come from the preset table, which is read without Keras.
 
-Keras finds the package's serialisable classes (layers, `CutMix`, learning-rate schedules) by the registration
-their modules make when imported. So that `keras.saving.load_model` reads a `.keras` file after only
-`import keras_vitres`, they are imported as soon as Keras is: at once if Keras was imported first, else right
-after Keras' own import (see `register_serializables`).
+Loading a `.keras` file in a new process needs `import keras_vitres.serialization` first, which registers the
+package's classes with Keras (the CLI's commands need nothing).
 """
 
 import importlib
-import importlib.util
-import sys
 
 from keras_vitres.presets import NAMED_BUILDERS
 from keras_vitres.version import __version__
@@ -34,8 +30,6 @@ _EXPORTS = {
 }
 # Subpackages reachable as attributes (`keras_vitres.layers.ClassToken`) without importing them first.
 _SUBPACKAGES = ("analysis", "benchmark", "data", "export", "layers", "models", "presets", "training", "weights")
-# The modules whose import registers a class with `keras.saving.register_keras_serializable`.
-SERIALIZABLE_MODULES = ("keras_vitres.layers", "keras_vitres.data.augment", "keras_vitres.training.schedules")
 
 __all__ = [
     "BiTResNet",
@@ -74,52 +68,3 @@ def __getattr__(name):
 def __dir__():
     return sorted({*globals(), *__all__, *_SUBPACKAGES})
 
-
-def register_serializables():
-    """Imports the modules that register the package's serialisable classes with Keras (`SERIALIZABLE_MODULES`),
-    so that `keras.saving.load_model` finds them. Imports Keras; the package's own loading functions import what
-    they need themselves."""
-    for module in SERIALIZABLE_MODULES:
-        importlib.import_module(module)
-
-
-def _package_is_importing():
-    """Whether a module of this package is part-way through its own import (then registering now could meet it
-    half-built; it registers what it defines itself)."""
-    return any(
-        getattr(getattr(module, "__spec__", None), "_initializing", False)
-        for name, module in list(sys.modules.items())
-        if name.startswith(f"{__name__}.")
-    )
-
-
-class _RegisterAfterKeras:
-    """A one-shot import hook: when `keras` is first imported, registers the serialisable classes right after it.
-
-    It only wraps the loader that Python's own finders return for `keras`, and removes itself from
-    `sys.meta_path` the first time it is asked about Keras.
-    """
-
-    @classmethod
-    def find_spec(cls, fullname, path=None, target=None):
-        if fullname != "keras":
-            return None
-        sys.meta_path.remove(cls)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_keras = spec.loader.exec_module
-
-        def exec_module(module):
-            exec_keras(module)
-            if not _package_is_importing():
-                register_serializables()
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-if "keras" in sys.modules:  # Keras is loaded already: registering costs no framework import
-    register_serializables()
-elif _RegisterAfterKeras not in sys.meta_path:
-    sys.meta_path.insert(0, _RegisterAfterKeras)

@@ -20,7 +20,7 @@ FLOORS = [
     {"models", "export"},
     {"presets"},
     {"training"},
-    {"analysis", "benchmark"},
+    {"analysis", "benchmark", "serialization"},
     {"cli"},
     {"__init__"},
 ]

@@ -1,10 +1,13 @@
 """The package root is light: `import keras_vitres` and the CLI's help, version and presets import no framework
 (checked by `sys.modules` in a fresh process), every public name resolves on first use, `.keras` files load after
-only `import keras_vitres`, and preset rows declare named checkpoints that `build_model` resolves."""
+`import keras_vitres.serialization` (and through the package's loader without it), and preset rows declare named
+checkpoints that `build_model` resolves."""
 
 import hashlib
+import importlib
 import json
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -18,7 +21,6 @@ import pytest
 import keras_vitres
 from keras_vitres.presets import PRESETS, build_model
 from keras_vitres.weights.download import SCHEMES, SHA256
-from tests.helpers import tiny_vit
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("keras", "tensorflow", "jax", "torch")
@@ -72,25 +74,64 @@ def test_every_public_name_resolves_and_is_listed():
         keras_vitres.ResNet21  # noqa: B018
 
 
-def test_a_saved_model_loads_after_only_import_keras_vitres(tmp_path):
-    """Keras finds the package's layers by their registration: the root registers them once Keras is imported."""
-    model = tiny_vit()
-    path = tmp_path / "vit.keras"
+def registered_classes():
+    """{registered name: class} of every class the package registers with Keras, every module imported (aliases of
+    former names included)."""
+    for module in pkgutil.walk_packages(keras_vitres.__path__, "keras_vitres."):
+        importlib.import_module(module.name)
+    return {k: v for k, v in keras.saving.get_custom_objects().items() if k.startswith("keras_vitres>")}
+
+
+def test_a_saved_model_loads_after_the_documented_import_and_through_the_package_without_it(tmp_path):
+    """In a fresh process: without `import keras_vitres.serialization`, Keras names the missing class (the package's
+    loading function needs nothing); after it, `keras.saving.load_model` reads the model with its optimizer's
+    schedule, and every class the package registers is registered."""
+    from keras_vitres.training.schedules import StepDecay, Warmup
+
+    model = keras_vitres.ResNet(8, input_shape=(16, 16, 3), classes=3)
+    model.compile(optimizer=keras.optimizers.SGD(Warmup(StepDecay(0.1, boundaries=(10,)), warmup_steps=2)),
+                  loss="sparse_categorical_crossentropy")
+    path = tmp_path / "resnet8.keras"
     model.save(path)
-    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
     np.save(tmp_path / "images.npy", images)
     expected = keras.ops.convert_to_numpy(model(images))
     out = run_fresh(f"""
-        import sys
+        import json, sys
         import keras_vitres
         assert "keras" not in sys.modules
         import keras, numpy as np
+
+        def registered():
+            return sorted(k for k in keras.saving.get_custom_objects() if k.startswith("keras_vitres>"))
+
+        images = np.load({str(tmp_path / "images.npy")!r})
+        try:
+            keras.saving.load_model({str(path)!r})
+        except TypeError as error:
+            print(json.dumps(dict(error=str(error))))
+        from keras_vitres.weights.loaders import load_keras_model
+        model = load_keras_model({str(path)!r})
+        np.save({str(tmp_path / "package.npy")!r}, keras.ops.convert_to_numpy(model(images)))
+        print(json.dumps(dict(after_package=registered())))
+        import keras_vitres.serialization
         model = keras.saving.load_model({str(path)!r})
-        np.save({str(tmp_path / "out.npy")!r}, keras.ops.convert_to_numpy(model(np.load({str(tmp_path / "images.npy")!r}))))
-        print(type(model.get_layer("class_token")).__module__)
+        np.save({str(tmp_path / "keras.npy")!r}, keras.ops.convert_to_numpy(model(images)))
+        schedule = model.optimizer.get_config()["learning_rate"]["registered_name"]
+        print(json.dumps(dict(schedule=schedule, after_import=registered())))
     """)  # fmt: skip
-    assert out.split()[-1] == "keras_vitres.layers.embedding"
-    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-5)
+    found = {key: value for line in out.splitlines() if line.startswith("{") for key, value in json.loads(line).items()}
+    # What a user sees without the import: Keras' message, naming a class that is not one of Keras' own.
+    assert "Could not locate class 'FusedBatchNormalization'" in found["error"], found["error"][:2000]
+    assert "'registered_name': 'keras_vitres>FusedBatchNormalization'" in found["error"]
+    for name in ("package", "keras"):
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), expected, atol=1e-5, rtol=0)
+    assert found["schedule"] == "keras_vitres>Warmup"
+    registered = registered_classes()
+    assert found["after_import"] == sorted(registered)
+    # The package's loader reads no compile state: it registers every layer a model of the package can hold.
+    model_layers = {name for name, cls in registered.items() if cls.__module__.startswith("keras_vitres.layers.")}
+    assert len(model_layers) >= 15 and model_layers <= set(found["after_package"])
 
 
 def test_the_builders_call_the_weight_loaders_without_a_registry():

@@ -102,8 +102,10 @@ def add_parser(subparsers):
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, splits, shuffling, augmentation")
     parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --run-dir")
-    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
-                        help="0 silent, 1 progress bar (default), 2 one line per epoch")
+    parser.add_argument("--verbose", default="auto", choices=["auto", "bar", "epoch", "silent", "0", "1", "2"],
+                        help="progress while training: auto (default: the bar on a terminal, else one line per epoch "
+                        "with loss, metrics, time and learning rate), bar, epoch, silent (the summary line only); "
+                        "Keras' 0, 1, 2 mean silent, bar, epoch")
     parser.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     parser.set_defaults(func=run)

@@ -9,12 +9,14 @@
   image at its own size: the fine-tuning recipes' augmentation (arXiv:2010.11929 App. B.1.1).
 - `random_shift`: random translations of whole batches, zero-filled (the digits recipes: digits must not be
   flipped, so the "cifar" crop-and-flip does not fit them).
-- MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019): `keras.layers.MixUp` and `CutMix` below (the core layer
-  with the paper's Beta(alpha, alpha) ratio and exact-area labels) on batches with one-hot labels; with both on,
-  each batch gets one of them with probability 1/2 (as timm does).
+- MixUp (Zhang et al. 2018) and CutMix (Yun et al. 2019): `keras.layers.MixUp` and `ExactAreaCutMix` below (the
+  core layer with the paper's Beta(alpha, alpha) ratio and exact-area labels) on batches with one-hot labels; with
+  both on, each batch gets one of them with probability 1/2 (as timm does).
 """
 
 import keras
+
+from keras_vitres.layers.former_names import register_former_name
 
 AUGMENTS = ("none", "cifar", "randaugment", "keras_cv_randaugment", "random_resized_crop")
 CV_EXTRA_HINT = "pip install keras-vitres[cv]"
@@ -58,7 +60,7 @@ def keras_cv_randaugment_layer(seed):
 
 
 @keras.saving.register_keras_serializable(package="keras_vitres")
-class CutMix(keras.layers.CutMix):
+class ExactAreaCutMix(keras.layers.CutMix):
     """`keras.layers.CutMix` with the CutMix paper's mixing ratio and exact label weights (arXiv:1905.04899, §3.1).
 
     Two changes to the core layer: the ratio is drawn from Beta(alpha, alpha) for a fixed `alpha` (the core layer
@@ -91,6 +93,10 @@ class CutMix(keras.layers.CutMix):
         return config
 
 
+# Files saved before the rename (keras-vitres 0.1.0) name this class "keras_vitres>CutMix".
+register_former_name(ExactAreaCutMix, "CutMix")
+
+
 class LabelMixer:
     """Applies MixUp and/or CutMix to a batch of (images, one-hot labels).
 
@@ -102,7 +108,7 @@ class LabelMixer:
 
     def __init__(self, mixup_alpha, cutmix_alpha, seed):
         self.mixup = keras.layers.MixUp(alpha=mixup_alpha, seed=seed) if mixup_alpha > 0 else None
-        self.cutmix = CutMix(alpha=cutmix_alpha, seed=seed + 1) if cutmix_alpha > 0 else None
+        self.cutmix = ExactAreaCutMix(alpha=cutmix_alpha, seed=seed + 1) if cutmix_alpha > 0 else None
 
     @staticmethod
     def _apply(layer, images, labels):

@@ -118,8 +118,8 @@ def make_pipeline(x, y=None, *, batch_size, training, num_classes=None, augment=
             each batch of float32 images when `training`, after `augment`.
         mixup_alpha: float >= 0. MixUp (`keras.layers.MixUp(alpha=...)`) on training batches; 0 is off.
         cutmix_alpha: float >= 0. CutMix (`keras.layers.CutMix` with a fixed Beta(alpha, alpha) ratio and labels
-            weighted by the pasted area, see `augment.CutMix`) on training batches; 0 is off. With both on, each
-            batch gets one of the two, chosen with probability 1/2.
+            weighted by the pasted area, see `augment.ExactAreaCutMix`) on training batches; 0 is off. With both on,
+            each batch gets one of the two, chosen with probability 1/2.
         image_size: optional int or (height, width) to resize to (antialiased when shrinking).
         crop_fraction: None resizes to `image_size` as it is (stretching); a float in (0, 1] resizes to cover
             `image_size / crop_fraction`, keeping the aspect ratio, and takes the centre (`geometry.resize_and_crop`,

@@ -1,9 +1,9 @@
 """Keras layers of the ResNet and ViT families; each is registered under the package name "keras_vitres"."""
 
-from keras_vitres.layers.attention import MultiHeadAttention
+from keras_vitres.layers.attention import ViTMultiHeadAttention
 from keras_vitres.layers.convolution import StandardizedConv2D
-from keras_vitres.layers.embedding import ClassToken, PatchEmbedding, PositionEmbedding, resample_position_embedding
-from keras_vitres.layers.normalization import BatchNormalization
+from keras_vitres.layers.embedding import AddPositionEmbedding, ClassToken, PatchEmbedding, resample_position_embedding
+from keras_vitres.layers.normalization import FusedBatchNormalization
 from keras_vitres.layers.pooling import TokenPooling
 from keras_vitres.layers.preprocessing import (
     PREPROCESSING_PRESETS,
@@ -16,21 +16,21 @@ from keras_vitres.layers.transformer import DropPath, TransformerBlock, gelu
 
 __all__ = [
     "PREPROCESSING_PRESETS",
+    "AddPositionEmbedding",
     "BasicBlock",
-    "BatchNormalization",
     "BottleneckBlock",
     "ClassToken",
     "DropPath",
+    "FusedBatchNormalization",
     "GroupNormBottleneck",
     "ImagePreprocessing",
-    "MultiHeadAttention",
     "PatchEmbedding",
-    "PositionEmbedding",
     "Preprocessing",
     "Shortcut",
     "StandardizedConv2D",
     "TokenPooling",
     "TransformerBlock",
+    "ViTMultiHeadAttention",
     "find_preprocessing",
     "gelu",
     "resample_position_embedding",

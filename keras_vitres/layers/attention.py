@@ -1,6 +1,6 @@
 """Multi-head self-attention of the Vision Transformer (arXiv:2010.11929, eq. 5-8 of Appendix A), on Keras' layer.
 
-`MultiHeadAttention` is `keras.layers.MultiHeadAttention` (same arguments, sublayers, weight names and layout, so the
+`ViTMultiHeadAttention` is `keras.layers.MultiHeadAttention` (same arguments, sublayers, weight names and layout, so the
 official checkpoints and the converters are unchanged) with its attention core chosen per backend:
 
 - TensorFlow: Keras' `ops.dot_product_attention` is a composite there (TensorFlow has no fused attention kernel on
@@ -30,6 +30,8 @@ import functools
 
 import keras
 from keras import ops
+
+from keras_vitres.layers.former_names import register_former_name
 
 CUDNN_DTYPES = ("bfloat16", "float16")  # cuDNN's fused attention computes in half precision only
 MIN_CUDNN_VERSION = 8904  # cuDNN 8.9.4, JAX's minimum for its cuDNN attention
@@ -113,7 +115,7 @@ def jax_attention(query, key, value, scale, mask=None, is_causal=False, fused=No
 
 
 @keras.saving.register_keras_serializable(package="keras_vitres")
-class MultiHeadAttention(keras.layers.MultiHeadAttention):
+class ViTMultiHeadAttention(keras.layers.MultiHeadAttention):
     """`keras.layers.MultiHeadAttention` with a matmul attention core on TensorFlow and cuDNN's fused attention for
     any token count on JAX (see the module docstring).
 
@@ -123,7 +125,7 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
 
     Examples:
         >>> import numpy as np
-        >>> layer = MultiHeadAttention(num_heads=2, key_dim=4)
+        >>> layer = ViTMultiHeadAttention(num_heads=2, key_dim=4)
         >>> x = np.random.default_rng(0).normal(size=(3, 5, 8)).astype("float32")
         >>> tuple(layer(x, x).shape)
         (3, 5, 8)
@@ -170,3 +172,7 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):
         logits = ops.matmul(query, ops.transpose(key, (0, 2, 3, 1)))
         probs = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), value.dtype)
         return ops.transpose(ops.matmul(probs, ops.transpose(value, (0, 2, 1, 3))), (0, 2, 1, 3)), None
+
+
+# Files saved before the rename (keras-vitres 0.1.0) name this class "keras_vitres>MultiHeadAttention".
+register_former_name(ViTMultiHeadAttention, "MultiHeadAttention")

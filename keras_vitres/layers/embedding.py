@@ -6,6 +6,8 @@ z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos
 import keras
 from keras import ops
 
+from keras_vitres.layers.former_names import register_former_name
+
 
 def _pair(value, name):
     """Returns `value` as a (height, width) tuple of positive ints, or raises naming `name`."""
@@ -131,7 +133,7 @@ class ClassToken(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_vitres")
-class PositionEmbedding(keras.layers.Layer):
+class AddPositionEmbedding(keras.layers.Layer):
     """Adds a learned 1-D position embedding E_pos to a token sequence (arXiv:2010.11929, eq. 1 and §3.2).
 
     Args:
@@ -160,8 +162,8 @@ class PositionEmbedding(keras.layers.Layer):
     def build(self, input_shape):
         if input_shape[1] is not None and input_shape[1] != self.num_tokens:
             raise ValueError(
-                f"PositionEmbedding(grid_size={self.grid_size!r}, num_prefix_tokens={self.num_prefix_tokens}) expects "
-                f"{self.num_tokens} tokens; received an input of shape {tuple(input_shape)}."
+                f"AddPositionEmbedding(grid_size={self.grid_size!r}, num_prefix_tokens={self.num_prefix_tokens}) "
+                f"expects {self.num_tokens} tokens; received an input of shape {tuple(input_shape)}."
             )
         initializer = self.initializer or keras.initializers.RandomNormal(stddev=0.02)
         self.embedding = self.add_weight(
@@ -183,6 +185,10 @@ class PositionEmbedding(keras.layers.Layer):
         return config
 
 
+# Files saved before the rename (keras-vitres 0.1.0) name this class "keras_vitres>PositionEmbedding".
+register_former_name(AddPositionEmbedding, "PositionEmbedding")
+
+
 def grid_size_for(image_shape, patch_size):
     """Returns the patch grid (gh, gw) of an image of `image_shape` (H, W, C), or raises naming the value."""
     ph, pw = _pair(patch_size, "patch_size")
@@ -193,4 +199,3 @@ def grid_size_for(image_shape, patch_size):
             f"received input_shape={tuple(image_shape)!r}."
         )
     return (height // ph, width // pw)
-

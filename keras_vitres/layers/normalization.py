@@ -6,7 +6,7 @@ backward pass) instead of TensorFlow's fused `FusedBatchNormV3` kernel, which Ke
 and cuDNN (GPU) implement in one or two passes. Measured on 2 CPU cores (`docs/benchmarks.md`), the fused kernel
 makes a ResNet-50 training step 1.2x to 1.7x faster than Keras' layer does (float32 with conv biases, bfloat16).
 
-`BatchNormalization` here is Keras' layer with the same arguments, variables, variable names and update rule, so
+`FusedBatchNormalization` here is Keras' layer with the same arguments, variables, variable names and update rule, so
 checkpoints and converters are unchanged; only how a 4-D, channels-last input is computed on the TensorFlow backend
 differs. Every other case (JAX, PyTorch, other ranks or axes, masks, renorm, synchronized statistics) runs Keras'
 own implementation.
@@ -18,11 +18,13 @@ normalization and the ReLU after it into one kernel (ResNet-50 with conv biases:
 
 import keras
 
+from keras_vitres.layers.former_names import register_former_name
+
 FUSED_DTYPES = ("float16", "bfloat16", "float32")  # the input types of TensorFlow's FusedBatchNormV3 kernel
 
 
 @keras.saving.register_keras_serializable(package="keras_vitres")
-class BatchNormalization(keras.layers.BatchNormalization):
+class FusedBatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` that uses TensorFlow's fused kernel for 4-D channels-last inputs.
 
     In training it normalizes with the batch's mean and (biased) variance and updates the moving statistics as
@@ -38,7 +40,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     Examples:
         >>> import numpy as np
-        >>> layer = BatchNormalization(epsilon=1e-5)
+        >>> layer = FusedBatchNormalization(epsilon=1e-5)
         >>> x = np.random.default_rng(0).normal(3.0, 2.0, (8, 4, 4, 16)).astype("float32")
         >>> y = keras.ops.convert_to_numpy(layer(x, training=True))
         >>> bool(abs(y.mean()) < 1e-4), bool(abs(y.std() - 1.0) < 1e-3)
@@ -125,3 +127,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         config = super().get_config()
         config["fused"] = self.fused
         return config
+
+
+# Files saved before the rename (keras-vitres 0.1.0) name this class "keras_vitres>BatchNormalization".
+register_former_name(FusedBatchNormalization, "BatchNormalization")

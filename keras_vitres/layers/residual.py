@@ -23,7 +23,7 @@ import keras
 from keras import ops
 
 from keras_vitres.layers.convolution import StandardizedConv2D
-from keras_vitres.layers.normalization import BatchNormalization
+from keras_vitres.layers.normalization import FusedBatchNormalization
 from keras_vitres.layers.remat import check_remat, rematerialized
 
 SHORTCUT_OPTIONS = ("A", "B", "C", None)
@@ -91,7 +91,7 @@ class _ConvBNMixin:
         return pad, conv
 
     def _make_bn(self, name):
-        return BatchNormalization(
+        return FusedBatchNormalization(
             momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype_policy, name=name
         )
 

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_vitres.layers.attention import MultiHeadAttention
+from keras_vitres.layers.attention import ViTMultiHeadAttention
 from keras_vitres.layers.remat import check_remat, rematerialized
 
 SQRT_HALF = 0.7071067811865476
@@ -64,7 +64,7 @@ class DropPath(keras.layers.Layer):
 class TransformerBlock(keras.layers.Layer):
     """Pre-norm encoder block: x + MSA(LN(x)), then x + MLP(LN(x)) (arXiv:2010.11929, eq. 2-3).
 
-    Attention is `keras.layers.MultiHeadAttention` (through `keras_vitres.layers.MultiHeadAttention`, which only
+    Attention is `keras.layers.MultiHeadAttention` (through `keras_vitres.layers.ViTMultiHeadAttention`, which only
     computes its core with cheaper matmuls on TensorFlow), whose kernels (hidden, heads, head_dim) have the layout of
     the official checkpoints and which uses the backend's fused attention where it can. The MLP has two dense
     layers with GELU in between; dropout follows each dense layer and the attention output, as in the paper's
@@ -125,7 +125,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="attention_norm"
         )
-        self.attention = MultiHeadAttention(
+        self.attention = ViTMultiHeadAttention(
             num_heads=num_heads,
             key_dim=hidden_dim // num_heads,
             dropout=attention_dropout_rate,

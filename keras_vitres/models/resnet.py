@@ -8,7 +8,7 @@ shortcut A. The "imagenet" stem (§3.4, Table 1): a 7x7/2 convolution and a 3x3/
 
 import keras
 
-from keras_vitres.layers.normalization import BatchNormalization
+from keras_vitres.layers.normalization import FusedBatchNormalization
 from keras_vitres.layers.residual import BOTTLENECK_VERSIONS, BasicBlock, BottleneckBlock, check_shortcut
 from keras_vitres.models.common import (
     check_head_args,
@@ -60,7 +60,7 @@ def depth_to_stages(depth, stem):
 def resnet_stem(x, stem, filters, *, use_bias=False, bn_epsilon=1e-5, bn_momentum=0.9, kernel_regularizer=None):
     """The stem: "cifar" is conv3x3-BN-ReLU; "imagenet" is conv7x7/2-BN-ReLU-maxpool3x3/2, padded as PyTorch."""
     conv_args = dict(use_bias=use_bias, kernel_initializer="he_normal", kernel_regularizer=kernel_regularizer)
-    norm = BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name="stem_bn")
+    norm = FusedBatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name="stem_bn")
     if stem == "imagenet":
         return imagenet_stem(x, keras.layers.Conv2D(filters, 7, strides=2, name="stem_conv", **conv_args), norm)
     x = keras.layers.Conv2D(filters, 3, padding="same", name="stem_conv", **conv_args)(x)

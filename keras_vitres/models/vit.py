@@ -11,9 +11,9 @@ import keras
 import numpy as np
 
 from keras_vitres.layers.embedding import (
+    AddPositionEmbedding,
     ClassToken,
     PatchEmbedding,
-    PositionEmbedding,
     grid_size_for,
     resample_position_embedding,
 )
@@ -220,7 +220,7 @@ def VisionTransformer(
     encoder_kernel_initializer = resolve_initializer("encoder_kernel_initializer", encoder_kernel_initializer)
     x = PatchEmbedding(patch_size, hidden_dim, kernel_initializer=patch_kernel_initializer, name="patch_embedding")(x)
     x = ClassToken(name="class_token")(x) if use_class_token else x
-    x = PositionEmbedding(grid_size, num_prefix_tokens=int(use_class_token), name="position_embedding")(x)
+    x = AddPositionEmbedding(grid_size, num_prefix_tokens=int(use_class_token), name="position_embedding")(x)
     x = keras.layers.Dropout(dropout_rate, name="embedding_dropout")(x)
     for i in range(num_layers):
         x = TransformerBlock(

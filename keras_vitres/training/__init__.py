@@ -4,6 +4,7 @@ run driver."""
 from keras_vitres.training.backup import VerifiedBackup
 from keras_vitres.training.callbacks import (
     AdaptiveWarmup,
+    EpochLog,
     LearningRateLogger,
     StopAtStep,
     TerminateOnNaN,
@@ -37,6 +38,7 @@ __all__ = [
     "STRATEGIES",
     "AdaptiveWarmup",
     "Distribution",
+    "EpochLog",
     "LearningRateLogger",
     "Recipe",
     "StepDecay",

@@ -1,5 +1,5 @@
 """Training callbacks that Keras does not ship: the ResNet paper's adaptive warmup, a NaN guard that keeps the
-last good weights, a stop at an exact step count and the learning rate in the logs.
+last good weights, a stop at an exact step count, the learning rate in the logs, and one log line per epoch.
 
 The verified backups a run resumes from are `keras_vitres.training.backup.VerifiedBackup`; the rest of a run's
 callbacks are Keras' own (`ModelCheckpoint`, `CSVLogger`, `TensorBoard`); `keras_vitres.training.runner` puts them
@@ -9,10 +9,32 @@ together.
 import json
 import math
 import os
+import sys
+import time
 
 import keras
 
 from keras_vitres.training.schedules import find_warmup
+
+# What a run prints while it trains: Keras' progress bar, one `EpochLog` line per epoch, or nothing but its summary;
+# "auto" picks by where the output goes. Keras' verbose numbers 0, 1 and 2 name the same three.
+VERBOSITY = {"auto": "auto", "bar": "bar", "epoch": "epoch", "silent": "silent",
+             "0": "silent", "1": "bar", "2": "epoch"}
+
+
+def resolve_verbosity(verbose, stream=None):
+    """The progress a run prints, "bar", "epoch" or "silent", for `verbose` (a key of `VERBOSITY`, or Keras' 0, 1, 2).
+
+    "auto" is the progress bar when `stream` (default `sys.stdout`) is a terminal, else one line per epoch: written
+    to a file or a CI log, the bar's carriage returns and ANSI codes make one long unreadable line.
+    """
+    mode = VERBOSITY.get(str(verbose))
+    if mode is None:
+        raise ValueError(f"`verbose` must be one of {sorted(VERBOSITY)}; received verbose={verbose!r}.")
+    if mode == "auto":
+        stream = stream or sys.stdout
+        return "bar" if hasattr(stream, "isatty") and stream.isatty() else "epoch"
+    return mode
 
 
 def sync_weights(model):
@@ -204,3 +226,29 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Prints one line per epoch: its number, time, the logs' metrics and the learning rate, e.g. `epoch 2/10 - 12.3s -
+    accuracy: 0.8750 - loss: 0.4123 - val_accuracy: 0.8400 - val_loss: 0.5012 - learning_rate: 0.1`.
+
+    Keras' `verbose=2` prints the same line without the epoch count and the learning rate.
+
+    Args:
+        epochs: int. The run's number of epochs (a resumed run's `fit` starts at a later one).
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+        self._started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._started
+        metrics = "".join(f" - {name}: {float(value):.4f}" for name, value in (logs or {}).items()
+                          if name != "learning_rate")  # fmt: skip
+        rate = current_learning_rate(self.model.optimizer)
+        print(f"epoch {epoch + 1}/{self.epochs} - {seconds:.1f}s{metrics} - learning_rate: {rate:.4g}", flush=True)

@@ -69,12 +69,14 @@ def _format_seconds(seconds):
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def train(config, *, verbose=1, overwrite=False, callbacks=()):
+def train(config, *, verbose="auto", overwrite=False, callbacks=()):
     """Runs the training that `config` (from `resolve_config`) describes and writes its run directory.
 
     Args:
         config: dict from `resolve_config`.
-        verbose: 0 (silent but for the summary line), 1 (Keras' progress bar) or 2 (one line per epoch).
+        verbose: "auto" (the progress bar on a terminal, else one line per epoch), "bar" (Keras' progress bar),
+            "epoch" (one line per epoch: `callbacks.EpochLog`) or "silent" (the summary line only); Keras' 0, 1
+            and 2 are "silent", "bar" and "epoch".
         overwrite: bool. Replace a finished run in `config["run_dir"]`.
         callbacks: extra `keras.callbacks.Callback`s, run after the run's own.
 
@@ -89,6 +91,7 @@ def train(config, *, verbose=1, overwrite=False, callbacks=()):
         ValueError: the run directory holds another run, or no backup in it can be restored.
     """
     started = time.time()
+    verbosity = callbacks_.resolve_verbosity(verbose)  # a wrong value fails before any work
     recipe = Recipe(**{**config["recipe"], "decay_boundaries": tuple(config["recipe"]["decay_boundaries"])})
     run_dir = config["run_dir"]
     if config["strategy"] == "multiworker" and config["process_id"]:
@@ -105,10 +108,10 @@ def train(config, *, verbose=1, overwrite=False, callbacks=()):
     keras.utils.set_random_seed(config["seed"])
     precision = resolve_precision(config["mixed_precision"])
     jit_compile = resolve_jit_compile(config["jit_compile"], distribution)
-    return _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose, callbacks)
+    return _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbosity, callbacks)
 
 
-def _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbose, extra_callbacks):
+def _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbosity, extra_callbacks):
     from keras_vitres.data import load_dataset
 
     # An image folder is streamed: its splits hold file paths, read and cropped to `image_size` as training goes.
@@ -124,6 +127,7 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
                          f"replicas of strategy {distribution.name!r}.")
     plan = plan_steps(recipe, len(y_train))
 
+    verbose = verbosity != "silent"  # anything but the summary line
     if verbose and config.get("remat") and not remat_saves_memory():
         print("remat: Keras on JAX compiling for the CPU merges the recomputation back into the forward pass, so it "
               "saves no memory here (it does on TensorFlow and on GPUs); the run goes on with it.")
@@ -183,7 +187,9 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         print("TensorBoard is not installed (`pip install tensorboard`): no TensorBoard logs for this run.")
     if recipe.warmup_until_accuracy is not None:
         callbacks.insert(2, callbacks_.AdaptiveWarmup(
-            recipe.warmup_until_accuracy, state_path=os.path.join(run_dir, WARMUP_STATE), verbose=int(verbose > 0)))
+            recipe.warmup_until_accuracy, state_path=os.path.join(run_dir, WARMUP_STATE), verbose=int(verbose)))
+    if verbosity == "epoch":
+        callbacks.append(callbacks_.EpochLog(plan.epochs))
     callbacks += list(extra_callbacks)
     if verbose and restored and start_step >= plan.total_steps:
         print(f"Resuming {run_dir!r}: all {plan.total_steps} steps were trained; saving and evaluating the model.")
@@ -194,7 +200,7 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     with stop_on_sigint(backup):
         fit_model(model, recipe, (x_train, y_train), validation_data, plan=plan, seed=config["seed"],
             image_shape=image_shape, distribution=distribution, start_step=start_step, callbacks=callbacks,
-            verbose=verbose, should_stop=lambda: backup.stop_requested)
+            verbose=int(verbosity == "bar"), should_stop=lambda: backup.stop_requested)
         if backup.stop_requested:
             saved = backup.interrupt_backup or backup.save(model, reason="interrupted")
             raise TrainingInterrupted(run_dir, saved["step"], plan.total_steps, saved["path"])

@@ -1,5 +1,7 @@
 """`keras-vitres train` and `keras-vitres evaluate`, end to end on tiny settings; the full default run is slow."""
 
+import contextlib
+import csv
 import json
 import os
 import re
@@ -11,7 +13,7 @@ import pytest
 from keras_vitres.cli.main import main
 
 TINY = ["--steps", "4", "--steps-per-epoch", "2", "--batch-size", "32", "--set", 'model_overrides={"depth": 8}',
-        "--set", "warmup_steps=1", "--verbose", "0"]
+        "--set", "warmup_steps=1"]
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
@@ -27,10 +29,20 @@ def test_help(command, capsys):
 
 def test_train_then_evaluate_end_to_end(tmp_path, capsys):
     run_dir = os.fspath(tmp_path / "run")
-    assert main(["train", "--run-dir", run_dir, "--lr", "0.05", *TINY]) == 0
-    out = capsys.readouterr().out
+    log = tmp_path / "train.log"
+    with open(log, "w") as stdout, contextlib.redirect_stdout(stdout):  # a file, as in CI: not a terminal
+        assert main(["train", "--run-dir", run_dir, "--lr", "0.05", *TINY]) == 0
+    out = log.read_text()
     summary = open(os.path.join(run_dir, "summary.txt")).read().strip()
     assert summary in out and re.search(r"test accuracy \d\.\d{4}", summary)
+    # One line per epoch, with the values the CSV log holds, and none of the progress bar's control characters.
+    assert not re.search(r"[\r\x08\x1b]", out)
+    epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "logs", "training.csv"))))
+    assert len(epochs) == len(rows) == 2
+    for i, (line, row) in enumerate(zip(epochs, rows)):
+        assert re.fullmatch(rf"epoch {i + 1}/2 - \d+\.\ds - accuracy: {float(row['accuracy']):.4f} - loss: "
+                            rf"{float(row['loss']):.4f} - learning_rate: {float(row['learning_rate']):.4g}", line), line
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["recipe"]["learning_rate"] == 0.05 and config["recipe"]["model_overrides"] == {"depth": 8}
     assert config["recipe"]["preset"] == "resnet20" and config["recipe"]["dataset"] == "digits"
@@ -92,4 +104,5 @@ def test_the_default_train_command_passes_97_percent(tmp_path):
     output = _default_train_output(tmp_path)
     found = re.findall(r"on digits \(digits_resnet\): test accuracy (\d\.\d+)", output)
     assert len(found) == 1, output[-3000:]
+    assert re.search(r"^epoch 1/\d+ - \d+\.\ds - accuracy: ", output, re.M) and "\x08" not in output  # not a tty
     assert float(found[0]) > 0.97 and "STOPPED EARLY" not in output, output[-3000:]

@@ -19,7 +19,7 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
 from keras_vitres.benchmark.memory import kept_tensors  # noqa: E402
-from keras_vitres.layers import MultiHeadAttention  # noqa: E402
+from keras_vitres.layers import ViTMultiHeadAttention  # noqa: E402
 from keras_vitres.layers import attention as attention_module  # noqa: E402
 from keras_vitres.models.vit import VisionTransformer  # noqa: E402
 
@@ -71,7 +71,7 @@ def test_fitting_a_vit_on_the_gpu_path_logs_no_error(gpu_decision, caplog):
 
 def test_the_fused_call_gets_even_lengths_and_the_true_ones(gpu_decision):
     keras.config.set_dtype_policy("mixed_bfloat16")
-    layer = MultiHeadAttention(num_heads=2, key_dim=8)
+    layer = ViTMultiHeadAttention(num_heads=2, key_dim=8)
     x = np.random.default_rng(1).standard_normal((3, 5, 16)).astype("float32")
     y = layer(x, x)
     [call] = gpu_decision
@@ -104,7 +104,7 @@ def test_the_padded_computation_equals_the_unpadded_one(tokens, sources):
 def test_the_layer_on_the_fused_path_has_the_unpadded_gradients(gpu_decision, monkeypatch):
     """The whole layer in float32 (cuDNN's dtypes forced to include it, cuDNN stood in for by XLA on the padded
     problem) against the same layer on XLA's unpadded attention: outputs and the gradients of every kernel and bias."""
-    layer = MultiHeadAttention(num_heads=2, key_dim=8)
+    layer = ViTMultiHeadAttention(num_heads=2, key_dim=8)
     x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 5, 16)), "float32")
     layer.build(x.shape, x.shape)
 
@@ -129,7 +129,7 @@ def test_the_layer_on_the_fused_path_has_the_unpadded_gradients(gpu_decision, mo
 @pytest.mark.parametrize("case", ["mask", "scores", "float32", "head_dim", "no_gpu"])
 def test_where_cudnn_cannot_apply_xla_is_chosen_up_front(gpu_decision, monkeypatch, caplog, case):
     keras.config.set_dtype_policy("float32" if case == "float32" else "mixed_bfloat16")
-    layer = MultiHeadAttention(num_heads=2, key_dim=12 if case == "head_dim" else 8)
+    layer = ViTMultiHeadAttention(num_heads=2, key_dim=12 if case == "head_dim" else 8)
     if case == "no_gpu":
         monkeypatch.setattr(attention_module, "_cudnn_max_head_dim", lambda: 0)
     x = np.random.default_rng(4).standard_normal((2, 5, 16)).astype("float32")

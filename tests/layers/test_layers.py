@@ -5,20 +5,20 @@ import numpy as np
 import pytest
 
 from keras_vitres.layers import (
+    AddPositionEmbedding,
     BasicBlock,
-    BatchNormalization,
     BottleneckBlock,
     ClassToken,
     DropPath,
+    FusedBatchNormalization,
     GroupNormBottleneck,
     ImagePreprocessing,
-    MultiHeadAttention,
     PatchEmbedding,
-    PositionEmbedding,
     Shortcut,
     StandardizedConv2D,
     TokenPooling,
     TransformerBlock,
+    ViTMultiHeadAttention,
     gelu,
     resample_position_embedding,
 )
@@ -36,11 +36,11 @@ pytestmark = pytest.mark.backend_agnostic
 LAYER_CASES = [
     (PatchEmbedding(4, 8, name="patches"), (16, 12, 3), (12, 8)),
     (ClassToken(name="cls"), (5, 8), (6, 8)),
-    (PositionEmbedding((2, 3), num_prefix_tokens=1, name="pos"), (7, 8), (7, 8)),
+    (AddPositionEmbedding((2, 3), num_prefix_tokens=1, name="pos"), (7, 8), (7, 8)),
     (TokenPooling("avg", name="pool"), (5, 8), (8,)),
     (DropPath(0.5, seed=1, name="drop"), (5, 8), (5, 8)),
     (TransformerBlock(2, 8, 16, dropout_rate=0.1, drop_path_rate=0.1, name="block"), (5, 8), (5, 8)),
-    (BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn"), (6, 6, 8), (6, 6, 8)),
+    (FusedBatchNormalization(momentum=0.9, epsilon=1e-5, name="bn"), (6, 6, 8), (6, 6, 8)),
     (Shortcut(16, strides=2, option="B", name="shortcut"), (8, 8, 8), (4, 4, 16)),
     (Shortcut(16, strides=2, option="A", name="shortcut_a"), (8, 8, 8), (4, 4, 16)),
     (BasicBlock(16, strides=2, shortcut="A", name="basic"), (8, 8, 8), (4, 4, 16)),
@@ -62,7 +62,7 @@ def test_layer_contract(layer, input_shape, output_shape, tmp_path):
 def test_every_public_layer_is_covered():
     import keras_vitres.layers as layers
 
-    covered = {type(case[0]).__name__ for case in LAYER_CASES} | {"MultiHeadAttention"}  # (query, value): below
+    covered = {type(case[0]).__name__ for case in LAYER_CASES} | {"ViTMultiHeadAttention"}  # (query, value): below
     public = {name for name in layers.__all__
               if isinstance(getattr(layers, name), type) and issubclass(getattr(layers, name), keras.layers.Layer)}
     assert public <= covered, f"layers without a contract test: {public - covered}"
@@ -231,7 +231,7 @@ def test_transformer_block_matches_numpy(approximate):
 
 def test_attention_contract(tmp_path):
     """Config and .keras round trips and a training step, as run_layer_test does for single-input layers."""
-    layer = MultiHeadAttention(num_heads=2, key_dim=4, name="mha")
+    layer = ViTMultiHeadAttention(num_heads=2, key_dim=4, name="mha")
     assert assert_config_round_trip(layer).name == "mha"
     x = np.random.default_rng(0).standard_normal((2, 5, 8)).astype("float32")
     inputs = keras.Input((5, 8))
@@ -247,7 +247,7 @@ def test_attention_contract(tmp_path):
 
 def _attention_pair(rng, shape, **kwargs):
     """Ours and Keras' MultiHeadAttention with the same random weights."""
-    ours, theirs = MultiHeadAttention(**kwargs), keras.layers.MultiHeadAttention(**kwargs)
+    ours, theirs = ViTMultiHeadAttention(**kwargs), keras.layers.MultiHeadAttention(**kwargs)
     for layer in (ours, theirs):
         layer.build(shape, shape)
     for a, b in zip(ours.weights, theirs.weights):
@@ -328,7 +328,7 @@ def assert_attention_within_bfloat16_rounding(layer, seed=6):
         assert softmax_dtypes == {"float32"}, f"softmax computed in {softmax_dtypes}"
 
 
-@pytest.mark.parametrize("make", [MultiHeadAttention, keras.layers.MultiHeadAttention], ids=["ours", "keras"])
+@pytest.mark.parametrize("make", [ViTMultiHeadAttention, keras.layers.MultiHeadAttention], ids=["ours", "keras"])
 def test_attention_in_bfloat16_is_the_float32_attention_rounded(make):
     """Ours and Keras' layer, each judged against its float32 result by the same bfloat16 error budget (comparing
     the two bfloat16 results with each other doubles the error and depends on the CPU's bfloat16 instructions)."""
@@ -352,23 +352,23 @@ def test_bfloat16_attention_check_fails_for_a_broken_core(breakage, monkeypatch)
     dropped cast (softmax in bfloat16), or a float32 output where the policy asks for bfloat16."""
     from keras_vitres.layers import attention
 
-    layer = MultiHeadAttention(num_heads=2, key_dim=8, dtype="mixed_bfloat16")
+    layer = ViTMultiHeadAttention(num_heads=2, key_dim=8, dtype="mixed_bfloat16")
     if breakage == "scale":
-        original = MultiHeadAttention._compute_attention
+        original = ViTMultiHeadAttention._compute_attention
 
         def wrong_scale(self, *args, **kwargs):
             if self is layer:  # not the float32 reference built from its config
                 self._inverse_sqrt_key_dim = 1.0 / 8
             return original(self, *args, **kwargs)
 
-        monkeypatch.setattr(MultiHeadAttention, "_compute_attention", wrong_scale)
+        monkeypatch.setattr(ViTMultiHeadAttention, "_compute_attention", wrong_scale)
     elif breakage == "softmax_in_bfloat16":
         if keras.backend.backend() != "tensorflow":
             pytest.skip("the matmul core, whose softmax this breaks, is TensorFlow's path")
         monkeypatch.setattr(attention, "ops", _SoftmaxInInputDtype())
     else:
-        original_call = MultiHeadAttention.call
-        monkeypatch.setattr(MultiHeadAttention, "call",
+        original_call = ViTMultiHeadAttention.call
+        monkeypatch.setattr(ViTMultiHeadAttention, "call",
                             lambda self, *a, **k: keras.ops.cast(original_call(self, *a, **k), "float32"))
     with pytest.raises(AssertionError):
         assert_attention_within_bfloat16_rounding(layer)
@@ -386,7 +386,7 @@ def test_attention_keeps_keras_path_for_masks_dropout_and_scores():
     assert tuple(scores.shape) == (2, 2, 5, 5)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(y), keras.ops.convert_to_numpy(theirs(x, x)), atol=1e-5)
     # With attention dropout, Keras' path (which drops attention weights in training) runs: our core has no dropout.
-    dropped = MultiHeadAttention(num_heads=2, key_dim=4, dropout=0.5, seed=0)
+    dropped = ViTMultiHeadAttention(num_heads=2, key_dim=4, dropout=0.5, seed=0)
     train, infer = (keras.ops.convert_to_numpy(dropped(x, x, training=t)) for t in (True, False))
     assert not np.allclose(train, infer)
 
@@ -400,7 +400,7 @@ def test_attention_core_is_batched_matmuls_on_tensorflow():
         spec = tf.TensorSpec((None, 5, 8), "float32")
         return [op.type for op in tf.function(lambda v: layer(v, v)).get_concrete_function(spec).graph.get_operations()]
 
-    theirs, ours = op_types(keras.layers.MultiHeadAttention(2, 4)), op_types(MultiHeadAttention(2, 4))
+    theirs, ours = op_types(keras.layers.MultiHeadAttention(2, 4)), op_types(ViTMultiHeadAttention(2, 4))
     assert theirs.count("Einsum") == 2 and "Einsum" not in ours  # Keras' core: two einsums (projections: matmuls)
     assert ours.count("BatchMatMulV2") == theirs.count("BatchMatMulV2") + 2 and "Softmax" in ours
 
@@ -472,10 +472,10 @@ def test_resample_position_embedding_keeps_prefix_and_interpolates():
     (lambda: GroupNormBottleneck(8, padding="valid"), "padding='valid'"),
     (lambda: GroupNormBottleneck(8, groups=32)(np.zeros((1, 4, 4, 16), "float32")), "groups=32 for 16 channels"),
     (lambda: DropPath(1.5), "rate=1.5"),
-    (lambda: PositionEmbedding(0), "grid_size=0"),
+    (lambda: AddPositionEmbedding(0), "grid_size=0"),
     (lambda: TokenPooling("cls"), "mode='cls'"),
     (lambda: PatchEmbedding(4, 8)(np.zeros((1, 10, 8, 3), "float32")), "patch_size=4"),
-    (lambda: PositionEmbedding(2)(np.zeros((1, 6, 8), "float32")), "expects 5 tokens"),
+    (lambda: AddPositionEmbedding(2)(np.zeros((1, 6, 8), "float32")), "expects 5 tokens"),
 ])  # fmt: skip
 def test_bad_arguments_name_the_value(make, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

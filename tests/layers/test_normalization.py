@@ -1,10 +1,10 @@
-"""BatchNormalization: TensorFlow's fused kernel computes what Keras' layer and the NumPy reference compute."""
+"""FusedBatchNormalization: TensorFlow's fused kernel computes what Keras' layer and the NumPy reference compute."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_vitres.layers import BatchNormalization
+from keras_vitres.layers import FusedBatchNormalization
 from tests import reference
 
 pytestmark = pytest.mark.backend_agnostic
@@ -14,7 +14,7 @@ ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
 
 def _pair(shape, rng, **kwargs):
     """Ours and Keras' layer, built for `shape`, with the same random gamma, beta and moving statistics."""
-    ours, theirs = BatchNormalization(**kwargs), keras.layers.BatchNormalization(**kwargs)
+    ours, theirs = FusedBatchNormalization(**kwargs), keras.layers.BatchNormalization(**kwargs)
     values = dict(
         gamma=rng.normal(1.0, 0.3, shape[-1]), beta=rng.normal(0.0, 0.3, shape[-1]),
         moving_mean=rng.normal(0.0, 1.0, shape[-1]), moving_variance=rng.uniform(0.5, 2.0, shape[-1]),
@@ -86,7 +86,7 @@ def test_frozen_layer_normalizes_with_moving_statistics_in_training():
 def test_mixed_precision_output_dtype_and_float32_statistics(policy):
     keras.config.set_dtype_policy(policy)
     x = np.random.default_rng(3).normal(1.0, 2.0, (4, 4, 4, 8)).astype("float32")
-    layer = BatchNormalization(momentum=0.0)
+    layer = FusedBatchNormalization(momentum=0.0)
     y = layer(x, training=True)
     assert keras.backend.standardize_dtype(y.dtype) == policy.split("_")[1]
     assert keras.backend.standardize_dtype(layer.moving_mean.dtype) == "float32"
@@ -101,7 +101,7 @@ def test_mixed_precision_output_dtype_and_float32_statistics(policy):
 def test_tensorflow_graph_uses_the_fused_kernel_unless_disabled(fused, training):
     import tensorflow as tf
 
-    layer = BatchNormalization(fused=fused)
+    layer = FusedBatchNormalization(fused=fused)
     layer.build((None, 4, 4, 8))
     graph = tf.function(lambda x: layer(x, training=training)).get_concrete_function(
         tf.TensorSpec((None, 4, 4, 8), "float32")
@@ -112,24 +112,24 @@ def test_tensorflow_graph_uses_the_fused_kernel_unless_disabled(fused, training)
 
 def test_other_ranks_use_keras_implementation():
     x = np.random.default_rng(4).normal(size=(6, 5)).astype("float32")
-    y = keras.ops.convert_to_numpy(BatchNormalization(epsilon=1e-5)(x, training=True))
+    y = keras.ops.convert_to_numpy(FusedBatchNormalization(epsilon=1e-5)(x, training=True))
     np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5), atol=1e-5)
 
 
 def test_fused_true_where_the_kernel_does_not_apply_names_the_argument():
     with pytest.raises(ValueError, match=r"fused=True.*input_shape=\(None, 5\)"):
-        BatchNormalization(fused=True).build((None, 5))
+        FusedBatchNormalization(fused=True).build((None, 5))
     if not ON_TENSORFLOW:
         with pytest.raises(ValueError, match="backend="):
-            BatchNormalization(fused=True).build((None, 4, 4, 8))
+            FusedBatchNormalization(fused=True).build((None, 4, 4, 8))
     with pytest.raises(ValueError, match="received fused='yes'"):
-        BatchNormalization(fused="yes")
+        FusedBatchNormalization(fused="yes")
 
 
 def test_config_holds_fused_and_keras_arguments():
-    config = BatchNormalization(fused=False, momentum=0.9, epsilon=1e-5).get_config()
+    config = FusedBatchNormalization(fused=False, momentum=0.9, epsilon=1e-5).get_config()
     assert config["fused"] is False and config["momentum"] == 0.9 and config["epsilon"] == 1e-5
-    assert BatchNormalization.from_config(config).get_config() == config
+    assert FusedBatchNormalization.from_config(config).get_config() == config
 
 
 @pytest.mark.parametrize("training", [False, True])

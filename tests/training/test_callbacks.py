@@ -1,5 +1,7 @@
-"""Callbacks: the adaptive warmup switches exactly once, the NaN guard keeps the last good weights, exact stops."""
+"""Callbacks: the adaptive warmup switches exactly once, the NaN guard keeps the last good weights, exact stops, and
+the progress a run prints by where its output goes."""
 
+import io
 import json
 import os
 
@@ -16,6 +18,7 @@ from keras_vitres.training import (
     VerifiedBackup,
     Warmup,
 )
+from keras_vitres.training.callbacks import resolve_verbosity
 
 
 def separable_data(n=256, seed=0):
@@ -273,3 +276,22 @@ def test_verified_backup_never_uses_a_backup_cut_short_while_being_written(tmp_p
     assert "it has no record (.json): the run stopped while writing it" in capsys.readouterr().out
     backup.save(model)  # the next backup clears what the cut writes left
     assert ".partial-step-00000006.weights.h5" not in os.listdir(tmp_path)
+
+
+class Stream:
+    """An output stream that says whether it is a terminal."""
+
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_auto_verbosity_is_the_bar_on_a_terminal_and_epoch_lines_elsewhere():
+    assert resolve_verbosity("auto", Stream(tty=True)) == "bar"
+    assert resolve_verbosity("auto", Stream(tty=False)) == resolve_verbosity("auto", io.StringIO()) == "epoch"
+    chosen = [resolve_verbosity(v, Stream(tty=True)) for v in ("bar", "epoch", "silent", 0, 1, 2, "0", "1", "2")]
+    assert chosen == ["bar", "epoch", "silent", "silent", "bar", "epoch", "silent", "bar", "epoch"]
+    with pytest.raises(ValueError, match=r"`verbose` must be one of .*'auto'.*received verbose='bars'"):
+        resolve_verbosity("bars")

@@ -35,7 +35,7 @@ def run_python(code, env=None, timeout=600):
 
 
 def model_weights(path):
-    import keras_vitres  # noqa: F401
+    import keras_vitres.serialization  # noqa: F401  (the documented import before load_model)
 
     return keras.saving.load_model(path, compile=False).get_weights()
 

@@ -107,7 +107,7 @@ def test_a_run_writes_its_directory(tiny_run):
 
 def test_the_saved_model_takes_raw_pixels_through_its_preprocessing_layer(tiny_run):
     run_dir, _ = tiny_run
-    import keras_vitres  # noqa: F401
+    import keras_vitres.serialization  # noqa: F401  (the documented import before load_model)
     from keras_vitres.data import load_dataset, pixel_mean
 
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
@@ -192,7 +192,7 @@ def test_vit_recipe_with_randaugment_mixup_cutmix_label_smoothing_bfloat16_and_r
     assert resolved["preprocessing"]["formula"] == "x * 0.00784314 - 1" and resolved["validation_examples"] == 100
     assert (resolved["mixed_precision"], resolved["jit_compile"]) == ("mixed_bfloat16", False)
     assert result["steps"] == 3 and np.isfinite(result["test_loss"])
-    import keras_vitres  # noqa: F401
+    import keras_vitres.serialization  # noqa: F401  (the documented import before load_model)
 
     model = keras.saving.load_model(tmp_path / "vit" / "model.keras")
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
@@ -229,7 +229,7 @@ def test_a_diverging_run_stops_keeps_the_last_good_weights_and_names_the_step(tm
     assert f"at step {bad} " in result["message"] and f"the weights after step {good} " in result["message"]
     assert "STOPPED EARLY" in result["summary"] and result["message"] in result["summary"]
     assert result["message"] in out and json.load(open(os.path.join(run_dir, "summary.json")))["stopped_on_nan"] == bad
-    import keras_vitres  # noqa: F401
+    import keras_vitres.serialization  # noqa: F401  (the documented import before load_model)
 
     kept = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False).get_weights()
     assert all(np.isfinite(w).all() for w in kept)
@@ -333,7 +333,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(t
     never = run(tmp_path / "never", "go")
     assert never.returncode == 0, never.stdout[-2000:] + never.stderr[-2000:]
 
-    import keras_vitres  # noqa: F401
+    import keras_vitres.serialization  # noqa: F401  (the documented import before load_model)
 
     a = keras.saving.load_model(tmp_path / "killed" / "model.keras")
     b = keras.saving.load_model(tmp_path / "never" / "model.keras")
@@ -422,7 +422,7 @@ def test_sigint_to_a_real_keras_vitres_train_process_saves_exits_130_and_the_pri
                            capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert never.returncode == 0, never.stderr[-3000:]
 
-    import keras_vitres  # noqa: F401
+    import keras_vitres.serialization  # noqa: F401  (the documented import before load_model)
 
     a = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     b = keras.saving.load_model(tmp_path / "never" / "model.keras")
@@ -492,10 +492,12 @@ def test_the_same_seed_gives_bit_identical_weights_with_deterministic_ops_on_cpu
 def test_train_says_when_remat_saves_no_memory(tmp_path, monkeypatch):
     # Keras on JAX compiling for the CPU merges the recomputation back (tests/benchmark/test_memory.py): say so.
     monkeypatch.setattr("keras_vitres.training.runner.remat_saves_memory", lambda: False)
-    flags = [*TINY_FLAGS, "--steps", "2", "--remat", "--verbose", "1"]
+    flags = [*TINY_FLAGS, "--steps", "2", "--remat", "--verbose", "bar"]
     code, out, err = run_cli(["train", *flags, "--run-dir", os.fspath(tmp_path / "jax_cpu")])
     assert code == 0, err
     assert "remat: Keras on JAX compiling for the CPU" in out and "saves no memory here" in out
+    # --verbose bar: Keras' progress bar although the output is not a terminal (auto would print an epoch line).
+    assert "\r\x1b[1m2/2" in out and "epoch 1/1 - " not in out
     monkeypatch.setattr("keras_vitres.training.runner.remat_saves_memory", lambda: True)
     code, out, err = run_cli(["train", *flags, "--run-dir", os.fspath(tmp_path / "elsewhere")])
     assert code == 0, err
