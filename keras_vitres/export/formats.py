@@ -1,0 +1,133 @@
+"""`export_model`: one classifier, any deployment format, the same contract (`export.contract`).
+
+| format | files | runtime | precisions | extra |
+|---|---|---|---|---|
+| saved_model | saved_model.pb, variables/ | TensorFlow, TF Serving | f32 | (none) |
+| onnx | model.onnx | ONNX Runtime | f32, int8 | onnx |
+| openvino | model.xml, model.bin | OpenVINO | f32, bf16, f16, int8 | openvino |
+| litert | model.tflite | LiteRT | f32, f16, int8 | litert |
+
+Every format is written as a version folder, `export_dir/<version>/` (TF Serving's layout, which OpenVINO Model
+Server and Triton share), with the sidecar `keras_vitres.json` (`export.metadata`) and, when the classes are named,
+`labels.txt`. Each is converted from the same float serving graph (`export.signatures`), so each takes raw RGB
+pixels of the model's size with the preprocessing inside.
+"""
+
+import dataclasses
+import os
+
+from keras_vitres.export.calibration import check_calibration
+from keras_vitres.export.contract import resolve_contract
+from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS
+from keras_vitres.export.extras import import_extra
+from keras_vitres.export.litert import write_litert
+from keras_vitres.export.metadata import build_metadata, write_metadata
+from keras_vitres.export.onnx import write_onnx
+from keras_vitres.export.openvino import write_openvino
+from keras_vitres.export.saved_model import check_tensorflow_backend, write_saved_model
+from keras_vitres.export.versions import resolve_version, staged_version
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """A deployment format: its writer, the precisions it offers, and the modules (of its extra) it needs."""
+
+    write: object
+    precisions: tuple
+    requires: tuple = ()
+
+
+FORMATS = {
+    "saved_model": Format(None, ("f32",)),
+    "onnx": Format(write_onnx, ("f32", "int8"), ("tf2onnx", "onnx", "onnxruntime")),
+    "openvino": Format(write_openvino, ("f32", "bf16", "f16", "int8"), ("openvino",)),
+    "litert": Format(write_litert, ("f32", "f16", "int8"), ("ai_edge_litert",)),
+}
+QUANTIZER_MODULES = {"openvino": ("nncf",)}  # what int8 needs beyond the format's own extra
+
+
+def check_format(format, precision):
+    """Checks `format` and `precision` (naming the valid values) and that the format's libraries are installed."""
+    if format not in FORMATS:
+        raise ValueError(f"`format` must be one of {tuple(FORMATS)}; received format={format!r}.")
+    if precision not in FORMATS[format].precisions:
+        raise ValueError(
+            f"`precision` must be one of {FORMATS[format].precisions} for format={format!r}; received "
+            f"precision={precision!r}."
+        )
+    needed = FORMATS[format].requires + (QUANTIZER_MODULES.get(format, ()) if precision == "int8" else ())
+    for module in needed:
+        import_extra(module, f"The {format} export")
+
+
+def export_model(
+    model,
+    export_dir,
+    format="saved_model",
+    precision="f32",
+    *,
+    version=None,
+    class_names=None,
+    top_k=5,
+    preprocessing=None,
+    image_size=None,
+    output="auto",
+    resize_method=None,
+    antialias=True,
+    max_pixels=DEFAULT_MAX_PIXELS,
+    calibration=None,
+    overwrite=False,
+    preset=None,
+    weights=None,
+):
+    """Exports a classifier in a deployment format, as `export_dir/<version>/` with its sidecar metadata.
+
+    Every format takes raw RGB pixels of the model's size (float32 (batch, H, W, 3) in [0, 255]) with the
+    preprocessing inside, and returns `probabilities`, top-k `classes` and `scores`, and `class_names` where the
+    format carries strings (SavedModel, ONNX, LiteRT; OpenVINO's are in `labels.txt`). The SavedModel also has the
+    encoded-image signature `serving_bytes` (`export_saved_model`). `load_exported` runs any of them.
+
+    Args:
+        model: a `keras.Model` classifier with one (batch, H, W, C) input (TensorFlow backend).
+        export_dir: folder of the versions.
+        format: "saved_model", "onnx", "openvino" or "litert" (see the module's table).
+        precision: "f32" (every format), "bf16" (OpenVINO), "f16" (OpenVINO, LiteRT: float16 weights) or "int8"
+            (ONNX, OpenVINO, LiteRT: the runtime's own post-training quantizer).
+        version, class_names, top_k, preprocessing, image_size, output, resize_method, antialias, max_pixels,
+            overwrite: as `export_saved_model`.
+        calibration: int8 only: raw pixels (N, H, W, C) to calibrate on, ideally from the training data; default
+            crops of scikit-learn's sample photos (`export.calibration`).
+        preset, weights: str or None. Where the model came from, recorded in the metadata.
+
+    Returns:
+        str: the path of the version folder written.
+
+    Raises:
+        ValueError: a bad argument (named, with what would be valid), or an op the format cannot run.
+        ImportError: the format's libraries are not installed (the message names the extra to install).
+
+    Examples:
+        >>> import tempfile, keras_vitres
+        >>> from keras_vitres.export import read_export_metadata
+        >>> path = export_model(keras_vitres.ResNet(8, stem="cifar"), tempfile.mkdtemp(), format="saved_model")
+        >>> read_export_metadata(path)["format"], read_export_metadata(path)["precision"]
+        ('saved_model', 'f32')
+    """
+    check_tensorflow_backend("export_model")
+    check_format(format, precision)
+    contract = resolve_contract(model, class_names=class_names, top_k=top_k, preprocessing=preprocessing,
+                                image_size=image_size, output=output, resize_method=resize_method,
+                                antialias=antialias, max_pixels=max_pixels)
+    if precision == "int8":
+        calibration = check_calibration(calibration, contract.image_size, contract.channels)
+    export_dir = os.fspath(export_dir)
+    version = resolve_version(export_dir, version, overwrite)
+    provenance = dict(preset=preset, weights=weights)
+    with staged_version(export_dir, version) as staging:
+        if format == "saved_model":
+            write_saved_model(model, contract, staging, version, **provenance)
+        else:
+            fields = FORMATS[format].write(model, contract, staging, precision, calibration)
+            write_metadata(staging, build_metadata(contract, model_name=model.name, format=format,
+                                                   precision=precision, version=version, **fields, **provenance))
+    return os.path.join(export_dir, str(version))
