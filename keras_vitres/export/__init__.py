@@ -25,7 +25,7 @@ _EXPORTS = {
     "export_saved_model": "saved_model",
     "next_version": "versions",
     "read_export_metadata": "metadata",
-    "FORMATS": "formats",
+    "FORMATS": "catalog",
     "export_model": "formats",
     "load_exported": "runtimes",
 }

@@ -6,9 +6,11 @@ representative inputs; the run's own images are best (`calibration=` of `export_
 ranges are those of natural images, though not of the model's classes.
 """
 
+import os
+
 import numpy as np
 
-from keras_vitres.export.images import resize_and_crop
+from keras_vitres.export.images import IMAGE_SUFFIXES, prepare_image, resize_and_crop
 
 DEFAULT_CALIBRATION_IMAGES = 16
 
@@ -30,14 +32,54 @@ def sample_calibration(image_size, count=DEFAULT_CALIBRATION_IMAGES, seed=0):
     return np.stack(images).astype(np.float32)
 
 
-def check_calibration(calibration, image_size, channels):
-    """The calibration pixels as a float32 (N, H, W, C) array: `calibration` checked, or the sample photos."""
+def image_files(folder, count=None, seed=0):
+    """The JPEG and PNG files under `folder` (recursively, hidden files and folders left out), sorted; `count` of
+    them drawn at random (seeded) when there are more. Nothing is decoded."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [os.path.join(root, n) for n in names if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES)]
+    found.sort()
+    if count is not None and len(found) > count:
+        found = sorted(np.random.default_rng(seed).choice(found, count, replace=False).tolist())
+    return found
+
+
+def _read_files(paths, geometry):
+    images = []
+    for path in paths:
+        with open(path, "rb") as f:
+            try:
+                images.append(prepare_image(f.read(), geometry))
+            except ValueError as error:
+                raise ValueError(f"Calibration image {path!r}: {error}") from None
+    return np.stack(images)
+
+
+def check_calibration(calibration, contract):
+    """The calibration pixels as a float32 (N, H, W, C) array, from `calibration`:
+
+    None (crops of the sample photos), a folder (up to 16 of its JPEG and PNG files, drawn at random, seeded), a list
+    of image files (decoded, resized and cropped as the bytes signature does), or raw pixels (N, H, W, C).
+    """
+    size, channels = tuple(contract.image_size), contract.channels
     if calibration is None:
-        return sample_calibration(image_size)
+        return sample_calibration(size)
+    geometry = dict(image_size=size, preprocessing=dict(crop_fraction=contract.crop_fraction),
+                    resize_method=contract.resize_method, antialias=contract.antialias, max_pixels=contract.max_pixels)
+    if isinstance(calibration, (str, os.PathLike)):
+        if not os.path.isdir(calibration):
+            raise FileNotFoundError(f"`calibration` folder not found: {os.fspath(calibration)!r}.")
+        paths = image_files(calibration, DEFAULT_CALIBRATION_IMAGES)
+        if not paths:
+            raise ValueError(f"`calibration` folder {os.fspath(calibration)!r} holds no JPEG or PNG files.")
+        return _read_files(paths, geometry)
+    if isinstance(calibration, (list, tuple)) and calibration and isinstance(calibration[0], (str, os.PathLike)):
+        return _read_files(calibration, geometry)
     array = np.asarray(calibration, np.float32)
-    if array.ndim != 4 or tuple(array.shape[1:]) != (*image_size, channels) or len(array) == 0:
+    if array.ndim != 4 or tuple(array.shape[1:]) != (*size, channels) or len(array) == 0:
         raise ValueError(
-            f"`calibration` must be raw pixels of shape (N, {image_size[0]}, {image_size[1]}, {channels}) with N >= 1; "
-            f"received an array of shape {array.shape}."
+            f"`calibration` must be a folder, image files, or raw pixels of shape (N, {size[0]}, {size[1]}, "
+            f"{channels}) with N >= 1; received an array of shape {array.shape}."
         )
     return array

@@ -13,10 +13,10 @@ Server and Triton share), with the sidecar `keras_vitres.json` (`export.metadata
 pixels of the model's size with the preprocessing inside.
 """
 
-import dataclasses
 import os
 
 from keras_vitres.export.calibration import check_calibration
+from keras_vitres.export.catalog import FORMATS, check_format
 from keras_vitres.export.contract import resolve_contract
 from keras_vitres.export.decoding import DEFAULT_MAX_PIXELS
 from keras_vitres.export.extras import import_extra
@@ -28,35 +28,13 @@ from keras_vitres.export.saved_model import check_tensorflow_backend, write_save
 from keras_vitres.export.versions import resolve_version, staged_version
 
 
-@dataclasses.dataclass(frozen=True)
-class Format:
-    """A deployment format: its writer, the precisions it offers, and the modules (of its extra) it needs."""
-
-    write: object
-    precisions: tuple
-    requires: tuple = ()
+WRITERS = {"onnx": write_onnx, "openvino": write_openvino, "litert": write_litert}  # saved_model: its own metadata
 
 
-FORMATS = {
-    "saved_model": Format(None, ("f32",)),
-    "onnx": Format(write_onnx, ("f32", "int8"), ("tf2onnx", "onnx", "onnxruntime")),
-    "openvino": Format(write_openvino, ("f32", "bf16", "f16", "int8"), ("openvino",)),
-    "litert": Format(write_litert, ("f32", "f16", "int8"), ("ai_edge_litert",)),
-}
-QUANTIZER_MODULES = {"openvino": ("nncf",)}  # what int8 needs beyond the format's own extra
-
-
-def check_format(format, precision):
-    """Checks `format` and `precision` (naming the valid values) and that the format's libraries are installed."""
-    if format not in FORMATS:
-        raise ValueError(f"`format` must be one of {tuple(FORMATS)}; received format={format!r}.")
-    if precision not in FORMATS[format].precisions:
-        raise ValueError(
-            f"`precision` must be one of {FORMATS[format].precisions} for format={format!r}; received "
-            f"precision={precision!r}."
-        )
-    needed = FORMATS[format].requires + (QUANTIZER_MODULES.get(format, ()) if precision == "int8" else ())
-    for module in needed:
+def check_installed(format, precision):
+    """Raises an ImportError naming the extra to install unless the libraries `format` needs are importable."""
+    info = FORMATS[format]
+    for module in info.requires + (info.int8_requires if precision == "int8" else ()):
         import_extra(module, f"The {format} export")
 
 
@@ -95,8 +73,9 @@ def export_model(
             (ONNX, OpenVINO, LiteRT: the runtime's own post-training quantizer).
         version, class_names, top_k, preprocessing, image_size, output, resize_method, antialias, max_pixels,
             overwrite: as `export_saved_model`.
-        calibration: int8 only: raw pixels (N, H, W, C) to calibrate on, ideally from the training data; default
-            crops of scikit-learn's sample photos (`export.calibration`).
+        calibration: int8 only: the images to calibrate on, ideally from the training data: a folder (16 of its
+            JPEG and PNG files), a list of image files, or raw pixels (N, H, W, C); default crops of scikit-learn's
+            sample photos (`export.calibration`).
         preset, weights: str or None. Where the model came from, recorded in the metadata.
 
     Returns:
@@ -115,11 +94,12 @@ def export_model(
     """
     check_tensorflow_backend("export_model")
     check_format(format, precision)
+    check_installed(format, precision)
     contract = resolve_contract(model, class_names=class_names, top_k=top_k, preprocessing=preprocessing,
                                 image_size=image_size, output=output, resize_method=resize_method,
                                 antialias=antialias, max_pixels=max_pixels)
     if precision == "int8":
-        calibration = check_calibration(calibration, contract.image_size, contract.channels)
+        calibration = check_calibration(calibration, contract)
     export_dir = os.fspath(export_dir)
     version = resolve_version(export_dir, version, overwrite)
     provenance = dict(preset=preset, weights=weights)
@@ -127,7 +107,7 @@ def export_model(
         if format == "saved_model":
             write_saved_model(model, contract, staging, version, **provenance)
         else:
-            fields = FORMATS[format].write(model, contract, staging, precision, calibration)
+            fields = WRITERS[format](model, contract, staging, precision, calibration)
             write_metadata(staging, build_metadata(contract, model_name=model.name, format=format,
                                                    precision=precision, version=version, **fields, **provenance))
     return os.path.join(export_dir, str(version))

@@ -27,6 +27,7 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DEFAULT_MAX_PIXELS = 16_000_000  # 16 megapixels: a 4,900 x 3,260 photo; about 16 bytes per pixel while decoding
 JPEG_DECODERS = ("auto", "tensorflow", "pil")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # ScaleAndTranslate's kernels (tensorflow/core/kernels/image/sampling_kernels.h): name -> (radius, kernel on |x|).
 KERNELS = {
@@ -64,6 +65,8 @@ def check_image_bytes(data, max_pixels=DEFAULT_MAX_PIXELS):
         image = Image.open(io.BytesIO(data), formats=[kind])
     except Image.DecompressionBombError:
         image = None
+    except Image.UnidentifiedImageError:
+        raise ValueError(f"The {kind} file is truncated or corrupt: its header cannot be read.") from None
     except Exception as error:  # PIL raises several types for a broken header
         raise ValueError(f"The {kind} file is truncated or corrupt: its header cannot be read ({error}).") from None
     width, height = image.size if image is not None else _declared_size(data)

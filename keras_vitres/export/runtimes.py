@@ -12,12 +12,12 @@ import os
 
 import numpy as np
 
+from keras_vitres.export.catalog import FORMATS
 from keras_vitres.export.extras import import_extra
 from keras_vitres.export.metadata import LABELS_FILE, read_export_metadata
 from keras_vitres.export.versions import latest_version
 
-# Format -> the file that identifies it in a version folder.
-MODEL_FILES = {"saved_model": "saved_model.pb", "onnx": "model.onnx", "openvino": "model.xml", "litert": "model.tflite"}
+MODEL_FILES = {name: info.model_file for name, info in FORMATS.items()}  # the file that tells the format
 
 
 class Exported:
