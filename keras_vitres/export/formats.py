@@ -27,7 +27,6 @@ from keras_vitres.export.openvino import write_openvino
 from keras_vitres.export.saved_model import check_tensorflow_backend, write_saved_model
 from keras_vitres.export.versions import resolve_version, staged_version
 
-
 WRITERS = {"onnx": write_onnx, "openvino": write_openvino, "litert": write_litert}  # saved_model: its own metadata
 
 
@@ -71,8 +70,8 @@ def export_model(
         format: "saved_model", "onnx", "openvino" or "litert" (see the module's table).
         precision: "f32" (every format), "bf16" (OpenVINO), "f16" (OpenVINO, LiteRT: float16 weights) or "int8"
             (ONNX, OpenVINO, LiteRT: the runtime's own post-training quantizer).
-        version, class_names, top_k, preprocessing, image_size, output, resize_method, antialias, max_pixels,
-            overwrite: as `export_saved_model`.
+        version, class_names, top_k, preprocessing, image_size, output: as `export_saved_model`.
+        resize_method, antialias, max_pixels, overwrite: as `export_saved_model`.
         calibration: int8 only: the images to calibrate on, ideally from the training data: a folder (16 of its
             JPEG and PNG files), a list of image files, or raw pixels (N, H, W, C); default crops of scikit-learn's
             sample photos (`export.calibration`).

@@ -3,8 +3,8 @@
 `keras-vitres predict` runs exports in runtimes that cannot decode images (ONNX Runtime, OpenVINO, LiteRT), so it
 prepares their float pixels itself, as the SavedModel's `serving_bytes` graph does (`export.decoding`):
 
-1. the format from the magic bytes (JPEG or PNG, nothing else), and the size the header declares against
-   `max_pixels`, before anything is decoded (PIL reads only the header when it opens a file);
+1. the format from the magic bytes (JPEG or PNG, nothing else), and the size the header declares (the JPEG frame
+   marker, the PNG IHDR chunk, read here byte by byte) against `max_pixels`, before anything is decoded;
 2. decoding to RGB as `tf.io.decode_image(channels=3)` does: grayscale repeated, alpha and palette dropped to their
    colours, 16-bit samples to their high byte;
 3. the evaluation crop of `data.geometry.resize_and_crop`: resize (aspect kept) to cover `image_size /
@@ -27,6 +27,7 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DEFAULT_MAX_PIXELS = 16_000_000  # 16 megapixels: a 4,900 x 3,260 photo; about 16 bytes per pixel while decoding
 JPEG_DECODERS = ("auto", "tensorflow", "pil")
+SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # frame headers
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # ScaleAndTranslate's kernels (tensorflow/core/kernels/image/sampling_kernels.h): name -> (radius, kernel on |x|).
@@ -49,6 +50,48 @@ def _lanczos(x, radius):
     return np.where(x <= 1e-3, 1.0, np.where(x > radius, 0.0, value))
 
 
+def _png_size(data):
+    """(height, width) from the IHDR chunk, which must come first (PNG specification §5.6, §11.2.2)."""
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise ValueError("The PNG file is truncated or corrupt: its first chunk is not a complete IHDR header "
+                         "(bytes 12..24).")
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+
+
+def _jpeg_size(data):
+    """(height, width) from the first start-of-frame marker, walking the marker segments (ITU T.81 §B.1.1)."""
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            break
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            position += 2
+            continue
+        if marker in SOF_MARKERS and position + 9 <= len(data):
+            return int.from_bytes(data[position + 5 : position + 7], "big"), \
+                int.from_bytes(data[position + 7 : position + 9], "big")
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    raise ValueError("The JPEG file is truncated or corrupt: no frame header (SOF marker) before its data.")
+
+
+def declared_size(data):
+    """Checks the magic bytes of an image file and returns the (height, width) its header declares, without decoding
+    anything (the JPEG SOF marker, the PNG IHDR chunk).
+
+    Raises:
+        ValueError: neither JPEG nor PNG, or a header that is truncated or corrupt.
+    """
+    if data.startswith(PNG_MAGIC):
+        return _png_size(data)
+    if data.startswith(JPEG_MAGIC):
+        return _jpeg_size(data)
+    raise ValueError("The image bytes are neither JPEG nor PNG; JPEG and PNG files only are accepted.")
+
+
 def check_image_bytes(data, max_pixels=DEFAULT_MAX_PIXELS):
     """Opens JPEG or PNG bytes after checking their magic bytes and declared size; returns the (unloaded) PIL image.
 
@@ -58,31 +101,19 @@ def check_image_bytes(data, max_pixels=DEFAULT_MAX_PIXELS):
     """
     from PIL import Image
 
-    if not data.startswith(JPEG_MAGIC) and not data.startswith(PNG_MAGIC):
-        raise ValueError("The image bytes are neither JPEG nor PNG; JPEG and PNG files only are accepted.")
-    kind = "JPEG" if data.startswith(JPEG_MAGIC) else "PNG"
-    try:
-        image = Image.open(io.BytesIO(data), formats=[kind])
-    except Image.DecompressionBombError:
-        image = None
-    except Image.UnidentifiedImageError:
-        raise ValueError(f"The {kind} file is truncated or corrupt: its header cannot be read.") from None
-    except Exception as error:  # PIL raises several types for a broken header
-        raise ValueError(f"The {kind} file is truncated or corrupt: its header cannot be read ({error}).") from None
-    width, height = image.size if image is not None else _declared_size(data)
-    if not 1 <= width * height <= max_pixels or min(width, height) < 1:
+    height, width = declared_size(data)
+    if not (height >= 1 and width >= 1 and height * width <= max_pixels):
         raise ValueError(
             f"The image declares a size of (height, width) = ({height}, {width}) in its header; images of 1 to "
             f"max_pixels={max_pixels} pixels (height x width) are accepted, so it was refused before decoding."
         )
-    return image
-
-
-def _declared_size(data):
-    """(width, height) from a PNG's IHDR chunk, for the files PIL refuses to open as decompression bombs."""
-    if data.startswith(PNG_MAGIC) and len(data) >= 24 and data[12:16] == b"IHDR":
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    return 2**31, 2**31  # a JPEG PIL calls a bomb: larger than any limit
+    kind = "PNG" if data.startswith(PNG_MAGIC) else "JPEG"
+    try:
+        return Image.open(io.BytesIO(data), formats=[kind])
+    except Image.UnidentifiedImageError:
+        raise ValueError(f"The {kind} file is truncated or corrupt: its header cannot be read.") from None
+    except Exception as error:  # PIL raises several types for a broken header
+        raise ValueError(f"The {kind} file is truncated or corrupt: its header cannot be read ({error}).") from None
 
 
 def decode_rgb(data, max_pixels=DEFAULT_MAX_PIXELS, jpeg_decoder="auto"):

@@ -32,8 +32,9 @@ def gelu(x, approximate=False):
     CPU: 1.2x in float32, 1.5x in bfloat16; `benchmarks/results/cpu_notes.md`), as `0.5 * x * (1 + erf(x / sqrt 2))`
     on TensorFlow: its `Erf` kernel, and the arrangement the TFLite converter fuses into LiteRT's builtin `GELU`.
     On the other backends it is `0.5 * x * erfc(-x / sqrt 2)`, with erfc from arithmetic and exp (`_erfc`): JAX's
-    erf becomes an op that its TensorFlow export cannot run, and XLA fuses the arithmetic. The TensorFlow form is
-    kept because the arithmetic one costs 17% of a ViT-S/16 inference step there (benchmarks/gelu_forms.py).
+    erf becomes an op that its TensorFlow export cannot run, and XLA fuses the arithmetic. TensorFlow keeps its erf
+    because without XLA it runs each op of the arithmetic form as a kernel of its own, a measurable part of a ViT
+    step (benchmarks/gelu_forms.py).
     Both are within 1e-6 of `x * (0.5 + 0.5 * erf(x / sqrt 2))` for every float32 input. The tanh form is Keras'.
     """
     if approximate:

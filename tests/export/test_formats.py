@@ -158,7 +158,7 @@ def encoded_photos():
     from PIL import Image
 
     files = []
-    for name, photo in sample_photos().items():
+    for photo in sample_photos().values():
         for fmt, image in (("JPEG", Image.fromarray(photo)), ("PNG", Image.fromarray(photo).resize((40, 48)))):
             buffer = io.BytesIO()
             image.save(buffer, fmt, quality=90)
