@@ -22,7 +22,7 @@ _EXPORTS = {
     "FLOAT_INPUT": "signatures",
     "FLOAT_SIGNATURE": "signatures",
     "classifier_output_kind": "contract",
-    "export_saved_model": "saved_model",
+    "export_saved_model": "formats",
     "next_version": "versions",
     "read_export_metadata": "metadata",
     "FORMATS": "catalog",

@@ -91,7 +91,7 @@ def export_model(
         >>> read_export_metadata(path)["format"], read_export_metadata(path)["precision"]
         ('saved_model', 'f32')
     """
-    check_tensorflow_backend("export_model")
+    check_tensorflow_backend("export_model" if format != "saved_model" else "export_saved_model")
     check_format(format, precision)
     check_installed(format, precision)
     contract = resolve_contract(model, class_names=class_names, top_k=top_k, preprocessing=preprocessing,
@@ -110,3 +110,68 @@ def export_model(
             write_metadata(staging, build_metadata(contract, model_name=model.name, format=format,
                                                    precision=precision, version=version, **fields, **provenance))
     return os.path.join(export_dir, str(version))
+
+
+def export_saved_model(
+    model,
+    export_dir,
+    version=None,
+    class_names=None,
+    top_k=5,
+    preprocessing=None,
+    image_size=None,
+    output="auto",
+    resize_method=None,
+    antialias=True,
+    overwrite=False,
+    max_pixels=DEFAULT_MAX_PIXELS,
+    preset=None,
+    weights=None,
+):
+    """Exports a classifier as a SavedModel in TF Serving's layout, `export_dir/<version>/`.
+
+    The export has two signatures (see `export.saved_model`): `serving_default` takes raw float pixels named
+    `images`, `serving_bytes` takes JPEG/PNG files named `image_bytes`; both return `probabilities`, top-k
+    `classes` and `scores`, and `class_names` when given. Preprocessing is part of the graph: a model with its own
+    `ImagePreprocessing` layer (as trained by the package's runner; also a Keras layer named "preprocessing")
+    already takes raw pixels, and its description is what the export states and the bytes signature follows; for
+    any other model pass `preprocessing` (None means the model takes raw pixels as they are, like the CIFAR
+    presets). It is `export_model(..., format="saved_model")`.
+
+    Args:
+        model: a `keras.Model` classifier with one (batch, H, W, C) input (TensorFlow backend).
+        export_dir: folder that holds the versions (the `model_base_path` of TF Serving).
+        version: positive int, or None for the next free version (1 in a new folder).
+        class_names: None or one string per class; adds a `class_names` output.
+        top_k: int. Classes returned in `classes` / `scores` (at most the number of classes).
+        preprocessing: None, a preset name ("raw", "unit", "inception", "imagenet", "caffe"), a dict of
+            `Preprocessing` fields (`channel_order`, `scale`, `offset`, `mean`, `std`, `interpolation`,
+            `crop_fraction`) or a `keras_vitres.layers.Preprocessing`. Must be None when the model has its own
+            preprocessing layer.
+        image_size: (H, W) or int; required when the model accepts any size, else must match it.
+        output: "auto" (softmax ending -> probabilities, linear ending -> logits), "probabilities" or "logits".
+            Logits go through a softmax in the graph, so `probabilities` always sum to one.
+        resize_method: how `serving_bytes` resizes decoded images (a `tf.image.resize` method); default the
+            preprocessing description's `interpolation` ("bilinear" unless it says otherwise).
+        antialias: whether that resize is antialiased.
+        overwrite: bool. Replace an existing `version`.
+        max_pixels: int. `serving_bytes` refuses, before decoding, any image whose header declares more than
+            this many pixels (height x width); default 16,000,000. Images are decoded one at a time, so this
+            bounds the memory a request needs (about 16 bytes per pixel while decoding and resizing: 250 MiB at
+            the default limit).
+        preset, weights: str or None. Where the model came from, recorded in the metadata.
+
+    Returns:
+        str: the path of the version folder written.
+
+    Examples:
+        >>> import tempfile, keras_vitres
+        >>> model = keras_vitres.ResNet(8, stem="cifar")
+        >>> path = export_saved_model(model, tempfile.mkdtemp(), class_names=[str(i) for i in range(10)])
+        >>> os.path.basename(path)
+        '1'
+    """
+    return export_model(model, export_dir, "saved_model", version=version, class_names=class_names, top_k=top_k,
+                        preprocessing=preprocessing, image_size=image_size, output=output,
+                        resize_method=resize_method, antialias=antialias, max_pixels=max_pixels,
+                        overwrite=overwrite, preset=preset, weights=weights)
