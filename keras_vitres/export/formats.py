@@ -163,13 +163,6 @@ def export_saved_model(
 
     Returns:
         str: the path of the version folder written.
-
-    Examples:
-        >>> import tempfile, keras_vitres
-        >>> model = keras_vitres.ResNet(8, stem="cifar")
-        >>> path = export_saved_model(model, tempfile.mkdtemp(), class_names=[str(i) for i in range(10)])
-        >>> os.path.basename(path)
-        '1'
     """
     return export_model(model, export_dir, "saved_model", version=version, class_names=class_names, top_k=top_k,
                         preprocessing=preprocessing, image_size=image_size, output=output,

@@ -24,7 +24,9 @@ from tests.helpers import FLOAT32_EPS, sample_photos, tiny_vit
 for runtime_module in ("tf2onnx", "onnxruntime", "openvino", "ai_edge_litert"):
     pytest.importorskip(runtime_module)
 
-pytestmark = pytest.mark.extras
+# The runtimes' extras; also slow (about 55 s of exports and runtimes on one core), so that the default suite leaves them to CI's
+# slow+extras step even where the runtimes are installed.
+pytestmark = [pytest.mark.extras, pytest.mark.slow]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNTIMES = ("onnx", "openvino", "litert")

@@ -17,7 +17,9 @@ from tests.helpers import write_photo_folder
 for runtime_module in ("tf2onnx", "onnxruntime", "openvino", "nncf", "ai_edge_litert"):
     pytest.importorskip(runtime_module)
 
-pytestmark = pytest.mark.extras
+# The runtimes' extras; also slow (about 25 s of exports on one core), so that the default suite leaves them to CI's
+# slow+extras step even where the runtimes are installed.
+pytestmark = [pytest.mark.extras, pytest.mark.slow]
 
 PREPROCESSING = "inception"
 VARIANTS = [("onnx", "int8"), ("openvino", "bf16"), ("openvino", "f16"), ("openvino", "int8"), ("litert", "f16"),
