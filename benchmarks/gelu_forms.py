@@ -5,7 +5,8 @@ steps with each form, in one process, steps alternating between the forms.
 
 Forms (`keras_vitres.layers.transformer`):
     erf: 0.5 * x * (1 + erf(x / sqrt 2)) with TensorFlow's Erf kernel: what `gelu` computes on TensorFlow
-        (bit-identical to the earlier x * (0.5 + 0.5 * erf(x / sqrt 2))).
+        (bit-identical to the earlier arrangement, "erf_before": x * (0.5 + 0.5 * erf(x / sqrt 2)), which the
+        LiteRT converter turned into a Flex op).
     erfc_arithmetic: 0.5 * x * erfc(-x / sqrt 2), erfc from arithmetic and exp: what `gelu` computes on the other
         backends, where XLA fuses it.
     rational_erf: erf from XLA's and Eigen's float32 rational approximation (clamp, 7 + 5 polynomial terms, a
@@ -47,6 +48,7 @@ def forms():
 
     return {
         "erf": lambda y: 0.5 * y * (1.0 + ops.erf(y * SQRT_HALF)),
+        "erf_before": lambda y: y * (0.5 + 0.5 * ops.erf(y * SQRT_HALF)),
         "erfc_arithmetic": lambda y: 0.5 * y * _erfc(-y * SQRT_HALF),
         "rational_erf": lambda y: 0.5 * y * (1.0 + rational_erf(y * SQRT_HALF)),
     }

@@ -68,8 +68,12 @@ class SavedModelExport(Exported):
         super().__init__(folder, metadata)
         import tensorflow as tf
 
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+            except RuntimeError:  # TensorFlow fixes its thread pools when it first runs anything
+                raise ValueError(f"threads={threads} cannot be set: TensorFlow has already run in this process; "
+                                 "load the SavedModel in a fresh process.") from None
         self.loaded = tf.saved_model.load(folder)
         self.signature = self.loaded.signatures["serving_default"]
 

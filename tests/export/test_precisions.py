@@ -105,3 +105,27 @@ def test_int8_exports_run_quantized_graphs(model_and_pixels, exports):
 
     tensors = Interpreter(os.path.join(exports["litert", "int8"], "model.tflite")).get_tensor_details()
     assert any(t["dtype"] == np.int8 for t in tensors)
+
+
+def test_the_commands_export_a_run_calibrated_on_its_data_and_predict_with_it(model_and_pixels, tmp_path, capsys):
+    """`keras-vitres export RUN --format onnx --precision int8` calibrates on the run's image folder (its
+    config.json's data_path), and `keras-vitres predict` runs the result on those images."""
+    import json
+
+    from keras_vitres.cli.main import main
+
+    photos = tmp_path / "photos"
+    write_photo_folder(photos, ["chelsea", "rocket"], per_class=3, sizes=(40, 60))
+    run = tmp_path / "run"
+    run.mkdir()
+    model_and_pixels[0].save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"recipe": {"preset": "tiny_hybrid"}, "data_path": str(photos)}))
+    assert main(["export", str(run), str(tmp_path / "out"), "--format", "onnx", "--precision", "int8",
+                 "--preprocessing", PREPROCESSING]) == 0
+    assert "(onnx, int8)" in capsys.readouterr().out
+    meta = read_export_metadata(tmp_path / "out" / "1")
+    assert meta["quantization"]["calibration_images"] == 6 and meta["preset"] == "tiny_hybrid"
+    assert main(["predict", "--model", str(tmp_path / "out"), str(photos), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["format"], answer["precision"], len(answer["images"])) == ("onnx", "int8", 6)
+    assert all(len(image["predictions"]) == 5 for image in answer["images"])
