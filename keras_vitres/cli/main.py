@@ -11,7 +11,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
 
-SUBCOMMANDS = ["train", "evaluate", "presets", "export", "benchmark", "analyze"]
+SUBCOMMANDS = ["train", "evaluate", "presets", "export", "predict", "benchmark", "analyze"]
 
 
 def build_parser():

@@ -1,43 +1,45 @@
-"""SavedModel export for TF Serving, with a float-pixel and an encoded-image signature (see `saved_model`)."""
+"""Deployment exports: SavedModel for TF Serving, ONNX, OpenVINO and LiteRT (`formats.export_model`), the runtimes
+that run them (`runtimes.load_exported`), and the image decoding they share with serving (`decoding`, `images`).
 
-from keras_vitres.export.decoding import (
-    DEFAULT_MAX_PIXELS,
-    declared_image_size,
-    decode_image_batch,
-    resize_like_serving,
-)
-from keras_vitres.export.preprocessing import (
-    PREPROCESSING_PRESETS,
-    apply_preprocessing_numpy,
-    model_preprocessing,
-    resolve_preprocessing,
-)
-from keras_vitres.export.saved_model import (
-    BYTES_INPUT,
-    BYTES_SIGNATURE,
-    FLOAT_INPUT,
-    FLOAT_SIGNATURE,
-    classifier_output_kind,
-    export_saved_model,
-    next_version,
-    read_export_metadata,
-)
+The names are re-exported lazily, so that the runtimes, the metadata and the NumPy image code can be imported
+without Keras (`keras-vitres predict` on an ONNX file starts without a framework); see docs/deployment.md.
+"""
 
-__all__ = [
-    "BYTES_INPUT",
-    "BYTES_SIGNATURE",
-    "DEFAULT_MAX_PIXELS",
-    "FLOAT_INPUT",
-    "FLOAT_SIGNATURE",
-    "PREPROCESSING_PRESETS",
-    "apply_preprocessing_numpy",
-    "classifier_output_kind",
-    "declared_image_size",
-    "decode_image_batch",
-    "export_saved_model",
-    "model_preprocessing",
-    "next_version",
-    "read_export_metadata",
-    "resize_like_serving",
-    "resolve_preprocessing",
-]
+import importlib
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "PREPROCESSING_PRESETS": "preprocessing",
+    "apply_preprocessing_numpy": "preprocessing",
+    "model_preprocessing": "preprocessing",
+    "resolve_preprocessing": "preprocessing",
+    "DEFAULT_MAX_PIXELS": "images",
+    "declared_image_size": "decoding",
+    "decode_image_batch": "decoding",
+    "resize_like_serving": "decoding",
+    "BYTES_INPUT": "signatures",
+    "BYTES_SIGNATURE": "signatures",
+    "FLOAT_INPUT": "signatures",
+    "FLOAT_SIGNATURE": "signatures",
+    "classifier_output_kind": "contract",
+    "export_saved_model": "formats",
+    "next_version": "versions",
+    "read_export_metadata": "metadata",
+    "FORMATS": "catalog",
+    "export_model": "formats",
+    "load_exported": "runtimes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -15,11 +15,9 @@ are decoded one at a time, so the memory a request needs is bounded by `max_pixe
 """
 
 from keras_vitres.data.geometry import resize_and_crop
+from keras_vitres.export.images import DEFAULT_MAX_PIXELS, JPEG_MAGIC, PNG_MAGIC
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
-DEFAULT_MAX_PIXELS = 16_000_000  # 16 megapixels: a 4,900 x 3,260 photo; about 16 bytes per pixel while decoding
 PNG_HEADER_BYTES = 24  # signature (8), IHDR length (4), "IHDR" (4), width (4), height (4)
 
 

@@ -7,20 +7,42 @@ from keras_vitres.layers.attention import ViTMultiHeadAttention
 from keras_vitres.layers.remat import check_remat, rematerialized
 
 SQRT_HALF = 0.7071067811865476
+# erfc(z) = t * exp(-z**2 + P(t)), t = 1 / (1 + |z| / 2), z >= 0: a Chebyshev fit with a relative error below 1.2e-7
+# everywhere (Press et al., Numerical Recipes, 2nd ed. §6.2, `erfcc`). P's coefficients, highest power first.
+ERFC_CHEBYSHEV = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
+                  0.37409196, 1.00002368, -1.26551223)
+
+
+def _erfc(z):
+    """erfc(z) from elementwise arithmetic and exp alone (the relative error is below 1.2e-7, so erfc(z) stays
+    accurate where it is tiny, the GELU's negative tail)."""
+    magnitude = ops.abs(z)
+    t = 1.0 / (1.0 + 0.5 * magnitude)
+    poly = ERFC_CHEBYSHEV[0]
+    for coefficient in ERFC_CHEBYSHEV[1:]:
+        poly = poly * t + coefficient
+    tail = t * ops.exp(poly - magnitude * magnitude)
+    return ops.where(z >= 0, tail, 2.0 - tail)
 
 
 def gelu(x, approximate=False):
     """GELU (Hendrycks & Gimpel, arXiv:1606.08415): `x * Phi(x)`, or its tanh approximation.
 
-    The exact form is computed as `x * (0.5 + 0.5 * erf(x / sqrt(2)))` in float32 and cast back: the same function as
-    `keras.activations.gelu(x, approximate=False)`, but TensorFlow's fused `Gelu` op and its gradient are slower on
-    CPU (1.2x in float32, 1.5x in bfloat16, whose erf has no vectorized kernel; `benchmarks/results/cpu_notes.md`).
-    The tanh form is Keras' own.
+    The exact form is computed in float32 and cast back (TensorFlow's fused `Gelu` op and its gradient are slower on
+    CPU: 1.2x in float32, 1.5x in bfloat16; `benchmarks/results/cpu_notes.md`), as `0.5 * x * (1 + erf(x / sqrt 2))`
+    on TensorFlow: its `Erf` kernel, and the arrangement the TFLite converter fuses into LiteRT's builtin `GELU`.
+    On the other backends it is `0.5 * x * erfc(-x / sqrt 2)`, with erfc from arithmetic and exp (`_erfc`): JAX's
+    erf becomes an op that its TensorFlow export cannot run, and XLA fuses the arithmetic. TensorFlow keeps its erf
+    because without XLA it runs each op of the arithmetic form as a kernel of its own, a measurable part of a ViT
+    step (benchmarks/gelu_forms.py).
+    Both are within 1e-6 of `x * (0.5 + 0.5 * erf(x / sqrt 2))` for every float32 input. The tanh form is Keras'.
     """
     if approximate:
         return keras.activations.gelu(x, approximate=True)
     y = ops.cast(x, "float32")
-    return ops.cast(y * (0.5 + 0.5 * ops.erf(y * SQRT_HALF)), x.dtype)
+    if keras.backend.backend() == "tensorflow":
+        return ops.cast(0.5 * y * (1.0 + ops.erf(y * SQRT_HALF)), x.dtype)
+    return ops.cast(0.5 * y * _erfc(-y * SQRT_HALF), x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_vitres")

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_vitres
 from keras_vitres.cli.main import main
-from keras_vitres.export import read_export_metadata
+from keras_vitres.export import export_model, read_export_metadata
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,18 @@ def test_export_a_keras_file(model_file, tmp_path, capsys):
     assert set(np.asarray(served["class_names"]).ravel()) <= {b"cat", b"dog", b"bird"}
 
 
-def test_export_a_run_folder_takes_its_model_and_class_names(model_file, tmp_path, capsys):
+def test_export_a_run_folder_takes_its_model_class_names_and_provenance(model_file, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     os.link(model_file, run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"preset": "resnet8", "resolved": {"class_names": ["a", "b", "c"]}}))
+    (run / "config.json").write_text(json.dumps({"recipe": {"preset": "resnet8"}, "weights": "init.weights.h5",
+                                                 "resolved": {"class_names": ["a", "b", "c"]}}))
     assert main(["export", str(run), str(tmp_path / "served"), "--version", "7"]) == 0
     meta = read_export_metadata(tmp_path / "served" / "7")
     assert meta["class_names"] == ["a", "b", "c"] and meta["preprocessing"]["source"] == "none"
+    assert (meta["preset"], meta["weights"], meta["format"], meta["precision"]) == (
+        "resnet8", "init.weights.h5", "saved_model", "f32")
+    assert (tmp_path / "served" / "7" / "labels.txt").read_text() == "a\nb\nc\n"
     assert main(["export", str(run), str(tmp_path / "served"), "--version", "7"]) == 2
     assert "already exists" in capsys.readouterr().err
 
@@ -83,3 +87,20 @@ def test_max_pixels_sets_the_bytes_signature_pixel_limit(model_file, tmp_path, c
         assert main(["export", model_file, str(tmp_path / "other"), "--max-pixels", bad]) == 2
         assert f"--max-pixels={bad}" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()  # refused before anything was written
+
+
+def test_format_and_precision_errors_name_what_is_valid(model_file, tmp_path, capsys):
+    assert main(["export", model_file, str(tmp_path / "out"), "--format", "litert", "--precision", "bf16"]) == 2
+    assert "--precision bf16 is not offered by --format litert; it offers f32, f16, int8" in capsys.readouterr().err
+    assert main(["export", model_file, str(tmp_path / "out"), "--calibration", str(tmp_path)]) == 2
+    assert "--calibration is for --precision int8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", model_file, str(tmp_path / "out"), "--format", "tflite"])
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+    model = keras_vitres.ResNet(8, stem="cifar")
+    with pytest.raises(ValueError, match=r"`format` must be one of \('saved_model', 'onnx', 'openvino', 'litert'\)"):
+        export_model(model, tmp_path / "out", format="tflite")
+    with pytest.raises(ValueError, match=r"`precision` must be one of \('f32',\) for format='saved_model'"):
+        export_model(model, tmp_path / "out", precision="int8")
+    assert not (tmp_path / "out").exists()
+
