@@ -7,6 +7,7 @@ tensor names, maps it onto the model (`resnet`, `vit`) and assigns it with `mapp
 every declared shape before reading data).
 """
 
+import contextlib
 import math
 import os
 import re
@@ -16,6 +17,7 @@ import keras
 import numpy as np
 
 from keras_vitres.weights import bit, resnet, vit
+from keras_vitres.weights.former_keys import current_copy, holds_former_keys
 from keras_vitres.weights.mapping import assign_weights
 from keras_vitres.weights.readers import (
     PICKLE_SUFFIXES,
@@ -201,7 +203,7 @@ def load_h5(model, path):
     """
     path = os.fspath(path)
     h5file = open_hdf5(path)
-    found = None
+    found, former = None, False
     try:
         largest = max((math.prod(weight.shape) for weight in model.weights), default=0)
         check_hdf5_sizes(h5file, path, largest, model.name)
@@ -211,18 +213,20 @@ def load_h5(model, path):
                 return _load_keras_applications(model, tensor_file)
         else:
             found = keras_applications_resnet(h5file)
+            former = not found and holds_former_keys(h5file, model)
         holds = describe_hdf5(h5file)
     finally:
         h5file.close()
     if found:
         return _load_keras3_applications(model, path, found)
-    try:
-        model.load_weights(path)
-    except Exception:  # Keras raises several types for a file that does not fit; its message is Keras' internals
-        raise ValueError(
-            f"`weights` file {path!r} does not fit model {model.name!r}: the file holds {holds}; the model expects "
-            f"{describe_model_weights(model)}. docs/weights.md lists the files that load."
-        ) from None
+    with current_copy(path, model) if former else contextlib.nullcontext(path) as readable:
+        try:
+            model.load_weights(readable)
+        except Exception:  # Keras raises several types for a file that does not fit; its message is Keras' internals
+            raise ValueError(
+                f"`weights` file {path!r} does not fit model {model.name!r}: the file holds {holds}; the model "
+                f"expects {describe_model_weights(model)}. docs/weights.md lists the files that load."
+            ) from None
     return dict(loaded=len(model.weights), head_reset=False, resampled=False)
 
 
