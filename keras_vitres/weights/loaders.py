@@ -16,6 +16,8 @@ import zipfile
 import keras
 import numpy as np
 
+import keras_vitres.data.augment  # noqa: F401  (ExactAreaCutMix, which a saved model may hold)
+import keras_vitres.layers  # noqa: F401  (every layer a saved model may hold)
 from keras_vitres.weights import bit, resnet, vit
 from keras_vitres.weights.former_keys import current_copy, holds_former_keys
 from keras_vitres.weights.mapping import assign_weights
@@ -356,8 +358,6 @@ def load_keras_model(path, argument="model"):
     Keras says "File not found" for a file that exists but is truncated or not a zip archive; a user who sees that
     looks for a typo in the path, not for a broken download.
     """
-    import keras_vitres.layers  # noqa: F401  (registers the package's serialisable layers)
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"`{argument}` file not found: {argument}={path!r}.")
