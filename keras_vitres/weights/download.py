@@ -143,7 +143,7 @@ def download(url, sha256=None, cache_dir=None, fname=None, progress=True, *, md5
                 total = response.headers.get("Content-Length")
                 bar = None
                 if progress:
-                    import keras
+                    import keras  # only for the bar: fetching a file must not import Keras (weights/__init__.py)
 
                     bar = keras.utils.Progbar(int(total) if total and total.isdigit() else None, unit_name="byte")
                 done = 0

@@ -1,10 +1,8 @@
 """One loader per file format, and `load_weights`, which the builders call for their `weights=` argument.
 
-`load_weights` picks the loader by the file's suffix (`LOADERS`); Keras' own `.keras` files are copied tensor by
-tensor. Loaders take a model and never import the builders. Each loader opens the file with a reader from
-`readers` (which refuses what could run code or reach outside the file), recognises the checkpoint family from its
-tensor names, maps it onto the model (`resnet`, `vit`) and assigns it with `mapping.assign_weights` (which checks
-every declared shape before reading data).
+Loaders take a model and never import the builders. Each opens the file with a reader of `readers` (which refuses
+what could run code or reach outside the file), recognises the checkpoint family by its tensor names, maps it onto
+the model (`resnet`, `vit`, `bit`) and assigns it with `mapping.assign_weights`.
 """
 
 import contextlib
@@ -20,7 +18,8 @@ import keras_vitres.data.augment  # noqa: F401  (ExactAreaCutMix, which a saved 
 import keras_vitres.layers  # noqa: F401  (every layer a saved model may hold)
 from keras_vitres.weights import bit, resnet, vit
 from keras_vitres.weights.former_keys import current_copy, holds_former_keys
-from keras_vitres.weights.mapping import assign_weights
+from keras_vitres.weights.keras_hub import load_keras_hub
+from keras_vitres.weights.mapping import Source, assign_weights
 from keras_vitres.weights.readers import (
     PICKLE_SUFFIXES,
     KerasH5Tensors,
@@ -193,15 +192,14 @@ def _load_keras3_applications(model, path, found):
 
 
 def load_h5(model, path):
-    """Loads an HDF5 weight file after checking that it is self-contained (no external links or datasets) and that
-    no dataset declares more elements than the model's largest weight (both from the headers, before any data).
+    """Loads an HDF5 weight file, once its headers show it self-contained (no external links or datasets) and no
+    dataset larger than the model's largest weight.
 
     keras.applications ResNet files are converted by layer name into the v1 ImageNet ResNets with conv biases
-    (presets `resnet50_keras`, ...): the published legacy `.h5` files (layer names such as `conv1_conv`,
-    `conv2_block1_0_conv`, `probs`), and the Keras 3 `.weights.h5` files that `save_weights` writes for
-    keras.applications ResNet50/101/152, recognised by their structure (`keras_applications_resnet`). Any other
-    file (a `.weights.h5` of the same architecture, a legacy file of it) goes to Keras' own loader; one that does not
-    fit gets an error that describes the file and the model in a few names and shapes.
+    (presets `resnet50_keras`, ...): the published legacy `.h5` files (`conv1_conv`, `conv2_block1_0_conv`, `probs`)
+    and the Keras 3 `.weights.h5` of those models, recognised by their structure (`keras_applications_resnet`).
+    Any other file goes to Keras' own loader, through a copy under the current keys when it was written before a
+    layer class was renamed (`former_keys`); one that does not fit gets an error describing the file and the model.
     """
     path = os.fspath(path)
     h5file = open_hdf5(path)
@@ -261,20 +259,16 @@ def is_keras_hub_model(value):
 
 
 def load_weights(model, weights):
-    """Loads `weights` (None, the path of a local file, or a keras-hub backbone) into `model`, with an error that
-    names the file on failure; returns `model`. Every builder's `weights=` comes here.
+    """Loads `weights` (None, the path of a local file, or a keras-hub backbone) into `model`; returns `model`.
 
-    The loader is chosen by the file's suffix (`LOADERS`); Keras' `.keras` files are read with `safe_mode=True`
-    and copied tensor by tensor (see `_copy_weights`); a keras-hub `ViTBackbone` or `ResNetBackbone` (or an image
-    classifier on one) is converted by `keras_hub.load_keras_hub`. What was loaded from a file is left on the model
-    as `model.loaded_weights`: a dict with the path, the number of weights loaded, "head_reset" (the classifier was
-    left at its initialisation, its classes differing) and "resampled" (the position embedding was resampled).
+    The loader is chosen by the file's suffix (`LOADERS`); a `.keras` file is read with `safe_mode=True` and copied
+    by weight path (`_copy_weights`); a keras-hub model is converted by `keras_hub.load_keras_hub`. What was loaded
+    from a file is left on the model as `model.loaded_weights`: the path, the number of weights loaded, "head_reset"
+    (the classifier left at its initialisation, its classes differing) and "resampled" (the position embedding).
     """
     if weights is None:
         return model
     if is_keras_hub_model(weights):
-        from keras_vitres.weights.keras_hub import load_keras_hub
-
         load_keras_hub(model, weights)
         return model
     if not isinstance(weights, (str, os.PathLike)):
@@ -298,9 +292,7 @@ def load_weights(model, weights):
 
 
 def _report(model, path, result):
-    """Leaves the loader's report on the model (an untracked attribute: it is not saved with the model)."""
-    result = result if isinstance(result, dict) else dict(loaded=len(model.weights), head_reset=False, resampled=False)
-    object.__setattr__(model, "loaded_weights", dict(file=path, **result))
+    object.__setattr__(model, "loaded_weights", dict(file=path, **result))  # untracked: not saved with the model
 
 
 class _ModelTensors(TensorFile):
@@ -329,11 +321,9 @@ def _copy_weights(source, model, path):
     """Copies a `.keras` model's weights into `model` by weight path (a run's model.keras: its network's).
 
     The classifier head ("predictions") is left at its initialisation when its shape differs (fine-tuning on other
-    classes; the ViT builders zero-initialise it then, as the paper does), and a ViT's position embedding is
-    resampled to the model's patch grid (arXiv:2010.11929 §3.2); every other tensor must match in name and shape.
+    classes), and a ViT's position embedding is resampled to the model's patch grid (arXiv:2010.11929 §3.2); every
+    other tensor must match in name and shape.
     """
-    from keras_vitres.weights.mapping import Source
-
     source = _network(source)
     tensor_file = _ModelTensors(source, path)
     sources, names = {}, {layer.name for layer in model.layers}
@@ -352,11 +342,12 @@ def _copy_weights(source, model, path):
 
 
 def load_keras_model(path, argument="model"):
-    """Reads a `.keras` file with `safe_mode=True` (no compiled state), with errors that tell a missing file from a
-    corrupt one; `argument` is the name the caller's user knows the path by (`weights`, `model`, `SOURCE`).
+    """Reads a `.keras` file with `safe_mode=True` and no compile state; `argument` is the name the caller's user
+    knows the path by (`weights`, `model`, `SOURCE`). Every class a saved model can hold is registered by this
+    module's imports.
 
-    Keras says "File not found" for a file that exists but is truncated or not a zip archive; a user who sees that
-    looks for a typo in the path, not for a broken download.
+    Keras says "File not found" for a file that exists but is truncated or not a zip archive; the errors here tell a
+    missing file from a corrupt one, so that a user looks for a broken download rather than a typo.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):

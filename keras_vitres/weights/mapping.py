@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from keras_vitres.layers.embedding import resample_position_embedding
 from keras_vitres.weights.readers import check_float
 
 
@@ -111,8 +112,6 @@ def square_grid(tokens):
 
 def resample_position(array, target_shape, file_prefix_tokens, target_prefix_tokens, target_grid):
     """Converts a (1, prefix + gh*gw, D) position embedding to the model's prefix tokens and patch grid."""
-    from keras_vitres.layers.embedding import resample_position_embedding
-
     grid = square_grid(array.shape[1] - file_prefix_tokens)
     embedding = np.asarray(resample_position_embedding(array.astype("float32"), grid, target_grid, file_prefix_tokens))
     if target_prefix_tokens > file_prefix_tokens:  # the file's class token had no position embedding (big_vision)
