@@ -4,6 +4,9 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import subprocess
+
+from keras_vitres.benchmark.runner import detect_device
 
 MARKER_START = "<!-- benchmark-table -->"
 MARKER_END = "<!-- /benchmark-table -->"
@@ -103,11 +106,7 @@ def machine_info():
     meminfo = _read("/proc/meminfo")
     mem_kib = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal")), None)
     gpus = []
-    from keras_vitres.benchmark.runner import detect_device
-
     if detect_device() == "gpu":
-        import subprocess
-
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=30).stdout  # fmt: skip
         gpus = [line.strip() for line in out.splitlines() if line.strip()]

@@ -160,8 +160,8 @@ def detect_device():
 
 
 def resolve_backend(backend, device):
-    """"auto": JAX on a GPU (XLA-compiled bf16 is the fast path there), TensorFlow on CPU, where Keras on JAX is
-    slower (measured on a 2-core CPU: ResNet-50 trains at 2.4 img/s on JAX against 7.3 on TensorFlow)."""
+    """"auto": JAX on a GPU (XLA-compiled bf16 is the fast path there), TensorFlow on CPU, where Keras on JAX
+    trains several times slower."""
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}; received backend={backend!r}.")
     if backend != "auto":
