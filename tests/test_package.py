@@ -20,7 +20,7 @@ import pytest
 
 import keras_vitres
 from keras_vitres.presets import PRESETS, build_model
-from keras_vitres.weights.download import SCHEMES, SHA256
+from keras_vitres.weights.download import HASHES, SCHEMES
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("keras", "tensorflow", "jax", "torch")
@@ -152,7 +152,7 @@ def test_every_preset_declares_its_named_checkpoints():
             where = (name, checkpoint_name)
             source = checkpoint["source"]
             if source == "url":
-                assert checkpoint["url"].split(":")[0] in SCHEMES and SHA256.match(checkpoint["sha256"]), where
+                assert checkpoint["url"].split(":")[0] in SCHEMES and HASHES["sha256"].match(checkpoint["sha256"]), where
             elif source == "keras.applications":
                 assert checkpoint["base_url"].startswith("https://"), where
                 assert all(re.fullmatch(r"[0-9a-f]{32}", f["md5"]) for f in checkpoint["files"].values()), where

@@ -1,13 +1,9 @@
 """What a Vision Transformer attends to and what its position embedding learns (arXiv:2010.11929, §4.5).
 
-- Attention rollout (Abnar & Zuidema 2020, arXiv:2005.00928), as in the ViT paper's Fig. 6 and 14: the attention
-  of every block, averaged over heads, mixed with the identity for the residual connection (A' = 0.5 A + 0.5 I,
-  rows renormalised) and multiplied through the depth, R = A'_L ... A'_1. The row of the class token over the
-  patch tokens, reshaped to the patch grid, is the map of what the output attends to.
-- Mean attention distance (Fig. 7 right, Fig. 11): for each head, the distance in pixels between a query patch
-  and the patches it attends to, weighted by the attention weights, averaged over query patches and images.
-- Position-embedding similarity (Fig. 7 center, Fig. 10): the cosine similarity between the learned position
-  embedding of each patch and those of all other patches.
+- `attention_rollout` (Abnar & Zuidema 2020, arXiv:2005.00928; the ViT paper's Fig. 6 and 14): what the output
+  attends to, through the residual connections of every block; `rollout_map` puts it on the patch grid.
+- `mean_attention_distance` (Fig. 7 right, Fig. 11): how far each head looks, in pixels.
+- `position_embedding_similarity` (Fig. 7 center, Fig. 10): how alike the learned embeddings of the patches are.
 
 Attention weights are read block by block with `TransformerBlock(..., return_attention_scores=True)`, so any
 model built by `VisionTransformer` or `HybridViT` is analysed as it is.
@@ -125,17 +121,9 @@ def attention_rollout(attention, residual_weight=0.5, head_fusion="mean"):
 
 
 def rollout_map(rollout, grid_size, num_prefix_tokens=1):
-    """The rollout as a map over the patch grid: the class token's row, or without one the mean row.
-
-    Args:
-        rollout: array (N, tokens, tokens) from `attention_rollout`.
-        grid_size: (gh, gw) of the patch tokens.
-        num_prefix_tokens: tokens before the grid (1 with a class token).
-
-    Returns:
-        float64 array (N, gh, gw); with a class token its entries sum to at most 1 (the rest is the class
-        token's attention to itself).
-    """
+    """A rollout (N, tokens, tokens) as a map over the (gh, gw) patch grid, float64 (N, gh, gw): the row of the class
+    token (the first of `num_prefix_tokens`), whose entries sum to at most 1 (the rest is its attention to itself),
+    or without one the mean row."""
     rollout = np.asarray(rollout, dtype=np.float64)
     gh, gw = _pair(grid_size)
     if rollout.ndim != 3 or rollout.shape[1] != num_prefix_tokens + gh * gw:

@@ -18,7 +18,6 @@ import urllib.request
 CHUNK_SIZE = 1 << 20
 SCHEMES = ("https", "http", "file")
 HASHES = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
-SHA256 = HASHES["sha256"]
 # Seconds to wait for a connection or for the next bytes: with no network a download fails within this, never hangs.
 TIMEOUT = 15
 # The optional extra that installs the hub clients (keras-hub, huggingface_hub).
