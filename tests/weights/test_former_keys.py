@@ -75,23 +75,21 @@ def test_a_weights_file_written_under_the_former_class_names_loads_with_identica
         load_weights(other, path)
 
 
-def test_keras_counters_are_shared_by_the_classes_of_one_snake_case_name():
+def test_keys_share_keras_counters_and_a_backup_under_the_former_names_restores_weights_and_optimizer(tmp_path):
+    """Keras counts the keys of every class of one snake-case name together, so the renames shift the keys of its
+    own BatchNormalization layers too; and a run's model (a layer before a nested network) backed up after a step
+    with the former classes resumes in a model of the new ones."""
     inputs = keras.Input((4, 4, 2))
     x = keras.layers.BatchNormalization()(inputs)
     x = keras_vitres.layers.FusedBatchNormalization()(x)
-    x = keras.layers.BatchNormalization()(x)
-    model = keras.Model(inputs, x)
-    keys = [(now, before) for layer, now, before in layer_keys(model) if not isinstance(layer, keras.layers.InputLayer)]
+    mixed = keras.Model(inputs, keras.layers.BatchNormalization()(x))
+    keys = [(now, before) for layer, now, before in layer_keys(mixed) if not isinstance(layer, keras.layers.InputLayer)]
     assert keys == [("batch_normalization", "batch_normalization"),
                     ("fused_batch_normalization", "batch_normalization_1"),
                     ("batch_normalization_1", "batch_normalization_2")]  # fmt: skip
-    assert renamed_keys(model) == [("layers/fused_batch_normalization", "layers/batch_normalization_1"),
+    assert renamed_keys(mixed) == [("layers/fused_batch_normalization", "layers/batch_normalization_1"),
                                    ("layers/batch_normalization_1", "layers/batch_normalization_2")]  # fmt: skip
 
-
-def test_a_backup_written_under_the_former_class_names_restores_weights_and_optimizer(tmp_path):
-    """A run's model (preprocessing around a nested network, beside one of Keras' BatchNormalization layers, whose
-    key the renames shifted) backed up after a step with the former classes resumes in a model of the new ones."""
     keras.utils.set_random_seed(0)
 
     def run_model():
