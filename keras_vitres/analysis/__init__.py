@@ -44,10 +44,7 @@ from keras_vitres.analysis.vit import (
     vit_analysis,
 )
 
-ANALYSES = ("degradation", "shortcuts", "responses", "ensemble", "vit")
-
 __all__ = [
-    "ANALYSES",
     "AnalysisData",
     "DegradationResult",
     "EnsembleResult",

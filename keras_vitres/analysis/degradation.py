@@ -1,28 +1,27 @@
 """The degradation problem: plain nets get worse with depth, residual nets do not (arXiv:1512.03385, Fig. 1, 6).
 
-Plain and residual CIFAR nets of each depth are trained on the same data with the same seed and settings; the
-result holds their training and validation error per epoch. The figure has the layout of the paper's Fig. 6:
-plain nets on the left, ResNets on the right, training error dashed and validation error bold.
+Plain and residual CIFAR nets of each depth are trained on the same data with the same seed and settings.
 """
 
 import dataclasses
 
-from keras_vitres.analysis.experiment import TrainingSettings, load_analysis_data, plain_data, train_cifar_resnet
+from keras_vitres.analysis.experiment import AnalysisResult, TrainingSettings, load_analysis_data, train_cifar_resnet
 from keras_vitres.training.curves import pyplot, save_figure
 
 
 @dataclasses.dataclass
-class DegradationResult:
+class DegradationResult(AnalysisResult):
     """Error curves of plain and residual nets of several depths.
 
     Attributes:
         depths: the depths compared (6n + 2).
-        curves: {"plain-20": {"train_error": [...], "val_error": [...]}, "resnet-20": {...}, ...}, one value per
-            epoch, errors as fractions.
+        curves: {"plain-20": {"train_error": [...], "val_error": [...]}, "resnet-20": {...}, ...}, one fraction
+            per epoch.
         params: {net name: parameter count}.
-        figure: path of the PNG written, or None.
-        models: {net name: the trained `keras.Model`} (left out of `to_dict`), e.g. for `layer_responses`.
+        models: {net name: the trained `keras.Model`}, e.g. for `layer_responses`.
     """
+
+    EXCLUDE = ("models",)
 
     depths: list
     curves: dict
@@ -34,13 +33,8 @@ class DegradationResult:
         """{net name: (final training error, final validation error)}."""
         return {name: (c["train_error"][-1], c["val_error"][-1]) for name, c in self.curves.items()}
 
-    def to_dict(self):
-        """The numbers, as plain Python types (JSON-ready)."""
-        return plain_data(self, exclude=("models",))
-
 
 def net_name(depth, residual):
-    """"plain-20" or "resnet-20"."""
     return f"{'resnet' if residual else 'plain'}-{depth}"
 
 
@@ -56,7 +50,7 @@ def degradation_analysis(depths=(20, 56), data=None, settings=None, figure_path=
         **model_args: more `keras_vitres.ResNet` arguments for every net (e.g. `stage_filters=(8, 16, 32)`).
 
     Returns:
-        A `DegradationResult` with nets named "plain-{depth}" and "resnet-{depth}".
+        A `DegradationResult`, nets named "plain-{depth}" and "resnet-{depth}".
     """
     if not depths:
         raise ValueError(f"`depths` must name at least one depth; received depths={depths!r}.")
@@ -72,17 +66,12 @@ def degradation_analysis(depths=(20, 56), data=None, settings=None, figure_path=
             )
             params[name] = int(models[name].count_params())
     result = DegradationResult(depths=[int(d) for d in depths], curves=curves, params=params, models=models)
-    if figure_path is not None:
-        result.figure = plot_degradation(result, figure_path)
-    return result
+    return result.plotted(plot_degradation, figure_path)
 
 
 def plot_degradation(result, path):
-    """Writes the paper's Fig. 6 layout: error (%) against epochs, plain (left) and ResNet (right).
-
-    Returns:
-        `path`.
-    """
+    """Writes the paper's Fig. 6 layout to `path`: error (%) against epochs, plain nets left, ResNets right,
+    training error dashed, validation error bold; returns `path`."""
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -1,21 +1,20 @@
 """Ensembles of networks of different depths, as one Keras model (arXiv:1512.03385, §4.1 and Table 4).
 
-The paper's best ILSVRC 2015 result averages the predictions of six models of different depths. Here the
-members' softmax probabilities are averaged by a `keras.layers.Average` layer in one functional model, so the
-ensemble saves to a single `.keras` file (loadable with `safe_mode=True`), exports like any model and serves
-in one call. Each member becomes a nested model named "member{i}_{name}", so members that share a name (or
-layer names) do not clash.
+The paper's best ILSVRC 2015 result averages the predictions of six models of different depths. Here a
+`keras.layers.Average` layer averages the members' probabilities in one functional model, so the ensemble saves to
+one `.keras` file (loadable with `safe_mode=True`), exports like any model and serves in one call.
 """
 
 import dataclasses
 
+import keras
 import numpy as np
 
 from keras_vitres.analysis.experiment import (
+    AnalysisResult,
     TrainingSettings,
     error_rate,
     load_analysis_data,
-    plain_data,
     predict_probabilities,
     train_cifar_resnet,
 )
@@ -24,8 +23,6 @@ from keras_vitres.training.curves import pyplot, save_figure
 
 def _output_kind(model):
     """'probabilities' if the model ends in a softmax, 'logits' if its last layer is linear, else raises."""
-    import keras
-
     last = model.layers[-1]
     if isinstance(last, keras.layers.Softmax):
         return "probabilities"
@@ -43,18 +40,14 @@ def _output_kind(model):
 
 
 def ensemble_model(members, name="ensemble"):
-    """Builds one model that outputs the average of its members' class probabilities (paper §4.1).
-
-    Members that output logits (`classifier_activation=None`) get a softmax first, so the ensemble always
-    averages probabilities.
+    """Builds one model, input "images", that outputs the average of its members' class probabilities
+    ("probabilities", paper §4.1); members that output logits get a softmax first.
 
     Args:
-        members: list of at least two single-input `keras.Model`s with the same input shape and number of
-            classes (different depths and widths are the point).
+        members: at least two single-input `keras.Model`s with the same input shape and number of classes
+            (different depths and widths are the point). Each becomes a nested model named "member{i}_{name}", so
+            members that share a name or layer names do not clash.
         name: name of the ensemble model.
-
-    Returns:
-        A functional `keras.Model` with input "images" and output "probabilities".
 
     Examples:
         >>> import numpy as np
@@ -68,8 +61,6 @@ def ensemble_model(members, name="ensemble"):
         >>> bool(np.allclose(ensemble.predict(x, verbose=0), mean, atol=1e-6))
         True
     """
-    import keras
-
     members = list(members)
     if len(members) < 2:
         raise ValueError(f"`members` must hold at least two models; received {len(members)}.")
@@ -98,17 +89,18 @@ def ensemble_model(members, name="ensemble"):
 
 
 @dataclasses.dataclass
-class EnsembleResult:
+class EnsembleResult(AnalysisResult):
     """Members' and ensemble's validation errors (paper Table 4 form).
 
     Attributes:
         members: list of {"name", "depth", "params", "val_error"}.
         ensemble_error: validation error of the averaged probabilities.
         ensemble_params: parameters of the ensemble model (the sum of the members').
-        model: the ensemble `keras.Model` (left out of `to_dict`).
+        model: the ensemble `keras.Model`.
         saved_path: where the ensemble was saved as `.keras`, or None.
-        figure: path of the PNG written, or None.
     """
+
+    EXCLUDE = ("model",)
 
     members: list
     ensemble_error: float
@@ -116,10 +108,6 @@ class EnsembleResult:
     model: object = dataclasses.field(default=None, repr=False)
     saved_path: str = None
     figure: str = None
-
-    def to_dict(self):
-        """The numbers, as plain Python types (JSON-ready)."""
-        return plain_data(self, exclude=("model",))
 
 
 def ensemble_analysis(depths=(20, 32, 44), data=None, settings=None, figure_path=None, save_path=None,
@@ -129,8 +117,7 @@ def ensemble_analysis(depths=(20, 32, 44), data=None, settings=None, figure_path
     Args:
         depths: CIFAR depths 6n + 2 of the members (the paper combines six models of different depths).
         data: an `AnalysisData`; by default `load_analysis_data("digits")`.
-        settings: a `TrainingSettings`, the same for every member; the members differ by depth (and so by
-            their initial weights).
+        settings: a `TrainingSettings`, the same for every member.
         figure_path: optional path of a PNG to write (`plot_ensemble`).
         save_path: optional path of a `.keras` file to save the ensemble to.
         **model_args: more `keras_vitres.ResNet` arguments for every member.
@@ -162,17 +149,11 @@ def ensemble_analysis(depths=(20, 32, 44), data=None, settings=None, figure_path
     if save_path is not None:
         ensemble.save(save_path)
         result.saved_path = str(save_path)
-    if figure_path is not None:
-        result.figure = plot_ensemble(result, figure_path)
-    return result
+    return result.plotted(plot_ensemble, figure_path)
 
 
 def plot_ensemble(result, path):
-    """Writes a bar chart of the members' and the ensemble's validation error.
-
-    Returns:
-        `path`.
-    """
+    """Writes a bar chart of the members' and the ensemble's validation error to `path`; returns `path`."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
     names = [row["name"] for row in result.members] + ["ensemble"]
@@ -189,9 +170,7 @@ def plot_ensemble(result, path):
 
 
 def member_probabilities(ensemble, images):
-    """Returns each member's probabilities on `images`, (members, N, classes), read from the ensemble itself."""
-    import keras
-
+    """Each member's probabilities on `images`, (members, N, classes), read from the ensemble itself."""
     average = ensemble.get_layer("probabilities")
     probe = keras.Model(ensemble.input, list(average.input), name=f"{ensemble.name}_members")
     return np.stack([np.asarray(p, np.float64) for p in probe.predict(images, verbose=0)])

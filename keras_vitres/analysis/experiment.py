@@ -1,29 +1,36 @@
-"""The small, seeded training runs the analyses share: data preparation, a training loop, error curves.
+"""The small, seeded training runs the analyses share: data preparation, a training loop, error curves, results.
 
-The papers' figures come from long CIFAR/ImageNet runs; here every analysis reproduces its figure's *form* on data
-that ships offline (`load_dataset("digits")`, 1,437 / 360 real handwritten digits upscaled to 32x32) or on any
-dataset `keras_vitres.data.load_dataset` reads, with the ResNet paper's optimiser (SGD, momentum 0.9, §4.2).
+The papers' figures come from long CIFAR/ImageNet runs; here every analysis reproduces its figure's *form* on the
+offline digits (`load_dataset("digits")`) or any dataset `keras_vitres.data.load_dataset` reads.
 """
 
 import dataclasses
+import functools
 
+import keras
 import numpy as np
+
+from keras_vitres.data import load_dataset
+from keras_vitres.layers.preprocessing import Preprocessing
+from keras_vitres.models import ResNet
+from keras_vitres.training import fit
+from keras_vitres.training.recipes import Recipe
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class AnalysisData:
-    """Float32 arrays ready for training: the training set's mean per channel subtracted, divided by 128.
+    """Float32 arrays ready for training (`load_analysis_data`).
 
     Attributes:
         x_train, y_train: training images (N, H, W, C) and int labels (N,).
-        x_val, y_val: the held-out images and labels the error curves are measured on (the dataset's
-            validation split when it has one, else its test split, as the paper's figures plot test error).
+        x_val, y_val: the held-out images and labels the error curves are measured on (the validation split when
+            the dataset has one, else its test split, as the paper's figures plot test error).
         num_classes: int.
         name: the dataset name.
-        preprocessing: the normalisation applied to raw [0, 255] pixels, a `keras_vitres.layers.Preprocessing`
-            as its compact dict, {"mean": [3 floats], "std": 128.0} (empty when not normalised): pass it to
-            `keras_vitres.export.export_saved_model(..., preprocessing=data.preprocessing)` so that a served
-            model takes raw pixels.
+        preprocessing: the normalisation applied to raw [0, 255] pixels as a compact `Preprocessing` dict,
+            {"mean": [3 floats], "std": 128.0} (empty when not normalised): pass it to
+            `keras_vitres.export.export_saved_model(..., preprocessing=data.preprocessing)` so that a served model
+            takes raw pixels.
     """
 
     x_train: np.ndarray
@@ -36,7 +43,6 @@ class AnalysisData:
 
     @property
     def image_shape(self):
-        """(H, W, C) of the images."""
         return tuple(self.x_train.shape[1:])
 
 
@@ -46,44 +52,36 @@ def _check_positive(value, name):
     return int(value)
 
 
+def _subset(x, y, size, name, rng):
+    if size is None:
+        return x, y
+    keep = np.sort(rng.permutation(len(y))[:_check_positive(size, name)])
+    return x[keep], y[keep]
+
+
 def load_analysis_data(dataset="digits", *, image_size=None, train_size=None, val_size=None, seed=0, path=None,
                        normalize=True):
-    """Loads a dataset with `keras_vitres.data.load_dataset` and prepares it for the analyses.
+    """Loads a dataset with `load_dataset` and prepares it for the analyses: an `AnalysisData`.
 
-    Images are converted to float32; with `normalize` the training set's mean of each channel is subtracted and
-    the result divided by 128, so pixels lie in about [-1, 1]. (The ResNet paper subtracts the per-pixel mean,
-    §4.2; a per-channel mean is as good for these analyses and can be baked into a TF Serving export.)
+    With `normalize` the training set's mean of each channel is subtracted and the result divided by 128, so pixels
+    lie in about [-1, 1] (the ResNet paper subtracts the per-pixel mean, §4.2; a per-channel mean can be baked into a
+    TF Serving export).
 
     Args:
         dataset: a name `load_dataset` accepts ("digits", the offline default; "cifar10"; "folder"; ...).
         image_size: int or (height, width); "digits" and "folder" only (digits are 32x32 by default).
-        train_size: optional int. Keep a seeded random subset of `train_size` training examples.
-        val_size: optional int. Keep a seeded random subset of `val_size` held-out examples.
-        seed: int. Seed of the subset.
+        train_size, val_size: optional ints. Keep seeded random subsets of that many training / held-out examples.
+        seed: int. Seed of the subsets.
         path: where the data is (see `load_dataset`).
-        normalize: bool. False keeps raw pixel values in [0, 255], as models trained elsewhere by this package
-            take them.
-
-    Returns:
-        An `AnalysisData`.
+        normalize: bool. False keeps raw pixel values in [0, 255], as the package's trained models take them.
     """
-    from keras_vitres.data import load_dataset
-
     options = {} if image_size is None else {"image_size": image_size}
     splits = load_dataset(dataset, path=path, **options)
     x_train, y_train = splits.train
     x_val, y_val = splits.validation if splits.validation is not None else splits.test
     rng = np.random.default_rng(seed)
-    if train_size is not None:
-        train_size = _check_positive(train_size, "train_size")
-        keep = np.sort(rng.permutation(len(y_train))[:train_size])
-        x_train, y_train = x_train[keep], y_train[keep]
-    if val_size is not None:
-        val_size = _check_positive(val_size, "val_size")
-        keep = np.sort(rng.permutation(len(y_val))[:val_size])
-        x_val, y_val = x_val[keep], y_val[keep]
-    from keras_vitres.layers.preprocessing import Preprocessing
-
+    x_train, y_train = _subset(x_train, y_train, train_size, "train_size", rng)
+    x_val, y_val = _subset(x_val, y_val, val_size, "val_size", rng)
     channels = x_train.shape[-1]
     mean = x_train.reshape(-1, channels).astype(np.float64).mean(axis=0)
     preprocessing = Preprocessing(mean=mean, std=128.0) if normalize else Preprocessing()
@@ -105,18 +103,17 @@ OPTIMIZERS = ("sgd", "adam")
 class TrainingSettings:
     """How the analyses train each network; the same settings (and seed) for every network compared.
 
-    The settings are a `keras_vitres.training.Recipe` (`recipe()`): a cosine decay to 0 over the run, no warmup,
-    no augmentation, sparse cross-entropy; the weight decay is the builders' `kernel_regularizer`.
+    They become a `keras_vitres.training.Recipe` (`recipe()`): a cosine decay to 0 over the run, no warmup, no
+    augmentation, sparse cross-entropy.
 
     Attributes:
         epochs: int. Passes over the training set.
         batch_size: int. Examples per step (128 in the paper).
-        learning_rate: float. Initial SGD learning rate; it follows a cosine decay to 0 over the run.
+        learning_rate: float. Initial learning rate.
         momentum: float. SGD momentum (0.9 in the paper).
-        weight_decay: float. L2 weight decay of the convolution kernels (1e-4 in the paper), as a
+        weight_decay: float. L2 weight decay of the convolution kernels (1e-4 in the paper), as the builders'
             `kernel_regularizer`; 0 turns it off.
-        optimizer: "sgd" (SGD with `momentum`, the ResNet paper) or "adam" (Adam, beta1 0.9, beta2 0.999, the
-            ViT paper's choice for training from scratch, §3 and Appendix B.1).
+        optimizer: "sgd" (the ResNet paper) or "adam" (the ViT paper's from scratch, §3 and Appendix B.1).
         seed: int. Seeds the weights and the batch order, so networks differ only by their architecture.
     """
 
@@ -141,9 +138,7 @@ class TrainingSettings:
             raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}; received optimizer={self.optimizer!r}.")
 
     def recipe(self):
-        """These settings as the `keras_vitres.training.Recipe` that `train_classifier` trains with."""
-        from keras_vitres.training.recipes import Recipe
-
+        """These settings as the `Recipe` that `train_classifier` trains with."""
         return Recipe(
             name="analysis",
             description="the analyses' settings; the network and the data are the analysis's own",
@@ -161,41 +156,28 @@ class TrainingSettings:
         )
 
     def regularizer(self):
-        """The kernel regularizer for the builders' `kernel_regularizer` argument (None without weight decay)."""
-        import keras
-
+        """The builders' `kernel_regularizer` (None without weight decay)."""
         # The paper's weight decay w <- w - lr * wd * w is the gradient of (wd / 2) * |w|^2.
         return keras.regularizers.L2(self.weight_decay / 2) if self.weight_decay else None
 
 
 def set_seed(seed):
     """Seeds Python, NumPy and the backend, so a network built next gets the same initial weights."""
-    import keras
-
     keras.utils.set_random_seed(int(seed))
 
 
 def train_classifier(model, data, settings):
-    """Trains `model` (softmax outputs) through `keras_vitres.training` and returns its per-epoch error curves.
+    """Trains `model` (uncompiled, softmax outputs) on an `AnalysisData` with `TrainingSettings` through
+    `keras_vitres.training`; returns {"train_error": [...], "val_error": [...]}, a fraction per epoch.
 
-    The training error of an epoch is measured while training (running average, BN in training mode), as the
-    thin curves of the paper's Fig. 1 and 6; the validation error is measured at the end of each epoch.
-
-    Args:
-        model: an uncompiled `keras.Model` ending in a softmax over `data.num_classes` classes.
-        data: an `AnalysisData`.
-        settings: a `TrainingSettings`.
-
-    Returns:
-        {"train_error": [float] * epochs, "val_error": [float] * epochs}, errors as fractions in [0, 1].
+    The training error of an epoch is measured while training (running average, BN in training mode), as the thin
+    curves of the paper's Fig. 1 and 6; the validation error at the end of each epoch.
     """
-    from keras_vitres.training.fit import compile_for_recipe, fit_model, plan_steps
-
     recipe = settings.recipe()
-    plan = plan_steps(recipe, len(data.y_train))
-    compile_for_recipe(model, recipe, plan)
+    plan = fit.plan_steps(recipe, len(data.y_train))
+    fit.compile_for_recipe(model, recipe, plan)
     set_seed(settings.seed)  # the same random state for every network of a comparison
-    logs = fit_model(model, recipe, (data.x_train, data.y_train), (data.x_val, data.y_val), plan=plan,
+    logs = fit.fit_model(model, recipe, (data.x_train, data.y_train), (data.x_val, data.y_val), plan=plan,
                      seed=settings.seed)
     return {
         "train_error": [1.0 - float(a) for a in logs["accuracy"]],
@@ -204,18 +186,11 @@ def train_classifier(model, data, settings):
 
 
 def train_new_model(build, data, settings):
-    """Seeds, builds a network and trains it: the one training loop of every analysis.
+    """Seeds, calls `build()` for an uncompiled network and trains it: the one training loop of every analysis;
+    returns (model, its `train_classifier` curves).
 
-    Seeding right before each build gives every network of a comparison the same random state (initial weights
-    of the layers they share, batch order), so that they differ only by their architecture.
-
-    Args:
-        build: a callable with no arguments returning an uncompiled `keras.Model` for `data` (softmax outputs).
-        data: an `AnalysisData`.
-        settings: a `TrainingSettings`.
-
-    Returns:
-        (model, curves): the trained model and its `train_classifier` error curves.
+    Seeding right before each build gives every network of a comparison the same random state (initial weights of
+    the layers they share, batch order), so that they differ only by their architecture.
     """
     set_seed(settings.seed)
     model = build()
@@ -223,21 +198,8 @@ def train_new_model(build, data, settings):
 
 
 def train_cifar_resnet(depth, data, settings, **model_args):
-    """Builds a CIFAR ResNet (or plain net) sized for `data` with `train_new_model` and trains it.
-
-    Args:
-        depth: CIFAR depth 6n + 2.
-        data: an `AnalysisData`: its image shape and number of classes size the net.
-        settings: a `TrainingSettings`: its seed, and its weight decay as the kernels' regularizer.
-        **model_args: more `keras_vitres.ResNet` arguments (`shortcut`, `name`, `stage_filters`, ...).
-
-    Returns:
-        (model, curves), as `train_new_model`.
-    """
-    import functools
-
-    from keras_vitres.models import ResNet
-
+    """Trains a CIFAR ResNet of `depth` (6n + 2), or plain net, sized for `data` with `train_new_model`;
+    `model_args` are more `ResNet` arguments (`shortcut`, `name`, `stage_filters`, ...)."""
     build = functools.partial(
         ResNet,
         depth,
@@ -251,7 +213,7 @@ def train_cifar_resnet(depth, data, settings, **model_args):
 
 
 def predict_probabilities(model, x, batch_size=256):
-    """Returns `model`'s outputs on `x` as a float64 NumPy array, in inference mode."""
+    """`model`'s outputs on `x` as a float64 NumPy array, in inference mode."""
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
 
 
@@ -261,12 +223,8 @@ def error_rate(probabilities, labels):
 
 
 def plain_data(value, exclude=()):
-    """Converts a result (dataclasses, dicts, lists, NumPy values) to plain Python types for JSON.
-
-    Args:
-        value: the object to convert.
-        exclude: field names of a top-level dataclass to leave out (models, images).
-    """
+    """A result (dataclasses, dicts, lists, NumPy values) as plain Python types for JSON, leaving out the
+    `exclude` fields of a top-level dataclass (models, images)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain_data(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in exclude}
     if isinstance(value, dict):
@@ -278,3 +236,19 @@ def plain_data(value, exclude=()):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+class AnalysisResult:
+    """What every analysis returns: a dataclass of its numbers, with `figure` the path of its PNG or None."""
+
+    EXCLUDE = ()  # fields left out of `to_dict` (models, images)
+
+    def to_dict(self):
+        """The numbers, as plain Python types (JSON-ready)."""
+        return plain_data(self, exclude=self.EXCLUDE)
+
+    def plotted(self, plot, path):
+        """Sets `figure` to `plot(self, path)` when a `path` is given; returns the result."""
+        if path is not None:
+            self.figure = plot(self, path)
+        return self

@@ -3,18 +3,20 @@
 "The responses are the outputs of each 3x3 layer, after BN and before other nonlinearity (ReLU/addition)" (§4.2).
 The paper finds ResNets' responses generally smaller than their plain twins', supporting the idea that residual
 functions are closer to zero than non-residual ones. Here a layer's response std is the standard deviation of
-each channel over the images and positions, averaged over the channels; the network runs in inference mode.
+each channel over the images and positions, averaged over the channels, in inference mode.
 
-Responses are read without changing the model: a probe model returns the input of every residual block, and
-each block's own sublayers (conv1/bn1, conv2/bn2) are applied to it, so the weights measured are the weights
-trained.
+A probe model returns the input of every residual block, and each block's own sublayers (conv1/bn1, conv2/bn2) are
+applied to it: the model is measured unchanged, with its trained weights.
 """
 
 import dataclasses
 
+import keras
 import numpy as np
 
-from keras_vitres.analysis.experiment import load_analysis_data, plain_data
+from keras_vitres.analysis.degradation import degradation_analysis
+from keras_vitres.analysis.experiment import AnalysisResult, load_analysis_data
+from keras_vitres.layers.residual import BasicBlock, BottleneckBlock
 from keras_vitres.training.curves import pyplot, save_figure
 
 
@@ -46,15 +48,9 @@ def _kernel_is_3x3(conv):
 
 
 def response_layers(model):
-    """Lists the 3x3 layers of a ResNet (or plain net) whose responses `layer_responses` measures.
-
-    Returns:
-        A list of (label, block layer or None, batch-norm attribute name): the stem's BN ("stem", None,
-        "stem_bn") when the stem convolution is 3x3, then each basic block's bn1 and bn2, or each bottleneck's
-        bn2 (its only 3x3 convolution).
-    """
-    from keras_vitres.layers.residual import BasicBlock, BottleneckBlock
-
+    """The 3x3 layers of a ResNet (or plain net) that `layer_responses` measures, as (label, block or None,
+    batch-norm attribute): the stem's BN ("stem", None, "stem_bn") when the stem convolution is 3x3, then each
+    basic block's bn1 and bn2, or each bottleneck's bn2 (its only 3x3 convolution)."""
     entries = []
     names = {layer.name for layer in model.layers}
     if "stem_bn" in names and "stem_conv" in names and _kernel_is_3x3(model.get_layer("stem_conv")):
@@ -74,13 +70,9 @@ def response_layers(model):
 
 def _block_responses(block, x):
     """Applies a block's sublayers in inference mode; returns {bn name: response} for its 3x3 layers."""
-    from keras import ops
-
-    from keras_vitres.layers.residual import BasicBlock
-
     # The block's own padding-or-subsampling before each convolution, exactly as its `call` applies it.
     r1 = block.bn1(block._apply_conv(block.conv1_pad, block.conv1, x), training=False)
-    r2 = block.bn2(block._apply_conv(block.conv2_pad, block.conv2, ops.relu(r1)), training=False)
+    r2 = block.bn2(block._apply_conv(block.conv2_pad, block.conv2, keras.ops.relu(r1)), training=False)
     return {"bn1": r1, "bn2": r2} if isinstance(block, BasicBlock) else {"bn2": r2}
 
 
@@ -95,8 +87,6 @@ def layer_responses(model, images, batch_size=128):
     Returns:
         A `ResponseProfile`.
     """
-    import keras
-
     entries = response_layers(model)
     images = np.asarray(images, dtype="float32")
     if images.ndim != 4 or len(images) < 1:
@@ -135,30 +125,23 @@ def layer_responses(model, images, batch_size=128):
 
 
 @dataclasses.dataclass
-class ResponseResult:
+class ResponseResult(AnalysisResult):
     """Layer responses of plain and residual nets (paper Fig. 7).
 
     Attributes:
         profiles: {net name ("plain-20", "resnet-20", ...): ResponseProfile}.
         val_error: {net name: final validation error}, to show that the nets compared were trained.
-        figure: path of the PNG written, or None.
     """
 
     profiles: dict
     val_error: dict
     figure: str = None
 
-    def to_dict(self):
-        """The numbers, as plain Python types (JSON-ready)."""
-        return plain_data(self)
-
 
 def response_analysis(depths=(20, 56), data=None, settings=None, figure_path=None, num_images=None, shortcut="A",
                       **model_args):
-    """Trains plain and residual CIFAR nets of each depth, then measures their layer responses (paper Fig. 7).
-
-    The nets are those of `degradation_analysis` with the same arguments, as the paper measures Fig. 7 on the
-    nets of Fig. 6.
+    """Trains the plain and residual CIFAR nets of `degradation_analysis`, then measures their layer responses, as
+    the paper measures Fig. 7 on the nets of Fig. 6.
 
     Args:
         depths: CIFAR depths 6n + 2 (the paper shows 20, 56 and 110).
@@ -173,37 +156,23 @@ def response_analysis(depths=(20, 56), data=None, settings=None, figure_path=Non
     Returns:
         A `ResponseResult`.
     """
-    from keras_vitres.analysis.degradation import degradation_analysis
-
     data = data if data is not None else load_analysis_data("digits")
     degradation = degradation_analysis(depths, data, settings, shortcut=shortcut, **model_args)
     result = degradation_responses(degradation, data.x_val if num_images is None else data.x_val[:num_images])
-    if figure_path is not None:
-        result.figure = plot_responses(result, figure_path)
-    return result
+    return result.plotted(plot_responses, figure_path)
 
 
 def degradation_responses(degradation, images):
-    """Measures the layer responses of the trained nets of a `DegradationResult`.
-
-    Args:
-        degradation: a `DegradationResult` (its `models` are measured).
-        images: array (N, H, W, C), preprocessed as the nets were trained.
-
-    Returns:
-        A `ResponseResult` with the nets' names and final validation errors.
-    """
+    """The `ResponseResult` of the trained nets of a `DegradationResult` on `images` (N, H, W, C), preprocessed
+    as the nets were trained."""
     profiles = {name: layer_responses(model, images) for name, model in degradation.models.items()}
     val_error = {name: curve["val_error"][-1] for name, curve in degradation.curves.items()}
     return ResponseResult(profiles=profiles, val_error=val_error)
 
 
 def plot_responses(result, path):
-    """Writes the paper's Fig. 7 layout: std per layer in layer order (top) and sorted by magnitude (bottom).
-
-    Returns:
-        `path`.
-    """
+    """Writes the paper's Fig. 7 layout to `path`: std per layer in layer order (top) and sorted by magnitude
+    (bottom); returns `path`."""
     plt = pyplot()
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -2,18 +2,19 @@
 
 A: zero-padding identity shortcuts (no parameters); B: projections only where the shape changes; C: projections
 on every block. The paper finds B slightly better than A and C marginally better than B, at a cost in
-parameters that C does not earn, so it uses A (CIFAR) and B (ImageNet). An optional plain net (option None) gives
-the baseline row of Table 3.
+parameters that C does not earn, so it uses A (CIFAR) and B (ImageNet). A plain net (option None) gives the
+baseline row.
 """
 
 import dataclasses
 
-from keras_vitres.analysis.experiment import TrainingSettings, load_analysis_data, plain_data, train_cifar_resnet
+from keras_vitres.analysis.experiment import AnalysisResult, TrainingSettings, load_analysis_data, train_cifar_resnet
+from keras_vitres.layers.residual import check_shortcut
 from keras_vitres.training.curves import pyplot, save_figure
 
 
 @dataclasses.dataclass
-class ShortcutResult:
+class ShortcutResult(AnalysisResult):
     """One row per shortcut option, in the form of the paper's Table 3.
 
     Attributes:
@@ -21,7 +22,6 @@ class ShortcutResult:
         rows: list of {"option": "A" | "B" | "C" | None, "name", "params", "trainable_params", "train_error",
             "val_error"} (final errors as fractions).
         curves: {net name: {"train_error": [...], "val_error": [...]}}, one value per epoch.
-        figure: path of the PNG written, or None.
     """
 
     depth: int
@@ -38,10 +38,6 @@ class ShortcutResult:
             lines.append(f"| {row['name']} | {option} | {row['params']:,} | {100 * row['train_error']:.2f} | "
                          f"{100 * row['val_error']:.2f} |")
         return "\n".join(lines)
-
-    def to_dict(self):
-        """The numbers, as plain Python types (JSON-ready)."""
-        return plain_data(self)
 
 
 def _label(depth, option):
@@ -62,8 +58,6 @@ def shortcut_analysis(depth=20, options=("A", "B", "C"), data=None, settings=Non
     Returns:
         A `ShortcutResult` whose rows follow `options`.
     """
-    from keras_vitres.layers.residual import check_shortcut
-
     options = list(options)
     if not options or len(set(options)) != len(options):
         raise ValueError(f"`options` must list distinct shortcut options; received options={options!r}.")
@@ -87,17 +81,12 @@ def shortcut_analysis(depth=20, options=("A", "B", "C"), data=None, settings=Non
             val_error=curves[name]["val_error"][-1],
         ))
     result = ShortcutResult(depth=int(depth), rows=rows, curves=curves)
-    if figure_path is not None:
-        result.figure = plot_shortcuts(result, figure_path)
-    return result
+    return result.plotted(plot_shortcuts, figure_path)
 
 
 def plot_shortcuts(result, path):
-    """Writes validation error curves per option (left) and final error with parameter counts (right).
-
-    Returns:
-        `path`.
-    """
+    """Writes error curves per option (left) and the final error with parameter counts (right) to `path`; returns
+    `path`."""
     plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for row in result.rows:

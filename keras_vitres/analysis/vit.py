@@ -1,30 +1,29 @@
 """What a Vision Transformer attends to and what its position embedding learns (arXiv:2010.11929, §4.5).
 
-- Attention rollout (Abnar & Zuidema 2020, arXiv:2005.00928), as in the ViT paper's Fig. 6 and 14: the attention
-  of every block, averaged over heads, mixed with the identity for the residual connection (A' = 0.5 A + 0.5 I,
-  rows renormalised) and multiplied through the depth, R = A'_L ... A'_1. The row of the class token over the
-  patch tokens, reshaped to the patch grid, is the map of what the output attends to.
-- Mean attention distance (Fig. 7 right, Fig. 11): for each head, the distance in pixels between a query patch
-  and the patches it attends to, weighted by the attention weights, averaged over query patches and images.
-- Position-embedding similarity (Fig. 7 center, Fig. 10): the cosine similarity between the learned position
-  embedding of each patch and those of all other patches.
+- `attention_rollout` (Abnar & Zuidema 2020, arXiv:2005.00928; the ViT paper's Fig. 6 and 14): what the output
+  attends to, through the residual connections of every block; `rollout_map` puts it on the patch grid.
+- `mean_attention_distance` (Fig. 7 right, Fig. 11): how far each head looks, in pixels.
+- `position_embedding_similarity` (Fig. 7 center, Fig. 10): how alike the learned embeddings of the patches are.
 
 Attention weights are read block by block with `TransformerBlock(..., return_attention_scores=True)`, so any
-model built by `VisionTransformer` or `HybridViT` can be analysed without being rebuilt.
+model built by `VisionTransformer` or `HybridViT` is analysed as it is.
 """
 
 import dataclasses
 
+import keras
 import numpy as np
 
 from keras_vitres.analysis.experiment import (
+    AnalysisResult,
     TrainingSettings,
     error_rate,
     load_analysis_data,
-    plain_data,
     predict_probabilities,
     train_new_model,
 )
+from keras_vitres.layers.transformer import TransformerBlock
+from keras_vitres.models import VisionTransformer
 from keras_vitres.training.curves import pyplot, save_figure
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -36,8 +35,6 @@ def _pair(value):
 
 def encoder_blocks(model):
     """The model's `TransformerBlock`s in depth order (layers named "encoder_block_{i}"), or raises."""
-    from keras_vitres.layers.transformer import TransformerBlock
-
     blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
     if not blocks:
         raise ValueError(
@@ -47,10 +44,8 @@ def encoder_blocks(model):
 
 
 def token_grid(model):
-    """Returns (grid_size (gh, gw), patch pixels (ph, pw), num_prefix_tokens) of a ViT or hybrid.
-
-    The patch size is in input pixels (for a hybrid, the trunk's total stride).
-    """
+    """(grid_size (gh, gw), patch size in input pixels (ph, pw), num_prefix_tokens) of a ViT or hybrid; a hybrid's
+    patch is its trunk's total stride."""
     try:
         position = model.get_layer("position_embedding")
     except ValueError as error:
@@ -61,19 +56,9 @@ def token_grid(model):
 
 
 def encoder_attention(model, images, batch_size=32):
-    """Runs the encoder block by block and returns every block's attention weights.
-
-    Args:
-        model: a model built by `VisionTransformer` or `HybridViT`.
-        images: array (N, H, W, C) of inputs as the model takes them.
-        batch_size: int. Images per forward pass.
-
-    Returns:
-        float64 array (num_layers, N, num_heads, tokens, tokens); each row (last axis) sums to 1.
-        Memory grows as tokens squared: pass a few images for large models.
-    """
-    import keras
-
+    """Runs the encoder of a ViT or hybrid block by block on `images` (N, H, W, C, as the model takes them) and
+    returns every block's attention weights: float64 (num_layers, N, num_heads, tokens, tokens), rows summing to
+    1. Memory grows as tokens squared: pass a few images for large models."""
     blocks = encoder_blocks(model)
     for previous, block in zip(blocks, blocks[1:]):
         if block.input is not previous.output:
@@ -136,17 +121,9 @@ def attention_rollout(attention, residual_weight=0.5, head_fusion="mean"):
 
 
 def rollout_map(rollout, grid_size, num_prefix_tokens=1):
-    """The rollout as a map over the patch grid: the class token's row, or without one the mean row.
-
-    Args:
-        rollout: array (N, tokens, tokens) from `attention_rollout`.
-        grid_size: (gh, gw) of the patch tokens.
-        num_prefix_tokens: tokens before the grid (1 with a class token).
-
-    Returns:
-        float64 array (N, gh, gw); with a class token its entries sum to at most 1 (the rest is the class
-        token's attention to itself).
-    """
+    """A rollout (N, tokens, tokens) as a map over the (gh, gw) patch grid, float64 (N, gh, gw): the row of the class
+    token (the first of `num_prefix_tokens`), whose entries sum to at most 1 (the rest is its attention to itself),
+    or without one the mean row."""
     rollout = np.asarray(rollout, dtype=np.float64)
     gh, gw = _pair(grid_size)
     if rollout.ndim != 3 or rollout.shape[1] != num_prefix_tokens + gh * gw:
@@ -219,20 +196,17 @@ def position_embedding_similarity(model_or_embedding, num_prefix_tokens=None):
 
     Args:
         model_or_embedding: a ViT/hybrid model, or an embedding array (tokens, D) or (1, tokens, D).
-        num_prefix_tokens: leading tokens to drop (the class token); read from the model when one is given,
-            else 0.
+        num_prefix_tokens: leading tokens to drop (the class token); by default the model's, else 0.
 
     Returns:
-        float64 array (patches, patches): symmetric, with ones on the diagonal. Row i reshaped to the grid is
-        the tile of patch i in the paper's figure.
+        float64 array (patches, patches), symmetric, ones on the diagonal; row i on the grid is the tile of patch i
+        in the paper's figure.
 
     Examples:
         >>> embedding = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
         >>> position_embedding_similarity(embedding).round(3).tolist()
         [[1.0, 0.0, 0.707], [0.0, 1.0, 0.707], [0.707, 0.707, 1.0]]
     """
-    import keras
-
     if isinstance(model_or_embedding, keras.Model):
         layer = model_or_embedding.get_layer("position_embedding")
         embedding = keras.ops.convert_to_numpy(layer.embedding)
@@ -254,7 +228,7 @@ def position_embedding_similarity(model_or_embedding, num_prefix_tokens=None):
 
 
 @dataclasses.dataclass
-class VitAnalysisResult:
+class VitAnalysisResult(AnalysisResult):
     """The ViT analyses of one model.
 
     Attributes:
@@ -266,8 +240,10 @@ class VitAnalysisResult:
         uniform_distance: the attention distance of uniform attention over the patches, in pixels.
         position_similarity: list (patches) of lists (patches), cosine similarities.
         val_error: validation error of the model when this analysis trained it, else None.
-        figure: path of the PNG written, or None.
+        images: the images analysed.
     """
+
+    EXCLUDE = ("images",)
 
     grid_size: tuple
     patch_size: tuple
@@ -280,15 +256,9 @@ class VitAnalysisResult:
     figure: str = None
     images: object = dataclasses.field(default=None, repr=False)
 
-    def to_dict(self):
-        """The numbers, as plain Python types (JSON-ready); the images are left out."""
-        return plain_data(self, exclude=("images",))
-
 
 def tiny_vit(image_shape, classes, patch_size=4, hidden_dim=64, num_layers=4, num_heads=4, mlp_dim=128, **kwargs):
     """A small ViT for the offline analyses: a 32x32 input with 4x4 patches is an 8x8 grid of tokens."""
-    from keras_vitres.models import VisionTransformer
-
     return VisionTransformer(
         patch_size=patch_size,
         hidden_dim=hidden_dim,
@@ -348,9 +318,7 @@ def vit_analysis(model=None, images=None, data=None, settings=None, figure_path=
         val_error=val_error,
         images=np.asarray(images),
     )
-    if figure_path is not None:
-        result.figure = plot_vit(result, figure_path)
-    return result
+    return result.plotted(plot_vit, figure_path)
 
 
 def _display(image):
@@ -374,11 +342,7 @@ def similarity_mosaic(similarity, grid_size):
 
 def plot_vit(result, path):
     """Writes the rollout maps over their images (top), the position-embedding similarity tiles (bottom left) and
-    the mean attention distance per head against depth (bottom right).
-
-    Returns:
-        `path`.
-    """
+    the mean attention distance per head against depth (bottom right) to `path`; returns `path`."""
     plt = pyplot()
     maps = np.asarray(result.rollout_maps)
     shown = min(len(maps), 4)

@@ -1,11 +1,16 @@
-"""Model builders of the benchmark candidates, run inside a worker process (see `worker.py`).
+"""Model builders of the Keras benchmark candidates, run inside a worker process (see `worker.py`); the PyTorch
+peers are in `torch_peers.py`, which never imports Keras.
 
-Every Keras builder returns a model that maps images (batch, H, W, 3) to float32 logits over `classes`, so all
-candidates train with the same loss and optimizer. Peers are imported inside their builder, so a worker only loads
-what its candidate needs. The PyTorch peers live in `torch_peers.py`, which never imports Keras.
+Every builder returns a model that maps images (batch, H, W, 3) to float32 logits over `classes`, so all candidates
+train with the same loss and optimizer.
 """
 
 import keras
+from keras import ops
+
+from keras_vitres.layers.pooling import TokenPooling
+from keras_vitres.models.vit import VisionTransformer
+from keras_vitres.presets import build_model
 
 
 def _logits_head(x, classes):
@@ -15,16 +20,12 @@ def _logits_head(x, classes):
 
 def preset(image_shape, classes, *, preset, overrides=None, remat=False):
     """Ours: a registered preset with logits output; `remat=True` recomputes its blocks in the backward pass."""
-    from keras_vitres.presets import build_model
-
     overrides = {**(overrides or {}), **({"remat": True} if remat else {})}
     return build_model(preset, input_shape=image_shape, classes=classes, classifier_activation=None, **overrides)
 
 
 def vision_transformer(image_shape, classes, **config):
-    """Ours: the general ViT builder (used for the tiny stand-in of --quick)."""
-    from keras_vitres.models.vit import VisionTransformer
-
+    """Ours: the general ViT builder (the tiny stand-in of --quick)."""
     return VisionTransformer(input_shape=image_shape, classes=classes, classifier_activation=None, **config)
 
 
@@ -34,8 +35,6 @@ def cifar_resnet_functional(image_shape, classes, *, depth):
     Built from `keras.layers` only, with the shortcut's subsample-and-zero-pad in `Lambda` layers: the code a
     user would write without a model zoo. Same layers, shapes and parameter count as our `resnet{depth}`.
     """
-    from keras import ops
-
     n = (depth - 2) // 6
 
     def conv_bn(x, filters, strides, name):
@@ -72,7 +71,7 @@ def keras_applications_resnet50(image_shape, classes):
 
 def keras_hub_resnet(image_shape, classes, *, depth=50):
     """keras-hub ResNetBackbone (the ResNet-50 layout of its presets) + global average pooling + Dense."""
-    import keras_hub
+    import keras_hub  # the optional "hub" extra, only in the worker of this peer
 
     blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}[depth]
     backbone = keras_hub.models.ResNetBackbone(
@@ -91,9 +90,7 @@ def keras_hub_resnet(image_shape, classes, *, depth=50):
 
 def keras_hub_vit(image_shape, classes, *, patch_size, hidden_dim, num_layers, num_heads, mlp_dim):
     """keras-hub ViTBackbone + the class token + Dense: the head of the ViT paper and of our builder."""
-    import keras_hub
-
-    from keras_vitres.layers.pooling import TokenPooling
+    import keras_hub  # the optional "hub" extra, only in the worker of this peer
 
     backbone = keras_hub.models.ViTBackbone(
         image_shape=image_shape,

@@ -22,10 +22,14 @@ import keras
 SavedActivations = collections.namedtuple("SavedActivations", ["bytes", "tensors"])
 
 
-def _check_jax(what):
+def _jax(what):
+    """The `jax` module, or a ValueError naming the backend unless Keras runs on JAX."""
     if keras.backend.backend() != "jax":
         raise ValueError(f"{what} needs the JAX backend; received KERAS_BACKEND={keras.backend.backend()!r} "
                          "(set KERAS_BACKEND=jax before importing Keras).")  # fmt: skip
+    import jax  # the optional "jax" extra, importable only where Keras runs on it
+
+    return jax
 
 
 def _training_loss(model):
@@ -39,9 +43,7 @@ def _training_loss(model):
     return loss_fn
 
 
-def _abstract_step_inputs(model, batch_size):
-    import jax
-
+def _abstract_step_inputs(jax, model, batch_size):
     def abstract(variables):
         return [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in variables]
 
@@ -51,29 +53,26 @@ def _abstract_step_inputs(model, batch_size):
 
 
 def kept_tensors(model, batch_size):
-    """The tensors a training step of `model` keeps from its forward pass for the backward pass, as abstract values.
+    """The tensors a training step of `model` keeps from its forward pass for the backward pass: a list of
+    `jax.core.ShapedArray` (`.shape`, `.dtype`), one per distinct tensor.
 
     The step is the loss (sparse categorical cross-entropy on the model's logits) as a function of the weights, the
-    BatchNorm and dropout state and the batch, traced by `jax.vjp` on abstract shapes. Tensors that are the step's own
-    inputs (weights, batch) are not listed: they are held with or without rematerialisation.
+    BatchNorm and dropout state and the batch, traced by `jax.vjp` on abstract shapes. The step's own inputs
+    (weights, batch) are not listed: they are held with or without rematerialisation.
 
     Args:
         model: a Keras model with a fully defined input shape (batch excluded) that outputs logits.
         batch_size: int. Images per step.
 
-    Returns:
-        A list of `jax.core.ShapedArray` (`.shape`, `.dtype`), one per distinct tensor kept.
-
     Raises:
         ValueError: naming the backend, unless Keras runs on JAX.
     """
-    _check_jax("kept_tensors")
-    import jax
-    from jax.extend.core import Literal
+    jax = _jax("kept_tensors")
+    from jax.extend.core import Literal  # with `jax`, above
 
     loss_fn = _training_loss(model)
     jaxpr, (_, backward) = jax.make_jaxpr(lambda *args: jax.vjp(loss_fn, *args), return_shape=True)(
-        *_abstract_step_inputs(model, batch_size)
+        *_abstract_step_inputs(jax, model, batch_size)
     )
     num_residuals = len(jax.tree.leaves(backward))  # the closure of the backward function: what it keeps
     residuals = jaxpr.jaxpr.outvars[len(jaxpr.jaxpr.outvars) - num_residuals :]
@@ -83,22 +82,8 @@ def kept_tensors(model, batch_size):
 
 
 def saved_activations(model, batch_size):
-    """Counts the tensors a training step of `model` keeps from its forward pass for the backward pass.
-
-    The tensors are those of `kept_tensors` (the step traced by `jax.vjp` on abstract shapes; weights and batch
-    excluded).
-
-    Args:
-        model: a Keras model with a fully defined input shape (batch excluded) that outputs logits.
-        batch_size: int. Images per step.
-
-    Returns:
-        `SavedActivations(bytes, tensors)`: the total size and the number of distinct tensors kept.
-
-    Raises:
-        ValueError: naming the backend, unless Keras runs on JAX.
-    """
-    _check_jax("saved_activations")
+    """`SavedActivations(bytes, tensors)`: the total size and number of the tensors of `kept_tensors`."""
+    _jax("saved_activations")
     kept = kept_tensors(model, batch_size)
     return SavedActivations(sum(math.prod(a.shape) * a.dtype.itemsize for a in kept), len(kept))
 
@@ -110,9 +95,7 @@ def compiled_step_memory(model, batch_size):
     assignment on the default JAX device lays them out; `argument_size_in_bytes` and `output_size_in_bytes` are the
     weights and batch, and the gradients.
     """
-    _check_jax("compiled_step_memory")
-    import jax
-
+    jax = _jax("compiled_step_memory")
     loss_fn = _training_loss(model)
 
     def train_step(trainable, non_trainable, images, labels):
@@ -121,4 +104,4 @@ def compiled_step_memory(model, batch_size):
         )
         return loss, grads, non_trainable
 
-    return jax.jit(train_step).lower(*_abstract_step_inputs(model, batch_size)).compile().memory_analysis()
+    return jax.jit(train_step).lower(*_abstract_step_inputs(jax, model, batch_size)).compile().memory_analysis()

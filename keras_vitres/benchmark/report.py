@@ -4,6 +4,9 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import subprocess
+
+from keras_vitres.benchmark.runner import detect_device
 
 MARKER_START = "<!-- benchmark-table -->"
 MARKER_END = "<!-- /benchmark-table -->"
@@ -103,11 +106,7 @@ def machine_info():
     meminfo = _read("/proc/meminfo")
     mem_kib = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal")), None)
     gpus = []
-    from keras_vitres.benchmark.runner import detect_device
-
     if detect_device() == "gpu":
-        import subprocess
-
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=30).stdout  # fmt: skip
         gpus = [line.strip() for line in out.splitlines() if line.strip()]
@@ -222,14 +221,6 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
     targets (`gpu_targets`); `keras-vitres benchmark --write-docs` puts it in the "gpu" section (`markers("gpu")`).
     """
     gpus = machine["gpus"]
-    memory = "?" if machine["memory_gib"] is None else f"{machine['memory_gib']:.0f} GiB"
-    features = ", ".join(machine["cpu_features"]) or "none of " + "/".join(CPU_FEATURES)
-    features = f" ({features})" if machine["cpu_features"] or not gpus else ""
-    load = machine["load_average"]
-    load_text = "unknown" if load is None else f"{load[0]:.1f} (1 min) at the start"
-    if load_after is not None:
-        load_text += f", {load_after[0]:.1f} at the end"
-    version_text = ", ".join(f"{name} {version or 'not installed'}" for name, version in versions_found.items())
     kind = f"GPU, {gpus[0]}" if gpus else f"CPU, {cpu_kind(machine)}"
     measured = date or datetime.date.today().isoformat()
     lines = [
@@ -243,6 +234,35 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
         f"$ {command}",
         "```",
         "",
+        *_run_details(machine, versions_found, settings, load_after),
+        "",
+        markdown_table(results),
+        "",
+        "Targets:",
+        "",
+    ]  # fmt: skip
+    if gpus:
+        lines += gpu_targets(results, gpus[0])
+    else:
+        lines += [*(targets(results) or ["- no peer was measured."]), f"- GPU: {NO_GPU}."]
+        lines += list(HOW_TO) if how_to else []
+    for note in notes:
+        lines += ["", note]
+    return "\n".join(lines)
+
+
+def _run_details(machine, versions_found, settings, load_after):
+    """The bullets of a docs section that say on what and how a run was measured, and how to read its table."""
+    gpus = machine["gpus"]
+    memory = "?" if machine["memory_gib"] is None else f"{machine['memory_gib']:.0f} GiB"
+    features = ", ".join(machine["cpu_features"]) or "none of " + "/".join(CPU_FEATURES)
+    features = f" ({features})" if machine["cpu_features"] or not gpus else ""
+    load = machine["load_average"]
+    load_text = "unknown" if load is None else f"{load[0]:.1f} (1 min) at the start"
+    if load_after is not None:
+        load_text += f", {load_after[0]:.1f} at the end"
+    version_text = ", ".join(f"{name} {version or 'not installed'}" for name, version in versions_found.items())
+    return [
         f"- Machine: {machine['cpu']}, {machine['cores']} cores{features}, {memory} memory; "
         + (f"GPU: {'; '.join(gpus)}." if gpus else f"{NO_GPU}."),
         f"- Load average {load_text}, on {machine['cores']} cores (it counts the benchmark's own worker processes,"
@@ -258,37 +278,26 @@ def markdown_section(results, *, command, machine, versions_found, settings, loa
         " back to back): when the load changes during a run the ratio of the medians can fall between two load"
         " levels, the per-round ratios cannot, and their spread shows how much of a difference from 1.00x is"
         " noise.",
-        "",
-        markdown_table(results),
-        "",
-        "Targets:",
-        "",
     ]
-    if gpus:
-        lines += gpu_targets(results, gpus[0])
-        for note in notes:
-            lines += ["", note]
-        return "\n".join(lines)
-    lines += [*(targets(results) or ["- no peer was measured."]), f"- GPU: {NO_GPU}."]
-    lines += [] if not how_to else [
-        "",
-        "A smoke test of the same machinery on tiny models takes seconds:",
-        "",
-        "```console",
-        "$ keras-vitres benchmark --quick --models tiny_resnet --steps 1 --quiet",
-        "```",
-        "",
-        "On a GPU machine the same script measures Keras on the JAX backend (XLA on, bfloat16 with"
-        " `--precision mixed_bfloat16`) against timm and torchvision when they are installed:",
-        "",
-        "<!-- illustrative: needs a GPU and PyTorch, timm and torchvision -->",
-        "```console",
-        "$ python benchmarks/run.py --models resnet50,vit_b16 --precision mixed_bfloat16 --batch-size 128 --write-docs",
-        "```",
-    ]
-    for note in notes:
-        lines += ["", note]
-    return "\n".join(lines)
+
+
+# The end of the first CPU section of a page: how to run the smoke test, and the benchmark on a GPU.
+HOW_TO = (
+    "",
+    "A smoke test of the same machinery on tiny models takes seconds:",
+    "",
+    "```console",
+    "$ keras-vitres benchmark --quick --models tiny_resnet --steps 1 --quiet",
+    "```",
+    "",
+    "On a GPU machine the same script measures Keras on the JAX backend (XLA on, bfloat16 with"
+    " `--precision mixed_bfloat16`) against timm and torchvision when they are installed:",
+    "",
+    "<!-- illustrative: needs a GPU and PyTorch, timm and torchvision -->",
+    "```console",
+    "$ python benchmarks/run.py --models resnet50,vit_b16 --precision mixed_bfloat16 --batch-size 128 --write-docs",
+    "```",
+)
 
 
 def cpu_kind(machine):

@@ -160,8 +160,8 @@ def detect_device():
 
 
 def resolve_backend(backend, device):
-    """"auto": JAX on a GPU (XLA-compiled bf16 is the fast path there), TensorFlow on CPU, where Keras on JAX is
-    slower (measured on a 2-core CPU: ResNet-50 trains at 2.4 img/s on JAX against 7.3 on TensorFlow)."""
+    """"auto": JAX on a GPU (XLA-compiled bf16 is the fast path there), TensorFlow on CPU, where Keras on JAX
+    trains several times slower."""
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}; received backend={backend!r}.")
     if backend != "auto":
@@ -175,46 +175,79 @@ def _median(values):
 
 def measure_group(spec, *, batch_size, precision, jit, backend, device, steps, warmup, timeout, log):
     """Measures every candidate of one model at one batch size and precision; returns a `Result` per candidate."""
-    results, workers, started = {}, {}, []
+    results = {candidate.key: Result(
+        model=spec.key, title=spec.title, candidate=candidate.key, against=candidate.against,
+        framework=candidate.framework, batch_size=batch_size, image_shape=tuple(spec.image_shape),
+        precision=precision, note=candidate.note,
+    ) for candidate in spec.candidates}  # fmt: skip
+
+    def say(key, text):  # key "" for the whole group
+        log(f"  {spec.key} {precision}{f' {key}' if key else ''}: {text}")
+
+    ready = _start_workers(spec, results, device, backend, timeout, say)
+    build = dict(image_shape=list(spec.image_shape), classes=spec.classes, batch_size=batch_size, precision=precision,
+                 jit=jit)  # fmt: skip
+    workers = _build_all(ready, results, build, say)
+    try:
+        _time_steps(workers, results, steps, warmup, say)
+        for key, worker in workers.items():
+            memory = worker.request("memory")
+            results[key].peak_rss_mib, results[key].device_peak_mib = memory["peak_rss_mib"], memory["device_peak_mib"]
+    finally:
+        for worker in workers.values():
+            worker.close()
+    for key in workers:
+        result = results[key]
+        result.train_step_s, result.infer_step_s = _median(result.train_steps), _median(result.infer_steps)
+    compute_ratios(list(results.values()))
+    return list(results.values())
+
+
+def _start_workers(spec, results, device, backend, timeout, say):
+    """Starts a worker per candidate that can run here, all at once (their imports overlap), and waits until each
+    has imported, so that no build is timed under another's imports; returns [(candidate, worker)] of those up."""
+    started, ready = [], []
     for candidate in spec.candidates:
-        result = Result(
-            model=spec.key, title=spec.title, candidate=candidate.key, against=candidate.against,
-            framework=candidate.framework, batch_size=batch_size, image_shape=tuple(spec.image_shape),
-            precision=precision, note=candidate.note,
-        )  # fmt: skip
-        results[candidate.key] = result
         reason = skip_reason(candidate, device)
         if reason:
-            result.note = reason
-            log(f"  {spec.key} {precision} {candidate.key}: skipped ({reason})")
+            results[candidate.key].note = reason
+            say(candidate.key, f"skipped ({reason})")
             continue
-        started.append((candidate, Worker(candidate.framework, backend, timeout)))  # all import at once
-    ready = []
-    for candidate, worker in started:  # wait until every worker has imported, so no build is timed under imports
+        started.append((candidate, Worker(candidate.framework, backend, timeout)))
+    for candidate, worker in started:
         try:
             worker.request(None)
             ready.append((candidate, worker))
         except WorkerError as error:
             worker.close()
             results[candidate.key].note = f"failed to start: {error}"
-            log(f"  {spec.key} {precision} {candidate.key}: {results[candidate.key].note}")
+            say(candidate.key, results[candidate.key].note)
+    return ready
+
+
+def _build_all(ready, results, build, say):
+    """Builds the candidates one at a time; returns {key: worker} of those built."""
+    workers = {}
     for candidate, worker in ready:
         result = results[candidate.key]
-        log(f"  {spec.key} {precision} {candidate.key}: building")
+        say(candidate.key, "building")
         try:
-            reply = worker.request(
-                "build", framework=candidate.framework, builder=candidate.builder, options=candidate.options,
-                image_shape=list(spec.image_shape), classes=spec.classes, batch_size=batch_size,
-                precision=precision, jit=jit,
-            )  # fmt: skip
+            reply = worker.request("build", framework=candidate.framework, builder=candidate.builder,
+                                   options=candidate.options, **build)  # fmt: skip
         except WorkerError as error:
             worker.close()
             result.note = f"failed to build: {error}"
-            log(f"  {spec.key} {precision} {candidate.key}: {result.note}")
+            say(candidate.key, result.note)
             continue
         result.build_s, result.params, result.device = reply["build_s"], reply["params"], reply["device"]
         result.backend, result.jit, result.build_rss_mib = reply["backend"], reply["jit"], reply["build_rss_mib"]
         workers[candidate.key] = worker
+    return workers
+
+
+def _time_steps(workers, results, steps, warmup, say):
+    """Warms every candidate up (the first training step traces and compiles: `first_step_s`), then times `steps`
+    training steps and `steps` forward passes, alternating between candidates; a worker that fails is dropped."""
 
     def step_all(op, record):
         for key in list(workers):
@@ -222,34 +255,21 @@ def measure_group(spec, *, batch_size, precision, jit, backend, device, steps, w
                 seconds = workers[key].request(op)["seconds"]
             except WorkerError as error:
                 results[key].note = f"failed during {op}: {error}"
-                log(f"  {spec.key} {precision} {key}: {results[key].note}")
+                say(key, results[key].note)
                 workers.pop(key).close()
                 continue
             record(results[key], seconds)
 
-    try:
-        step_all("train", lambda r, s: setattr(r, "first_step_s", s))  # traces and compiles
-        for _ in range(warmup - 1):
-            step_all("train", lambda r, s: None)
-        for _ in range(warmup):
-            step_all("infer", lambda r, s: None)
-        log(f"  {spec.key} {precision}: warm; timing {steps} steps of {', '.join(workers)}")
-        for _ in range(steps):
-            step_all("train", lambda r, s: r.train_steps.append(s))
-        for _ in range(steps):
-            step_all("infer", lambda r, s: r.infer_steps.append(s))
-        for key, worker in workers.items():
-            memory = worker.request("memory")
-            results[key].peak_rss_mib, results[key].device_peak_mib = memory["peak_rss_mib"], memory["device_peak_mib"]
-    finally:
-        for worker in workers.values():
-            worker.close()
-
-    for key in workers:
-        result = results[key]
-        result.train_step_s, result.infer_step_s = _median(result.train_steps), _median(result.infer_steps)
-    compute_ratios(list(results.values()))
-    return list(results.values())
+    step_all("train", lambda r, s: setattr(r, "first_step_s", s))
+    for _ in range(warmup - 1):
+        step_all("train", lambda r, s: None)
+    for _ in range(warmup):
+        step_all("infer", lambda r, s: None)
+    say("", f"warm; timing {steps} steps of {', '.join(workers)}")
+    for _ in range(steps):
+        step_all("train", lambda r, s: r.train_steps.append(s))
+    for _ in range(steps):
+        step_all("infer", lambda r, s: r.infer_steps.append(s))
 
 
 def paired_ratio_quartiles(ours_steps, peer_steps):

@@ -2,7 +2,8 @@
 
 The settings are what a PyTorch user would pick for speed: channels-last memory format, bfloat16 autocast for
 `mixed_bfloat16`, `torch.compile` when the benchmark's `jit` resolves on (auto: on for a GPU), SGD with
-momentum and cross-entropy on logits, as the Keras candidates.
+momentum and cross-entropy on logits, as the Keras candidates. PyTorch, torchvision and timm are optional: each
+is imported where a peer needs it.
 """
 
 import time

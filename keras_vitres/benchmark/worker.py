@@ -16,6 +16,7 @@ Requests:
 Every reply has "ok"; a failed request answers {"ok": false, "error": "..."} and the worker keeps serving.
 """
 
+import importlib.util
 import json
 import os
 import resource
@@ -33,6 +34,7 @@ class KerasSession:
     """A Keras candidate: built under the requested dtype policy, compiled with SGD and a logits loss."""
 
     def __init__(self, request):
+        # Imported here, not at the top: a PyTorch worker runs this file too and must never import Keras.
         import keras
         import numpy as np
 
@@ -71,7 +73,7 @@ class KerasSession:
     def device_peak_mib(self):
         if self.device != "gpu":
             return None
-        if self.backend == "tensorflow":
+        if self.backend == "tensorflow":  # the backend's own API: only the one Keras runs on is importable
             import tensorflow as tf
 
             return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
@@ -86,8 +88,6 @@ class KerasSession:
 
 def _load_torch_peers():
     """Imports the sibling `torch_peers.py` by path, so that this process never imports the keras_vitres package."""
-    import importlib.util
-
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_peers.py")
     spec = importlib.util.spec_from_file_location("keras_vitres_torch_peers", path)
     module = importlib.util.module_from_spec(spec)

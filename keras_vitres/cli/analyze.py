@@ -93,99 +93,81 @@ def add_parser(subparsers):
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
-def _settings(args):
-    from keras_vitres.analysis import TrainingSettings
+def run(args):
+    # Imported on use: the analyses and the model loader import Keras and a backend (seconds of CPU), which
+    # `keras-vitres --help` must not.
+    from keras_vitres import analysis
+    from keras_vitres.weights.loaders import load_keras_model
 
-    return TrainingSettings(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-    )
-
-
-def _data(args, normalize=True):
-    from keras_vitres.analysis import load_analysis_data
-
-    return load_analysis_data(
-        args.dataset,
-        path=args.data_path,
-        image_size=args.image_size,
-        train_size=args.train_size,
-        val_size=args.val_size,
-        seed=args.seed,
-        normalize=normalize,
-    )
+    settings = analysis.TrainingSettings(epochs=args.epochs, batch_size=args.batch_size,
+                                         learning_rate=args.learning_rate, optimizer=args.optimizer,
+                                         weight_decay=args.weight_decay, seed=args.seed)  # fmt: skip
+    model = load_keras_model(args.model, argument="--model") if getattr(args, "model", None) else None
+    data = analysis.load_analysis_data(args.dataset, path=args.data_path, image_size=args.image_size,
+                                       train_size=args.train_size, val_size=args.val_size, seed=args.seed,
+                                       normalize=model is None)  # fmt: skip
+    common = dict(data=data, settings=settings, figure_path=args.output)
+    resnet = {"stage_filters": tuple(args.stage_filters)} if getattr(args, "stage_filters", None) else {}
+    if args.analysis == "vit":
+        vit_args = {} if model is not None else dict(patch_size=args.patch_size, hidden_dim=args.hidden_dim,
+                                                      num_layers=args.num_layers, num_heads=args.num_heads)
+        result = analysis.vit_analysis(model, num_images=args.num_images, **common, **vit_args)
+    elif args.analysis == "degradation":
+        result = analysis.degradation_analysis(args.depths, **common, **resnet)
+    elif args.analysis == "shortcuts":
+        options = [None if option == "plain" else option for option in args.options]
+        result = analysis.shortcut_analysis(args.depth, options, **common, **resnet)
+    elif args.analysis == "responses":
+        result = analysis.response_analysis(args.depths, num_images=args.num_images, **common, **resnet)
+    else:  # argparse lets only the five names through
+        result = analysis.ensemble_analysis(args.depths, save_path=args.save, **common, **resnet)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print("\n".join(SUMMARIES[args.analysis](result)))
+        print(f"figure: {result.figure}")
+    return 0
 
 
 def _percent(value):
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def _report(args, result, lines):
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print("\n".join(lines))
-        print(f"figure: {result.figure}")
+def _vit_lines(result):
+    lines = [f"grid {result.grid_size[0]}x{result.grid_size[1]} of {result.patch_size[0]}x{result.patch_size[1]}"
+             f"-pixel patches; validation error {_percent(result.val_error)}%",
+             f"mean attention distance (pixels, max {result.max_distance:.1f}) per layer and head:"]  # fmt: skip
+    return lines + [f"  layer {i}: " + " ".join(f"{d:.1f}" for d in heads)
+                    for i, heads in enumerate(result.attention_distance)]  # fmt: skip
 
 
-def run(args):
-    from keras_vitres import analysis
+def _degradation_lines(result):
+    lines = [f"{'net':<12} {'parameters':>10}  {'train err %':>11}  {'val err %':>9}"]
+    for net, (train, val) in result.final_errors().items():
+        lines.append(f"{net:<12} {result.params[net]:>10,}  {_percent(train):>11}  {_percent(val):>9}")
+    return lines
 
-    model_args = {}
-    if getattr(args, "stage_filters", None):
-        model_args["stage_filters"] = tuple(args.stage_filters)
-    name = args.analysis
-    if name == "vit":
-        from keras_vitres.weights.loaders import load_keras_model
 
-        model = None
-        if args.model:
-            model = load_keras_model(args.model, argument="--model")
-        data = _data(args, normalize=model is None)
-        vit_args = dict(patch_size=args.patch_size, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
-                        num_heads=args.num_heads)
-        result = analysis.vit_analysis(model, data=data, settings=_settings(args), figure_path=args.output,
-                                       num_images=args.num_images, **({} if model is not None else vit_args))
-        lines = [f"grid {result.grid_size[0]}x{result.grid_size[1]} of {result.patch_size[0]}x{result.patch_size[1]}"
-                 f"-pixel patches; validation error {_percent(result.val_error)}%",
-                 f"mean attention distance (pixels, max {result.max_distance:.1f}) per layer and head:"]
-        lines += [f"  layer {i}: " + " ".join(f"{d:.1f}" for d in heads)
-                  for i, heads in enumerate(result.attention_distance)]
-        _report(args, result, lines)
-        return 0
+def _response_lines(result):
+    lines = [f"{'net':<12} {'layers':>6}  {'mean std':>8}  {'val err %':>9}"]
+    for net, profile in result.profiles.items():
+        lines.append(f"{net:<12} {len(profile.std):>6}  {profile.mean():>8.3f}  {_percent(result.val_error[net]):>9}")
+    return lines
 
-    data = _data(args)
-    settings = _settings(args)
-    if name == "degradation":
-        result = analysis.degradation_analysis(args.depths, data, settings, figure_path=args.output, **model_args)
-        lines = [f"{'net':<12} {'parameters':>10}  {'train err %':>11}  {'val err %':>9}"]
-        for net, (train, val) in result.final_errors().items():
-            lines.append(f"{net:<12} {result.params[net]:>10,}  {_percent(train):>11}  {_percent(val):>9}")
-    elif name == "shortcuts":
-        options = [None if option == "plain" else option for option in args.options]
-        result = analysis.shortcut_analysis(args.depth, options, data, settings, figure_path=args.output,
-                                            **model_args)
-        lines = [result.table()]
-    elif name == "responses":
-        result = analysis.response_analysis(args.depths, data, settings, figure_path=args.output,
-                                            num_images=args.num_images, **model_args)
-        lines = [f"{'net':<12} {'layers':>6}  {'mean std':>8}  {'val err %':>9}"]
-        for net, profile in result.profiles.items():
-            lines.append(f"{net:<12} {len(profile.std):>6}  {profile.mean():>8.3f}  {_percent(result.val_error[net]):>9}")
-    elif name == "ensemble":
-        result = analysis.ensemble_analysis(args.depths, data, settings, figure_path=args.output,
-                                            save_path=args.save, **model_args)
-        lines = [f"{'model':<12} {'parameters':>10}  {'val err %':>9}"]
-        for row in result.members:
-            lines.append(f"{row['name']:<12} {row['params']:>10,}  {_percent(row['val_error']):>9}")
-        lines.append(f"{'ensemble':<12} {result.ensemble_params:>10,}  {_percent(result.ensemble_error):>9}")
-        if result.saved_path:
-            lines.append(f"saved: {result.saved_path}")
-    else:  # argparse only lets the names above through
-        raise ValueError(f"unknown analysis {name!r}; expected one of {analysis.ANALYSES}")
-    _report(args, result, lines)
-    return 0
+
+def _ensemble_lines(result):
+    lines = [f"{'model':<12} {'parameters':>10}  {'val err %':>9}"]
+    for row in result.members:
+        lines.append(f"{row['name']:<12} {row['params']:>10,}  {_percent(row['val_error']):>9}")
+    lines.append(f"{'ensemble':<12} {result.ensemble_params:>10,}  {_percent(result.ensemble_error):>9}")
+    return lines + ([f"saved: {result.saved_path}"] if result.saved_path else [])
+
+
+# The terminal summary of each analysis (--json prints its `to_dict()` instead).
+SUMMARIES = {
+    "degradation": _degradation_lines,
+    "shortcuts": lambda result: [result.table()],
+    "responses": _response_lines,
+    "ensemble": _ensemble_lines,
+    "vit": _vit_lines,
+}

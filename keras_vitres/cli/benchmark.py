@@ -3,11 +3,16 @@
 The same flags drive `python benchmarks/run.py`; the work is done by `keras_vitres.benchmark`.
 """
 
+import dataclasses
 import datetime
 import json
 import os
 import shlex
 import sys
+
+from keras_vitres.benchmark.candidates import DEFAULT_MODELS, MODELS, QUICK_MODELS
+from keras_vitres.benchmark.report import format_table, machine_info, markdown_section, versions, write_docs_section
+from keras_vitres.benchmark.runner import Result, compute_ratios, run_benchmark
 
 DOCS_PATH = os.path.join("docs", "benchmarks.md")
 FALLBACK_DOCS_PATH = os.path.join("docs", "_benchmarks_throughput.md")
@@ -15,8 +20,6 @@ FALLBACK_DOCS_PATH = os.path.join("docs", "_benchmarks_throughput.md")
 
 def add_arguments(parser):
     """Registers the benchmark's flags on `parser` (shared by the subcommand and `benchmarks/run.py`)."""
-    from keras_vitres.benchmark.candidates import DEFAULT_MODELS, MODELS, QUICK_MODELS
-
     parser.add_argument("--models", help=f"comma-separated models (default: {','.join(DEFAULT_MODELS)}; "
                         f"with --quick: {','.join(QUICK_MODELS)}); any of {', '.join(MODELS)}. A model may name its "
                         "own precisions: resnet50@float32+mixed_bfloat16")  # fmt: skip
@@ -68,8 +71,6 @@ def write_docs(docs_path, record, results, notes=(), section_name=None):
     """Writes the docs section for a run `record` (see `run`) between the markers of `docs_path`: those of
     `section_name` when given, else the "gpu" section's for a run on a GPU and the unnamed one otherwise
     (`report.markers`)."""
-    from keras_vitres.benchmark.report import markdown_section, write_docs_section
-
     if section_name is None and record["machine"]["gpus"]:
         section_name = "gpu"
     section = markdown_section(results, command=record["command"], machine=record["machine"],
@@ -84,11 +85,6 @@ def write_docs(docs_path, record, results, notes=(), section_name=None):
 
 def rerender(json_path, docs_path=None, notes=(), section_name=None):
     """Prints the table of a run saved with --json and, given `docs_path`, writes its docs section again."""
-    import dataclasses
-
-    from keras_vitres.benchmark.report import format_table
-    from keras_vitres.benchmark.runner import Result, compute_ratios
-
     with open(json_path) as f:
         record = json.load(f)
     fields = {field.name for field in dataclasses.fields(Result)}
@@ -106,10 +102,6 @@ def _csv(text):
 
 def run(args, argv=None):
     """Runs the benchmark described by `args`, prints the table, and writes the docs/JSON when asked."""
-    from keras_vitres.benchmark.candidates import DEFAULT_MODELS, QUICK_MODELS
-    from keras_vitres.benchmark.report import format_table, machine_info, versions
-    from keras_vitres.benchmark.runner import run_benchmark
-
     models = _csv(args.models) if args.models else list(QUICK_MODELS if args.quick else DEFAULT_MODELS)
     steps = args.steps if args.steps is not None else (2 if args.quick else 5)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)

@@ -13,6 +13,7 @@ import keras
 
 from keras_vitres.training.callbacks import sync_weights
 from keras_vitres.weights.download import sha256_of
+from keras_vitres.weights.loaders import load_h5
 
 
 class VerifiedBackup(keras.callbacks.Callback):
@@ -178,7 +179,7 @@ class VerifiedBackup(keras.callbacks.Callback):
                 continue
             try:
                 touched = True
-                model.load_weights(record["path"])
+                load_h5(model, record["path"])  # also reads backups written before a layer class was renamed
             except Exception as error:  # h5py and Keras raise several types for a file that does not load
                 self._skip(record["path"], f"it does not load into the model ({type(error).__name__}: {error})")
                 continue

@@ -18,7 +18,6 @@ import urllib.request
 CHUNK_SIZE = 1 << 20
 SCHEMES = ("https", "http", "file")
 HASHES = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
-SHA256 = HASHES["sha256"]
 # Seconds to wait for a connection or for the next bytes: with no network a download fails within this, never hangs.
 TIMEOUT = 15
 # The optional extra that installs the hub clients (keras-hub, huggingface_hub).
@@ -143,7 +142,7 @@ def download(url, sha256=None, cache_dir=None, fname=None, progress=True, *, md5
                 total = response.headers.get("Content-Length")
                 bar = None
                 if progress:
-                    import keras
+                    import keras  # only for the bar: fetching a file must not import Keras (weights/__init__.py)
 
                     bar = keras.utils.Progbar(int(total) if total and total.isdigit() else None, unit_name="byte")
                 done = 0

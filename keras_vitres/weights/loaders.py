@@ -1,12 +1,11 @@
 """One loader per file format, and `load_weights`, which the builders call for their `weights=` argument.
 
-`load_weights` picks the loader by the file's suffix (`LOADERS`); Keras' own `.keras` files are copied tensor by
-tensor. Loaders take a model and never import the builders. Each loader opens the file with a reader from
-`readers` (which refuses what could run code or reach outside the file), recognises the checkpoint family from its
-tensor names, maps it onto the model (`resnet`, `vit`) and assigns it with `mapping.assign_weights` (which checks
-every declared shape before reading data).
+Loaders take a model and never import the builders. Each opens the file with a reader of `readers` (which refuses
+what could run code or reach outside the file), recognises the checkpoint family by its tensor names, maps it onto
+the model (`resnet`, `vit`, `bit`) and assigns it with `mapping.assign_weights`.
 """
 
+import contextlib
 import math
 import os
 import re
@@ -15,8 +14,12 @@ import zipfile
 import keras
 import numpy as np
 
+import keras_vitres.data.augment  # noqa: F401  (ExactAreaCutMix, which a saved model may hold)
+import keras_vitres.layers  # noqa: F401  (every layer a saved model may hold)
 from keras_vitres.weights import bit, resnet, vit
-from keras_vitres.weights.mapping import assign_weights
+from keras_vitres.weights.former_keys import current_copy, holds_former_keys
+from keras_vitres.weights.keras_hub import load_keras_hub
+from keras_vitres.weights.mapping import Source, assign_weights
 from keras_vitres.weights.readers import (
     PICKLE_SUFFIXES,
     KerasH5Tensors,
@@ -189,19 +192,18 @@ def _load_keras3_applications(model, path, found):
 
 
 def load_h5(model, path):
-    """Loads an HDF5 weight file after checking that it is self-contained (no external links or datasets) and that
-    no dataset declares more elements than the model's largest weight (both from the headers, before any data).
+    """Loads an HDF5 weight file, once its headers show it self-contained (no external links or datasets) and no
+    dataset larger than the model's largest weight.
 
     keras.applications ResNet files are converted by layer name into the v1 ImageNet ResNets with conv biases
-    (presets `resnet50_keras`, ...): the published legacy `.h5` files (layer names such as `conv1_conv`,
-    `conv2_block1_0_conv`, `probs`), and the Keras 3 `.weights.h5` files that `save_weights` writes for
-    keras.applications ResNet50/101/152, recognised by their structure (`keras_applications_resnet`). Any other
-    file (a `.weights.h5` of the same architecture, a legacy file of it) goes to Keras' own loader; one that does not
-    fit gets an error that describes the file and the model in a few names and shapes.
+    (presets `resnet50_keras`, ...): the published legacy `.h5` files (`conv1_conv`, `conv2_block1_0_conv`, `probs`)
+    and the Keras 3 `.weights.h5` of those models, recognised by their structure (`keras_applications_resnet`).
+    Any other file goes to Keras' own loader, through a copy under the current keys when it was written before a
+    layer class was renamed (`former_keys`); one that does not fit gets an error describing the file and the model.
     """
     path = os.fspath(path)
     h5file = open_hdf5(path)
-    found = None
+    found, former = None, False
     try:
         largest = max((math.prod(weight.shape) for weight in model.weights), default=0)
         check_hdf5_sizes(h5file, path, largest, model.name)
@@ -211,18 +213,20 @@ def load_h5(model, path):
                 return _load_keras_applications(model, tensor_file)
         else:
             found = keras_applications_resnet(h5file)
+            former = not found and holds_former_keys(h5file, model)
         holds = describe_hdf5(h5file)
     finally:
         h5file.close()
     if found:
         return _load_keras3_applications(model, path, found)
-    try:
-        model.load_weights(path)
-    except Exception:  # Keras raises several types for a file that does not fit; its message is Keras' internals
-        raise ValueError(
-            f"`weights` file {path!r} does not fit model {model.name!r}: the file holds {holds}; the model expects "
-            f"{describe_model_weights(model)}. docs/weights.md lists the files that load."
-        ) from None
+    with current_copy(path, model) if former else contextlib.nullcontext(path) as readable:
+        try:
+            model.load_weights(readable)
+        except Exception:  # Keras raises several types for a file that does not fit; its message is Keras' internals
+            raise ValueError(
+                f"`weights` file {path!r} does not fit model {model.name!r}: the file holds {holds}; the model "
+                f"expects {describe_model_weights(model)}. docs/weights.md lists the files that load."
+            ) from None
     return dict(loaded=len(model.weights), head_reset=False, resampled=False)
 
 
@@ -255,20 +259,16 @@ def is_keras_hub_model(value):
 
 
 def load_weights(model, weights):
-    """Loads `weights` (None, the path of a local file, or a keras-hub backbone) into `model`, with an error that
-    names the file on failure; returns `model`. Every builder's `weights=` comes here.
+    """Loads `weights` (None, the path of a local file, or a keras-hub backbone) into `model`; returns `model`.
 
-    The loader is chosen by the file's suffix (`LOADERS`); Keras' `.keras` files are read with `safe_mode=True`
-    and copied tensor by tensor (see `_copy_weights`); a keras-hub `ViTBackbone` or `ResNetBackbone` (or an image
-    classifier on one) is converted by `keras_hub.load_keras_hub`. What was loaded from a file is left on the model
-    as `model.loaded_weights`: a dict with the path, the number of weights loaded, "head_reset" (the classifier was
-    left at its initialisation, its classes differing) and "resampled" (the position embedding was resampled).
+    The loader is chosen by the file's suffix (`LOADERS`); a `.keras` file is read with `safe_mode=True` and copied
+    by weight path (`_copy_weights`); a keras-hub model is converted by `keras_hub.load_keras_hub`. What was loaded
+    from a file is left on the model as `model.loaded_weights`: the path, the number of weights loaded, "head_reset"
+    (the classifier left at its initialisation, its classes differing) and "resampled" (the position embedding).
     """
     if weights is None:
         return model
     if is_keras_hub_model(weights):
-        from keras_vitres.weights.keras_hub import load_keras_hub
-
         load_keras_hub(model, weights)
         return model
     if not isinstance(weights, (str, os.PathLike)):
@@ -292,9 +292,7 @@ def load_weights(model, weights):
 
 
 def _report(model, path, result):
-    """Leaves the loader's report on the model (an untracked attribute: it is not saved with the model)."""
-    result = result if isinstance(result, dict) else dict(loaded=len(model.weights), head_reset=False, resampled=False)
-    object.__setattr__(model, "loaded_weights", dict(file=path, **result))
+    object.__setattr__(model, "loaded_weights", dict(file=path, **result))  # untracked: not saved with the model
 
 
 class _ModelTensors(TensorFile):
@@ -323,11 +321,9 @@ def _copy_weights(source, model, path):
     """Copies a `.keras` model's weights into `model` by weight path (a run's model.keras: its network's).
 
     The classifier head ("predictions") is left at its initialisation when its shape differs (fine-tuning on other
-    classes; the ViT builders zero-initialise it then, as the paper does), and a ViT's position embedding is
-    resampled to the model's patch grid (arXiv:2010.11929 §3.2); every other tensor must match in name and shape.
+    classes), and a ViT's position embedding is resampled to the model's patch grid (arXiv:2010.11929 §3.2); every
+    other tensor must match in name and shape.
     """
-    from keras_vitres.weights.mapping import Source
-
     source = _network(source)
     tensor_file = _ModelTensors(source, path)
     sources, names = {}, {layer.name for layer in model.layers}
@@ -346,14 +342,13 @@ def _copy_weights(source, model, path):
 
 
 def load_keras_model(path, argument="model"):
-    """Reads a `.keras` file with `safe_mode=True` (no compiled state), with errors that tell a missing file from a
-    corrupt one; `argument` is the name the caller's user knows the path by (`weights`, `model`, `SOURCE`).
+    """Reads a `.keras` file with `safe_mode=True` and no compile state; `argument` is the name the caller's user
+    knows the path by (`weights`, `model`, `SOURCE`). Every class a saved model can hold is registered by this
+    module's imports.
 
-    Keras says "File not found" for a file that exists but is truncated or not a zip archive; a user who sees that
-    looks for a typo in the path, not for a broken download.
+    Keras says "File not found" for a file that exists but is truncated or not a zip archive; the errors here tell a
+    missing file from a corrupt one, so that a user looks for a broken download rather than a typo.
     """
-    import keras_vitres.layers  # noqa: F401  (registers the package's serialisable layers)
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"`{argument}` file not found: {argument}={path!r}.")

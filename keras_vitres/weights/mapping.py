@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from keras_vitres.layers.embedding import resample_position_embedding
 from keras_vitres.weights.readers import check_float
 
 
@@ -111,8 +112,6 @@ def square_grid(tokens):
 
 def resample_position(array, target_shape, file_prefix_tokens, target_prefix_tokens, target_grid):
     """Converts a (1, prefix + gh*gw, D) position embedding to the model's prefix tokens and patch grid."""
-    from keras_vitres.layers.embedding import resample_position_embedding
-
     grid = square_grid(array.shape[1] - file_prefix_tokens)
     embedding = np.asarray(resample_position_embedding(array.astype("float32"), grid, target_grid, file_prefix_tokens))
     if target_prefix_tokens > file_prefix_tokens:  # the file's class token had no position embedding (big_vision)
@@ -137,104 +136,93 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
     Returns:
         dict with "loaded" (number of weights), "head_reset" (bool), "resampled" (bool).
     """
-    path, name = tensor_file.path, model.name
     variables = {v.path: v for v in model.weights}
     missing = [p for p in variables if p not in sources]
     if missing:
         raise ValueError(
-            f"{tensor_file.format_name} weights cannot be mapped onto model {name!r}: no file tensor corresponds to "
-            f"its weights {missing[:5]}{' ...' if len(missing) > 5 else ''}."
+            f"{tensor_file.format_name} weights cannot be mapped onto model {model.name!r}: no file tensor "
+            f"corresponds to its weights {missing[:5]}{' ...' if len(missing) > 5 else ''}."
         )
-
-    def mismatch(key, file_shape, target, transform, target_shape):
-        return ValueError(
-            f"`weights` file {path!r} does not fit model {name!r}: tensor {key!r} has shape "
-            f"{describe_shape(file_shape)} in the file, expected {describe_shape(transform.source_shape(target_shape))} "
-            f"for the model's {target!r} {describe_shape(target_shape)} ({transform.describe})."
-        )
-
     head = {p: s for p, s in sources.items() if s.role == "head"}
-    head_reset = False
-    for target, source in head.items():
-        target_shape = tuple(variables[target].shape)
-        if source.key not in tensor_file or tensor_file.shape(source.key) != source.transform.source_shape(
-            target_shape
-        ):
-            head_reset = True
-
-    plan, resampled = [], False
-    for target, variable in variables.items():
-        source = sources[target]
-        if source.role == "head" and head_reset:
-            continue
-        target_shape = tuple(variable.shape)
-        if source.key not in tensor_file:
-            raise ValueError(
-                f"`weights` file {path!r} does not fit model {name!r}: it has no tensor {source.key!r}, expected with "
-                f"shape {describe_shape(source.transform.source_shape(target_shape))} for the model's {target!r}."
-            )
-        check_float(tensor_file, source.key)
-        file_shape = tensor_file.shape(source.key)
-        if source.role == "position":
-            prefix, grid = position_grid
-            tokens = file_shape[1] - source.file_prefix_tokens if len(file_shape) == 3 else -1
-            if (
-                len(file_shape) != 3
-                or file_shape[0] != 1
-                or file_shape[2] != target_shape[2]
-                or not square_grid(tokens)
-            ):
-                raise ValueError(
-                    f"`weights` file {path!r} does not fit model {name!r}: position embedding {source.key!r} has shape "
-                    f"{describe_shape(file_shape)} in the file, expected (1, {source.file_prefix_tokens} + a square grid "
-                    f"of patches, {target_shape[2]}) for the model's {target!r} {describe_shape(target_shape)}."
-                )
-            if source.file_prefix_tokens > prefix:
-                raise ValueError(
-                    f"`weights` file {path!r} does not fit model {name!r}: its position embedding {source.key!r} "
-                    f"{describe_shape(file_shape)} covers a class token, but the model has none "
-                    "(build it with use_class_token=True)."
-                )
-            resampled = resampled or file_shape[1] - source.file_prefix_tokens != target_shape[1] - prefix
-        elif file_shape != source.transform.source_shape(target_shape):
-            raise mismatch(source.key, file_shape, target, source.transform, target_shape)
-        plan.append((target, source))
-
+    head_reset = any(s.key not in tensor_file or tensor_file.shape(s.key) != s.transform.source_shape(
+        tuple(variables[p].shape)) for p, s in head.items())  # fmt: skip
+    plan = [(p, sources[p]) for p in variables if not (head_reset and sources[p].role == "head")]
+    resampled = False
+    for target, source in plan:
+        resampled |= _check_source(model, tensor_file, target, source, tuple(variables[target].shape), position_grid)
     used = {source.key for source in sources.values()}
     unused = [k for k in tensor_file.keys() if k not in used and not ignorable(k)]
     if unused:
-        raise ValueError(
-            f"`weights` file {path!r} does not fit model {name!r}: the model has no place for its tensors "
-            f"{unused[:5]}{f' and {len(unused) - 5} more' if len(unused) > 5 else ''} (shape "
-            f"{describe_shape(tensor_file.shape(unused[0]))} for the first); the file describes another architecture."
-        )
-
+        raise _misfit(model, tensor_file, f"the model has no place for its tensors {unused[:5]}"
+                      f"{f' and {len(unused) - 5} more' if len(unused) > 5 else ''} (shape "
+                      f"{describe_shape(tensor_file.shape(unused[0]))} for the first); the file describes another "
+                      "architecture.")  # fmt: skip
     if head_reset:  # warned only once the rest of the file is known to fit
-        shapes = {s.key: tensor_file.shape(s.key) for s in head.values() if s.key in tensor_file}
-        warnings.warn(
-            f"`weights` file {path!r}: the classifier head {list(shapes) or '(absent)'} "
-            f"{'has shapes ' + str(list(shapes.values())) if shapes else 'is not in the file'}, which does not fit "
-            f"model {name!r}'s {[tuple(variables[p].shape) for p in head]}; the head is left at its initialisation "
-            "(train it, e.g. for fine-tuning).",
-            stacklevel=3,
-        )
+        _warn_head_reset(model, tensor_file, head, variables)
+    values = _read_converted(model, tensor_file, plan, variables, position_grid)
+    # Assigned only once every tensor has been read and converted: a file that fails halfway leaves the model as
+    # it was (at the cost of holding one converted copy of the weights meanwhile).
+    for target, value in values.items():
+        variables[target].assign(value)
+    return dict(loaded=len(plan), head_reset=head_reset, resampled=resampled)
 
+
+def _misfit(model, tensor_file, detail):
+    return ValueError(f"`weights` file {tensor_file.path!r} does not fit model {model.name!r}: {detail}")
+
+
+def _check_source(model, tensor_file, target, source, target_shape, position_grid):
+    """Raises unless the file tensor of `source` can become the weight `target`; returns whether it is resampled."""
+    expected = describe_shape(source.transform.source_shape(target_shape))
+    if source.key not in tensor_file:
+        raise _misfit(model, tensor_file, f"it has no tensor {source.key!r}, expected with shape {expected} for the "
+                      f"model's {target!r}.")  # fmt: skip
+    check_float(tensor_file, source.key)
+    file_shape = tensor_file.shape(source.key)
+    if source.role == "position":
+        return _check_position(model, tensor_file, target, source, target_shape, position_grid[0])
+    if file_shape != source.transform.source_shape(target_shape):
+        raise _misfit(model, tensor_file, f"tensor {source.key!r} has shape {describe_shape(file_shape)} in the file, "
+                      f"expected {expected} for the model's {target!r} {describe_shape(target_shape)} "
+                      f"({source.transform.describe}).")  # fmt: skip
+    return False
+
+
+def _check_position(model, tensor_file, target, source, target_shape, prefix):
+    """Raises unless the file's position embedding covers a square grid of patches of the model's width and no
+    class token the model lacks; returns whether its grid differs from the model's."""
+    file_shape = tensor_file.shape(source.key)
+    tokens = file_shape[1] - source.file_prefix_tokens if len(file_shape) == 3 else -1
+    if len(file_shape) != 3 or file_shape[0] != 1 or file_shape[2] != target_shape[2] or not square_grid(tokens):
+        raise _misfit(model, tensor_file, f"position embedding {source.key!r} has shape {describe_shape(file_shape)} "
+                      f"in the file, expected (1, {source.file_prefix_tokens} + a square grid of patches, "
+                      f"{target_shape[2]}) for the model's {target!r} {describe_shape(target_shape)}.")  # fmt: skip
+    if source.file_prefix_tokens > prefix:
+        raise _misfit(model, tensor_file, f"its position embedding {source.key!r} {describe_shape(file_shape)} "
+                      "covers a class token, but the model has none (build it with use_class_token=True).")
+    return tokens != target_shape[1] - prefix
+
+
+def _warn_head_reset(model, tensor_file, head, variables):
+    shapes = {s.key: tensor_file.shape(s.key) for s in head.values() if s.key in tensor_file}
+    warnings.warn(
+        f"`weights` file {tensor_file.path!r}: the classifier head {list(shapes) or '(absent)'} "
+        f"{'has shapes ' + str(list(shapes.values())) if shapes else 'is not in the file'}, which does not fit "
+        f"model {model.name!r}'s {[tuple(variables[p].shape) for p in head]}; the head is left at its "
+        "initialisation (train it, e.g. for fine-tuning).",
+        stacklevel=4,
+    )
+
+
+def _read_converted(model, tensor_file, plan, variables, position_grid):
+    """{weight path: its value in the model's layout and dtype}, reading each file tensor once, however many
+    weights it feeds."""
     by_key = {}
     for target, source in plan:
         by_key.setdefault(source.key, []).append((target, source))
     values = {}
-    for key, uses in by_key.items():  # each file tensor is read once, however many weights it feeds
-        try:
-            array = np.asarray(tensor_file.read(key))
-        except Exception as error:  # zipfile, h5py, numpy and safetensors each raise their own types
-            raise ValueError(
-                f"`weights` file {path!r}: tensor {key!r} could not be read ({type(error).__name__}: {error}); the "
-                f"file is truncated or corrupt. Model {name!r} was left unchanged."
-            ) from None
-        if tuple(array.shape) != tensor_file.shape(key):
-            raise ValueError(
-                f"`weights` file {path!r}: tensor {key!r} holds {array.shape}, not the declared {tensor_file.shape(key)}."
-            )
+    for key, uses in by_key.items():
+        array = _read(model, tensor_file, key)
         for target, source in uses:
             variable = variables[target]
             target_shape = tuple(variable.shape)
@@ -243,8 +231,18 @@ def assign_weights(model, tensor_file, sources, *, ignorable=lambda key: False, 
             else:
                 value = source.transform.apply(array, target_shape)
             values[target] = np.asarray(value, dtype="float32").astype(variable.dtype)
-    # Assigned only once every tensor has been read and converted: a file that fails halfway leaves the model as
-    # it was (at the cost of holding one converted copy of the weights meanwhile).
-    for target, value in values.items():
-        variables[target].assign(value)
-    return dict(loaded=len(plan), head_reset=head_reset, resampled=resampled)
+    return values
+
+
+def _read(model, tensor_file, key):
+    try:
+        array = np.asarray(tensor_file.read(key))
+    except Exception as error:  # zipfile, h5py, numpy and safetensors each raise their own types
+        raise ValueError(
+            f"`weights` file {tensor_file.path!r}: tensor {key!r} could not be read ({type(error).__name__}: "
+            f"{error}); the file is truncated or corrupt. Model {model.name!r} was left unchanged."
+        ) from None
+    if tuple(array.shape) != tensor_file.shape(key):
+        raise ValueError(f"`weights` file {tensor_file.path!r}: tensor {key!r} holds {array.shape}, not the declared "
+                         f"{tensor_file.shape(key)}.")  # fmt: skip
+    return array

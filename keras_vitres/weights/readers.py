@@ -12,7 +12,9 @@ declares a huge tensor fails fast, without allocating it.
 import os
 import zipfile
 
+import h5py
 import numpy as np
+from safetensors import safe_open
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
@@ -109,13 +111,6 @@ class SafetensorsTensors(TensorFile):
     def __init__(self, path):
         super().__init__(path)
         try:
-            from safetensors import safe_open
-        except ImportError:
-            raise ImportError(
-                f"Loading {self.path!r} needs the safetensors package (no PyTorch needed): pip install safetensors"
-            ) from None
-
-        try:
             self._file = safe_open(self.path, framework="numpy")
             self._file.__enter__()
             for key in self._file.keys():
@@ -136,13 +131,8 @@ class SafetensorsTensors(TensorFile):
 
 
 def check_hdf5_self_contained(h5file, path):
-    """Raises a ValueError if an HDF5 file links or points to data outside itself.
-
-    External links and soft links (which Keras never writes), external datasets (raw data in other files) and
-    virtual datasets (views of other files) are all refused before anything is read.
-    """
-    import h5py
-
+    """Raises a ValueError if an HDF5 file links or points to data outside itself: external links, soft links
+    (which Keras never writes), external datasets (raw data in other files) or virtual datasets (views of others)."""
     seen, stack, count = set(), [h5file], 0
     while stack:
         group = stack.pop()
@@ -177,13 +167,8 @@ def check_hdf5_self_contained(h5file, path):
 
 
 def check_hdf5_sizes(h5file, path, max_elements, model_name):
-    """Raises a ValueError if a dataset of the file declares more elements than `max_elements`.
-
-    Read from the dataset headers only: a compressed or unallocated dataset may declare gigabytes in a file of a
-    few kilobytes, and is refused here before Keras or h5py reads it.
-    """
-    import h5py
-
+    """Raises a ValueError if a dataset of the file declares more elements than `max_elements`, from the headers
+    only: a compressed or unallocated dataset may declare gigabytes in a file of a few kilobytes."""
     oversized = []
 
     def visit(name, item):
@@ -201,8 +186,6 @@ def check_hdf5_sizes(h5file, path, max_elements, model_name):
 
 def open_hdf5(path):
     """Opens an HDF5 file read-only after checking that it is self-contained; returns the h5py.File."""
-    import h5py
-
     try:
         h5file = h5py.File(path, "r")
     except OSError as error:
@@ -262,11 +245,8 @@ def keras3_layers(h5file):
     """[(group name, [variable shapes])] of a Keras 3 `.weights.h5` file's top-level `layers`, in file order, for
     the layers that hold variables; None when the file does not have that layout.
 
-    Keras 3 keys these files by class name and position (`layers/conv2d_5/vars/0`), not by layer name: the key of
-    a layer depends on the order in which Keras lists the model's layers.
+    Keras 3 keys these files by class name and position (`layers/conv2d_5/vars/0`), not by layer name.
     """
-    import h5py
-
     group = h5file.get("layers")
     if not isinstance(group, h5py.Group) or is_legacy_keras_h5(h5file):
         return None
@@ -283,8 +263,6 @@ def keras3_layers(h5file):
 def describe_hdf5(h5file, limit=3):
     """A short description of an HDF5 weight file for error messages: its layout and its first few names, with
     shapes (never its data)."""
-    import h5py
-
     def listing(items, total):
         shown = "; ".join(f"{name} {', '.join(str(shape) for shape in shapes)}" for name, shapes in items[:limit])
         return shown + ("; ..." if total > limit else "")

@@ -102,7 +102,7 @@ def npz_vit_sources(model, tensor_file, approximate_gelu=True):
     check_vit(model, source_name)
     warn_gelu(model, approximate_gelu, f"{source_name} checkpoints were trained with" if approximate_gelu else
               f"{tensor_file.format_name} runs its ViT checkpoints (the paper's, trained in JAX with tanh GELU) with")
-    root = "params/" if "params/embedding/kernel" in tensor_file else ""
+    root = npz_root(tensor_file)
     if f"{root}embedding/kernel" not in tensor_file:
         raise ValueError(
             f"`weights` file {tensor_file.path!r} is not a ViT checkpoint in the official or big_vision layout: it has no "
@@ -169,7 +169,7 @@ def _warn_dropped_pre_logits(model, tensor_file, prefix):
 def npz_vit_ignorable(model, tensor_file):
     """File tensors a model may leave unused: optimiser state, and pre-logits/head the model does not have."""
     names = {layer.name for layer in model.layers}
-    root = "params/" if "params/embedding/kernel" in tensor_file else ""
+    root = npz_root(tensor_file)
     drop = []
     if "pre_logits" not in names:
         drop.append(f"{root}pre_logits/")

@@ -15,14 +15,8 @@ from safetensors.numpy import save
 
 import keras_vitres
 from keras_vitres.presets import PRESETS
+from tests.weights import reference_forward as reference
 from tests.weights.hub_server import COMMIT, FakeHub, hub_environment, run_fresh, sha256
-from tests.weights.reference_forward import (
-    official_to_timm,
-    random_official_vit,
-    random_torch_resnet,
-    resnet_forward,
-    vit_forward,
-)
 from tests.weights.test_state_dicts import VIT
 
 # CI's third step runs these, with the optional extras installed (without them they skip).
@@ -64,13 +58,15 @@ def tiny_files(tmp_path_factory):
     safetensors files, with the ResNet's reference outputs on raw pixels (ImageNet mean/std, as the row)."""
     folder = tmp_path_factory.mktemp("published")
     rng = np.random.default_rng(29)
-    resnet = random_torch_resnet(rng, bottleneck=False, stage_blocks=(1, 1), stage_filters=(8, 16), classes=6)
+    resnet = reference.random_torch_resnet(rng, bottleneck=False, stage_blocks=(1, 1), stage_filters=(8, 16),
+                                           classes=6)
     (folder / "resnet.safetensors").write_bytes(save({k: np.ascontiguousarray(v) for k, v in resnet.items()}))
-    vit = official_to_timm(random_official_vit(rng, patch=8, hidden=32, layers=1, heads=2, mlp=64, classes=5, grid=4))
+    vit = reference.official_to_timm(reference.random_official_vit(rng, patch=8, hidden=32, layers=1, heads=2, mlp=64,
+                                                                   classes=5, grid=4))
     (folder / "vit.safetensors").write_bytes(save({k: v for k, v in vit.items() if not k.startswith("head")}))
     pixels = rng.uniform(0, 255, (2, 40, 40, 3)).astype("float32")
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    expected = resnet_forward(resnet, ((pixels / 255 - mean) / std).astype("float32"), bottleneck=False)
+    expected = reference.resnet_forward(resnet, ((pixels / 255 - mean) / std).astype("float32"), bottleneck=False)
     np.save(folder / "pixels.npy", pixels)
     return folder, expected, vit["cls_token"]
 
@@ -164,8 +160,8 @@ def test_training_from_named_weights_applies_their_preprocessing_once(hub, hub_p
     exactly the checkpoint's function on raw pixels."""
     from keras_vitres.training import resolve_config, train
 
-    params = random_official_vit(np.random.default_rng(8), **dict(VIT, classes=10))
-    hub.publish(hub_preset["repo_id"], hub_preset["filename"], save(official_to_timm(params)))
+    params = reference.random_official_vit(np.random.default_rng(8), **dict(VIT, classes=10))
+    hub.publish(hub_preset["repo_id"], hub_preset["filename"], save(reference.official_to_timm(params)))
     with pytest.raises(ValueError, match=r"weights='timm' bring their own preprocessing .* received "
                                          r"preprocessing='pixel_mean'"):  # fmt: skip
         resolve_config("digits_vit", weights="timm", preprocessing="pixel_mean")
@@ -179,7 +175,7 @@ def test_training_from_named_weights_applies_their_preprocessing_once(hub, hub_p
     layers = [layer.name for layer in trained.layers] + [layer.name for layer in network.layers]
     assert layers.count("preprocessing") == 1 and network.get_layer("preprocessing").get_config()["offset"] == -1.0
     pixels = np.random.default_rng(9).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    expected = vit_forward(params, pixels / 127.5 - 1.0, num_heads=2, approximate_gelu=False)
+    expected = reference.vit_forward(params, pixels / 127.5 - 1.0, num_heads=2, approximate_gelu=False)
     got = keras.ops.convert_to_numpy(trained(pixels))
     if np.allclose(got.sum(-1), 1.0):  # a softmax head
         expected = np.exp(expected - expected.max(-1, keepdims=True))
