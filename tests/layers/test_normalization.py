@@ -6,6 +6,7 @@ import pytest
 
 from keras_vitres.layers import FusedBatchNormalization
 from tests import reference
+from tests.helpers import assert_within_rounding
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -27,20 +28,27 @@ def _pair(shape, rng, **kwargs):
 
 
 def _train_step(layer, x):
-    """Output, gradients of a non-linear loss w.r.t. input, gamma and beta, and the moving statistics after."""
-    if ON_TENSORFLOW:
-        import tensorflow as tf
-
-        x = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=True)
-            loss = tf.reduce_sum(y * tf.sin(y))
-        grads = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
-    else:  # the gradients are checked on TensorFlow, where the fused kernel runs
-        y, grads = layer(x, training=True), []
+    """Output, gradients of the loss sum(y * p) for a fixed seeded p w.r.t. input, gamma and beta, and the moving
+    statistics after (`_TRAIN_STEP_RESULTS`). dL/dy is the fixed p, so no factor of y's size multiplies y's
+    rounding into the gradients."""
     stats = [layer.moving_mean, layer.moving_variance]
+    if not ON_TENSORFLOW:  # the gradients are checked on TensorFlow, where the fused kernel runs
+        y = layer(x, training=True)
+        return [keras.ops.convert_to_numpy(v) for v in (y, *stats)]
+    import tensorflow as tf
+
+    projection = tf.constant(np.random.default_rng(8).standard_normal(x.shape).astype("float32"))
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(tf.cast(y, "float32") * projection)
+    grads = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
     return [keras.ops.convert_to_numpy(v) for v in (y, *grads, *stats)]
+
+
+_TRAIN_STEP_RESULTS = (["output", "input gradient", "gamma gradient", "beta gradient"] if ON_TENSORFLOW
+                       else ["output"]) + ["moving mean", "moving variance"]
 
 
 @pytest.mark.parametrize("shape", [(8, 5, 5, 16), (3, 7, 6, 8), (1, 1, 1, 4)], ids=str)
@@ -94,6 +102,36 @@ def test_mixed_precision_output_dtype_and_float32_statistics(policy):
     # float32 mean of the rounded inputs (not x's own mean, which differs by up to u * max|x|).
     rounded = keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.cast(x, policy.split("_")[1]), "float32"))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean), rounded.mean(axis=(0, 1, 2)), atol=1e-5)
+
+
+def test_bfloat16_policy_predicts_trains_and_computes_as_keras_layer():
+    """Under the pure "bfloat16" policy the variables are bfloat16, as Keras' layer's, and TensorFlow's fused kernel
+    (which takes float32 scale, offset and statistics whatever x's type) gets them as float32: predict and fit run,
+    and the outputs, gradients and updated statistics are the float32 layer's on the same rounded inputs and weights,
+    within the budget of the roundings on their way (bfloat16 input, the output, dL/dy, the gradient; 4) that Keras'
+    own layer meets too."""
+    keras.config.set_dtype_policy("bfloat16")
+    rng = np.random.default_rng(7)
+    x = rng.normal(2.0, 3.0, (4, 5, 5, 8)).astype("float32")
+    ours, theirs, _ = _pair(x.shape, rng, momentum=0.9, epsilon=1e-5)
+    assert {w.dtype for w in ours.weights} == {w.dtype for w in theirs.weights} == {"bfloat16"}
+    reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype="float32")
+    reference.build(x.shape)
+    reference.set_weights([w.astype("float32") for w in ours.get_weights()])
+    rounded = keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.cast(x, "bfloat16"), "float32"))
+    expected = _train_step(reference, rounded) + [reference(rounded, training=False)]
+    for layer in (ours, theirs):
+        results = _train_step(layer, x) + [layer(x, training=False)]
+        for name, value, target in zip(_TRAIN_STEP_RESULTS + ["inference output"], results, expected):
+            assert_within_rounding(value, target, "bfloat16", roundings=4, name=f"{layer.name} {name}")
+
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(BatchNormalization(name="bn")(inputs))))
+    assert keras.backend.standardize_dtype(model.predict(x, verbose=0).dtype) == "bfloat16"
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    gamma = keras.ops.convert_to_numpy(model.get_layer("bn").gamma).copy()
+    loss = model.fit(x, np.ones((len(x), 1), "float32"), epochs=1, verbose=0).history["loss"][0]
+    assert np.isfinite(loss) and not np.array_equal(gamma, keras.ops.convert_to_numpy(model.get_layer("bn").gamma))
 
 
 @pytest.mark.skipif(not ON_TENSORFLOW, reason="the fused kernel is TensorFlow's")
