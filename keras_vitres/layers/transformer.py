@@ -153,6 +153,9 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_dense_2.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
 
     def call(self, x, training=None, return_attention_scores=False):
+        # Layer.__call__ has cast x already; Keras' compute_output_spec traces `call` on the spec as given (float32
+        # under a mixed policy), where the residual sum would mix float32 and the sublayers' compute dtype.
+        x = ops.cast(x, self.compute_dtype)
         if self.remat and training and not return_attention_scores:
             return rematerialized(self, lambda inputs: self._forward(inputs, training), x)
         return self._forward(x, training, return_attention_scores)
