@@ -44,7 +44,7 @@ def gpu_decision(monkeypatch):
         return REAL_ATTENTION(query, key, value, *args, implementation=implementation, **kwargs)
 
     monkeypatch.setattr(jax.nn, "dot_product_attention", fake_attention)
-    monkeypatch.setattr(attention_module, "_cudnn_max_head_dim", lambda: 256, raising=False)
+    monkeypatch.setattr(attention_module, "_cudnn_takes", lambda dtype, head_dim: True)
     monkeypatch.setattr("keras.src.backend.jax.nn._can_use_flash_attention", lambda *args, **kwargs: True)
     return calls
 
@@ -131,7 +131,7 @@ def test_where_cudnn_cannot_apply_xla_is_chosen_up_front(gpu_decision, monkeypat
     keras.config.set_dtype_policy("float32" if case == "float32" else "mixed_bfloat16")
     layer = ViTMultiHeadAttention(num_heads=2, key_dim=12 if case == "head_dim" else 8)
     if case == "no_gpu":
-        monkeypatch.setattr(attention_module, "_cudnn_max_head_dim", lambda: 0)
+        monkeypatch.setattr(attention_module, "_cudnn_takes", lambda dtype, head_dim: False)
     x = np.random.default_rng(4).standard_normal((2, 5, 16)).astype("float32")
     kwargs = dict(attention_mask=np.tril(np.ones((2, 5, 5), bool))) if case == "mask" else {}
     with caplog.at_level(logging.WARNING):
@@ -164,8 +164,58 @@ def test_the_fused_path_keeps_no_attention_matrix_for_the_backward_pass(monkeypa
                 and set(a.shape[-2:]) <= {tokens, tokens + 1}]  # fmt: skip
 
     assert len(attention_matrices()) >= 2  # XLA's attention keeps each layer's (T x T) probabilities (and logits)
-    monkeypatch.setattr(attention_module, "_cudnn_max_head_dim", lambda: 256, raising=False)
+    monkeypatch.setattr(attention_module, "_cudnn_takes", lambda dtype, head_dim: True)
     monkeypatch.setattr(cudnn_rules, "check_cudnn_version", lambda: 91000)
     monkeypatch.setattr(cudnn_rules, "check_compute_capability", lambda capability: True)
     monkeypatch.setattr(cudnn_rules, "is_cuda_compute_capability_equal", lambda capability: False)
     assert attention_matrices() == []
+
+
+def test_the_cudnn_probe_answers_what_jax_rules_answer(monkeypatch):
+    """`_cudnn_takes` asks JAX itself (its cuDNN call traced on abstract tensors): with JAX's hardware probes
+    answering as a Hopper GPU with cuDNN 9.10, heads up to 256 wide, a multiple of 8; as an Ampere GPU, up to 128;
+    before Ampere, or without cuDNN, none."""
+    from jax._src.cudnn import fused_attention_stablehlo as cudnn_rules
+
+    class GPU:
+        compute_capability = "9.0"
+
+    def no_cudnn():
+        raise RuntimeError("cuDNN is not detected.")
+
+    probe = attention_module._cudnn_takes.__wrapped__  # not the cached answer of this process's CPU
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(jax, "devices", lambda *args: [GPU()])
+    monkeypatch.setattr(cudnn_rules, "check_cudnn_version", lambda: 91000)
+    monkeypatch.setattr(cudnn_rules, "is_cuda_compute_capability_equal", lambda capability: False)
+    monkeypatch.setattr(cudnn_rules, "check_compute_capability",
+                        lambda capability: GPU.compute_capability >= capability)  # fmt: skip
+    assert probe("bfloat16", 256) and probe("float16", 64) and not probe("bfloat16", 264)
+    GPU.compute_capability = "8.0"
+    assert probe("bfloat16", 128) and not probe("bfloat16", 256)
+    GPU.compute_capability = "7.5"
+    assert not probe("bfloat16", 64)
+    GPU.compute_capability = "9.0"
+    monkeypatch.setattr(cudnn_rules, "check_cudnn_version", no_cudnn)
+    assert not probe("bfloat16", 64)
+
+
+def test_float16_attention_compiles_on_the_cpu():
+    """XLA's CPU backend refuses the float16 attention of `jax.nn.dot_product_attention` (float32 accumulation), and
+    Keras' layer with it; the matmul core takes float16 there: a compiled call equals the float32 layer's on the same
+    rounded weights within float16 rounding (8 roundings, as the bfloat16 budget of test_layers counts them)."""
+    from tests.helpers import assert_within_rounding
+
+    x = np.random.default_rng(5).standard_normal((2, 5, 16)).astype("float32")
+    ours, reference = ViTMultiHeadAttention(2, 8, dtype="mixed_float16"), ViTMultiHeadAttention(2, 8)
+    for layer in (ours, reference):
+        layer.build(x.shape, x.shape)
+    reference.set_weights(ours.get_weights())
+    inputs = keras.Input((5, 16))
+    compiled = keras.Model(inputs, ours(inputs, inputs))
+    with pytest.raises(ValueError, match="F16_F16_F32"):
+        theirs = keras.layers.MultiHeadAttention(2, 8, dtype="mixed_float16")
+        keras.Model(inputs, theirs(inputs, inputs)).predict_on_batch(x)
+    actual = compiled.predict_on_batch(x)
+    assert actual.dtype == np.float16
+    assert_within_rounding(actual, reference(x, x), "float16", roundings=8)

@@ -2,6 +2,7 @@
 numerics against NumPy."""
 
 import inspect
+import math
 
 import keras
 import numpy as np
@@ -423,14 +424,12 @@ def test_bfloat16_attention_check_fails_for_a_broken_core(breakage, monkeypatch)
 
     layer = ViTMultiHeadAttention(num_heads=2, key_dim=8, dtype="mixed_bfloat16")
     if breakage == "scale":
-        original = ViTMultiHeadAttention._compute_attention
+        def wrong_scale(core):  # 1/d instead of 1/sqrt(d) in the bfloat16 layer, not in its float32 reference
+            return lambda query, key, value, scale, **kwargs: core(
+                query, key, value, scale / math.sqrt(8) if keras.backend.standardize_dtype(query.dtype) == "bfloat16" else scale, **kwargs)
 
-        def wrong_scale(self, *args, **kwargs):
-            if self is layer:  # not the float32 reference built from its config
-                self._inverse_sqrt_key_dim = 1.0 / 8
-            return original(self, *args, **kwargs)
-
-        monkeypatch.setattr(ViTMultiHeadAttention, "_compute_attention", wrong_scale)
+        for name in ("matmul_attention", "jax_attention"):
+            monkeypatch.setattr(attention, name, wrong_scale(getattr(attention, name)))
     elif breakage == "softmax_in_bfloat16":
         if keras.backend.backend() != "tensorflow":
             pytest.skip("the matmul core, whose softmax this breaks, is TensorFlow's path")
