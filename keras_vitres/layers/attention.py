@@ -24,6 +24,7 @@ import keras
 from keras import ops
 
 from keras_vitres.layers.former_names import register_former_name
+from keras_vitres.layers.quantization import with_sublayer_policies
 
 CUDNN_DTYPES = ("bfloat16", "float16")  # cuDNN's fused attention computes in half precision only
 MIN_COMPUTE_CAPABILITY = (8, 0)  # Ampere; Keras asks the same of its flash attention
@@ -133,6 +134,14 @@ class ViTMultiHeadAttention(keras.layers.MultiHeadAttention):
         # The core attends over the one token axis of (batch, tokens, width) inputs, with neither gate nor window.
         self._core_fits = (len(query_shape) == 3 and len(self.attention_axes) == 1 and not config["use_gate"]
                            and config["sliding_window"] is None)  # fmt: skip
+
+    @property
+    def projections(self):
+        """The query, key, value and output projections (EinsumDense), once built."""
+        return (self.query_dense, self.key_dense, self.value_dense, self.output_dense) if self.built else ()
+
+    def get_config(self):
+        return with_sublayer_policies(self, super().get_config(), self.projections)
 
     def call(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
              return_attention_scores=False, training=None, use_causal_mask=False):  # fmt: skip

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_vitres.layers.attention import ViTMultiHeadAttention
+from keras_vitres.layers.quantization import with_sublayer_policies
 from keras_vitres.layers.remat import check_remat, rematerialized
 
 SQRT_HALF = 0.7071067811865476
@@ -189,4 +190,4 @@ class TransformerBlock(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(self.kernel_initializer)),
             remat=self.remat,
         )
-        return config
+        return with_sublayer_policies(self, config, (*self.attention.projections, self.mlp_dense_1, self.mlp_dense_2))
