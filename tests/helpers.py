@@ -10,6 +10,24 @@ import numpy as np
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
+def assert_close(actual, expected, ulps, scale=None, name="result"):
+    """Asserts that float32 `actual` is within `ulps` float32 ulps of `scale` of `expected`, element by element.
+
+    `scale` is the size of the values the computation rounds: by default the largest |expected|, for results whose
+    terms are no larger than they are; where every expected value is 0, the result must be 0. Returns the largest
+    error in those ulps.
+    """
+    actual, expected = (np.asarray(keras.ops.convert_to_numpy(v), "float64") for v in (actual, expected))
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} against {expected.shape}"
+    scale = float(np.abs(expected).max()) if scale is None else float(scale)
+    if scale == 0:  # every expected value is an exact 0, with nothing to scale a rounding by: so must the result be
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
+        return 0.0
+    error = float(np.abs(actual - expected).max()) / (FLOAT32_EPS * scale)
+    assert error <= ulps, f"{name}: error of {error:.1f} float32 ulps of {scale:.3g}, beyond {ulps}"
+    return error
+
+
 def trainable_params(model):
     """How many trainable parameters `model` has (Keras' `count_params` counts all of them)."""
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -40,7 +40,8 @@ def test_family_quantizes_predicts_saves_and_reloads(family, tmp_path):
     x = _images()
     expected = keras.ops.convert_to_numpy(model(x, training=False))
     model.quantize("int8")
-    dense = [layer for layer in model._flatten_layers() if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))]
+    dense_types = (keras.layers.Dense, keras.layers.EinsumDense)
+    dense = [layer for layer in model._flatten_layers() if isinstance(layer, dense_types)]
     quantized = [layer for layer in model._flatten_layers() if layer.quantization_mode is not None]
     assert quantized == dense and ("predictions" in {layer.name for layer in quantized})
     assert all(w.dtype == "int8" for layer in quantized for w in layer.weights if w.path.endswith("kernel"))
@@ -63,7 +64,8 @@ def test_keras_attention_does_not_reload_after_quantizing_and_ours_does(tmp_path
     x = np.random.default_rng(1).standard_normal((2, 5, 8)).astype("float32")
     for attention, loads in ((keras.layers.MultiHeadAttention, False), (ViTMultiHeadAttention, True)):
         inputs = keras.Input((5, 8))
-        model = keras.Model(inputs, attention(2, 4, name="attention")(inputs, inputs), name=f"on_{attention.__module__}")
+        outputs = attention(2, 4, name="attention")(inputs, inputs)
+        model = keras.Model(inputs, outputs, name=f"on_{attention.__module__.replace('.', '_')}")
         model.quantize("int8")
         if loads:
             np.testing.assert_array_equal(_save_and_reload(model, tmp_path)(x), model(x))
