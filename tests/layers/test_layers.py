@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from keras.src import testing  # Keras' own layer harness (not public API; keras-hub's layer tests use it too)
 
-from keras_vitres.data.augment import CutMix
+from keras_vitres.data.augment import ExactAreaCutMix
 from keras_vitres.layers import (
     AddPositionEmbedding,
     BasicBlock,
@@ -39,9 +39,9 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.backend_agnostic
 
-# Every public layer (and data.augment's CutMix) with the smallest valid arguments: (class, arguments, input shape,
-# output shape, trainable weights, non-trainable weights, seed generators). The shortcut is a projection here and
-# zero-pads inside the basic block; the other variants save and train inside the models (tests/models).
+# Every public layer (and data.augment's ExactAreaCutMix) with the smallest valid arguments: (class, arguments, input
+# shape, output shape, trainable weights, non-trainable weights, seed generators). The shortcut is a projection here
+# and zero-pads inside the basic block; the other variants save and train inside the models (tests/models).
 LAYER_CASES = {
     "patch_embedding": (PatchEmbedding, dict(patch_size=4, hidden_dim=8), (2, 8, 12, 3), (2, 6, 8), 2, 0, 0),
     "class_token": (ClassToken, {}, (2, 5, 8), (2, 6, 8), 1, 0, 0),
@@ -63,7 +63,7 @@ LAYER_CASES = {
     "standardized_conv": (StandardizedConv2D, dict(filters=4, kernel_size=3), (2, 6, 6, 3), (2, 4, 4, 4), 2, 0, 0),
     # three group norms x (gamma, beta), three convolutions and the projection shortcut's
     "bit_block": (GroupNormBottleneck, dict(filters=8, strides=2, groups=4), (2, 8, 8, 16), (2, 4, 4, 32), 10, 0, 0),
-    "cutmix": (CutMix, dict(seed=1), (2, 6, 6, 3), (2, 6, 6, 3), 0, 0, 1),
+    "cutmix": (ExactAreaCutMix, dict(seed=1), (2, 6, 6, 3), (2, 6, 6, 3), 0, 0, 1),
 }
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16")
 
@@ -132,7 +132,7 @@ def test_output_spec_is_what_the_call_returns(policy):
             # Keras' own CutMix fails the same way (keras.random.beta in bfloat16 on TensorFlow); the data pipeline
             # keeps its augmentation layers float32 (training.factories.dtype_policy).
             with pytest.raises(ValueError, match="requested dtype float32 for Tensor with dtype bfloat16"):
-                CutMix(**arguments, dtype=policy)(_inputs(input_shape)[0][0], training=True)
+                ExactAreaCutMix(**arguments, dtype=policy)(_inputs(input_shape)[0][0], training=True)
             continue
         layer = layer_class(**arguments, dtype=policy)
         values, specs = _inputs(input_shape)
