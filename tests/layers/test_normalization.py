@@ -132,7 +132,8 @@ def test_bfloat16_policy_predicts_trains_and_computes_as_keras_layer():
             assert_within_rounding(value, target, "bfloat16", roundings=4, name=f"{layer.name} {name}")
 
     inputs = keras.Input(x.shape[1:])
-    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(BatchNormalization(name="bn")(inputs))))
+    features = keras.layers.Flatten()(FusedBatchNormalization(name="bn")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(features))
     assert keras.backend.standardize_dtype(model.predict(x, verbose=0).dtype) == "bfloat16"
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     gamma = keras.ops.convert_to_numpy(model.get_layer("bn").gamma).copy()
