@@ -1,91 +1,73 @@
 """Multi-head self-attention of the Vision Transformer (arXiv:2010.11929, eq. 5-8 of Appendix A), on Keras' layer.
 
-`ViTMultiHeadAttention` is `keras.layers.MultiHeadAttention` (same arguments, sublayers, weight names and layout, so the
-official checkpoints and the converters are unchanged) with its attention core chosen per backend:
+`ViTMultiHeadAttention` is `keras.layers.MultiHeadAttention` (same arguments, sublayers and weights, so the official
+checkpoints and the converters are unchanged) whose `call` computes softmax(q k^T / sqrt(d)) v itself between the
+layer's public projections where that is faster, and is Keras' `call` everywhere else:
 
-- TensorFlow: Keras' `ops.dot_product_attention` is a composite there (TensorFlow has no fused attention kernel on
-  CPU): `tf.einsum` of (batch, tokens, heads, head_dim) tensors, which transposes inside, then the scale applied to
-  the (tokens x tokens) logits. Here the query is scaled before the product (tokens x head_dim values instead of
-  tokens x tokens) and the heads are moved in front with explicit transposes so that both products are plain batched
-  matmuls; the softmax is computed in float32 as Keras does. Measured on ViT-S/16 training on 2 CPU cores: 5% to 10%
-  faster per step (`benchmarks/results/cpu_notes.md`).
-- JAX: `jax.nn.dot_product_attention`, with the implementation chosen before the call. cuDNN's fused (flash)
-  attention (Dao et al. 2022, arXiv:2205.14135) runs where it applies: a CUDA GPU of compute capability 8.0 or newer
-  with cuDNN, bfloat16/float16, a head width that is a multiple of 8 and at most what cuDNN takes (256 from Hopper
-  on, 128 before), no mask, no dropout on the attention weights in training, no scores returned. JAX's cuDNN rule
-  refuses odd token counts when it differentiates (ViT's 197 = 196 patches + the class token), so query, key and value
-  are padded to an even length and the true lengths are passed (`query_seq_lengths`, `key_value_seq_lengths`): the
-  padded keys are masked out and the padded query rows dropped, so the result is the unpadded attention. Everywhere
-  else the XLA implementation is chosen up front. Keras' own `ops.dot_product_attention` tries cuDNN, catches its
-  refusal and logs the traceback at ERROR level once per layer and trace, then runs XLA's unfused attention, which
-  keeps the (tokens x tokens) probabilities of every head for the backward pass. Measured on one H200 (ViT-B/16,
-  batch 128, bfloat16): training 2,274 -> 2,924 img/s and inference 6,390 -> 8,419 img/s (`docs/benchmarks.md`).
-- PyTorch: Keras' path (PyTorch's SDPA).
+- TensorFlow: batched matmuls, with the query scaled before the product and the softmax in float32, instead of
+  Keras' einsums (which transpose inside) and scaled (tokens x tokens) logits: faster ViT training on CPU
+  (`benchmarks/results/cpu_notes.md`, "Attention core").
+- JAX: `jax.nn.dot_product_attention` with its implementation chosen up front: cuDNN's fused attention (Dao et al.
+  2022, arXiv:2205.14135) where JAX accepts the call, with query, key and value padded to even lengths and the true
+  lengths passed, since cuDNN refuses odd token counts (ViT's 197) when it differentiates; XLA's elsewhere. Keras'
+  own tries cuDNN, logs its refusal and falls back to an unfused XLA attention (`docs/benchmarks.md`). XLA's CPU
+  backend cannot compile its float16 attention (float32 accumulation), so float16 on a CPU takes the matmul core.
 
-With `return_attention_scores=True` or dropout on the attention weights in training, Keras' explicit path runs on
-every backend; masks and causal attention run Keras' path on TensorFlow and PyTorch and the XLA implementation on JAX.
+Keras' `call` runs for attention scores, implicit masks, dropout on the attention weights in training, masks on
+TensorFlow, gates, sliding windows, other ranks and attention axes, and the other backends.
 """
 
 import functools
+import math
 
 import keras
 from keras import ops
 
 from keras_vitres.layers.former_names import register_former_name
+from keras_vitres.layers.quantization import with_sublayer_policies
 
 CUDNN_DTYPES = ("bfloat16", "float16")  # cuDNN's fused attention computes in half precision only
-MIN_CUDNN_VERSION = 8904  # cuDNN 8.9.4, JAX's minimum for its cuDNN attention
 MIN_COMPUTE_CAPABILITY = (8, 0)  # Ampere; Keras asks the same of its flash attention
 
 
 @functools.cache
-def _cudnn_max_head_dim():
-    """The widest head cuDNN's fused attention takes on JAX's default device, or 0 where it cannot run there.
-
-    0 unless JAX runs on a CUDA GPU of compute capability 8.0 or newer with cuDNN 8.9.4 or newer; 256 from Hopper
-    (compute capability 9.0) on and 128 before, as `jax._src.cudnn.fused_attention_stablehlo` checks. Asked once per
-    process; nothing is raised or logged.
-    """
+def _cudnn_takes(dtype, head_dim):
+    """Whether cuDNN's fused attention takes (batch, tokens, heads, `head_dim`) tensors of `dtype` on JAX's default
+    device: a CUDA GPU of compute capability 8.0 or newer on which JAX accepts the call (cuDNN present, the head width
+    within its limit), asked through `jax.eval_shape` on abstract tensors, once per process: nothing runs or logs."""
     import jax
 
     if jax.default_backend() != "gpu":
-        return 0
+        return False
+    capability = str(getattr(jax.devices()[0], "compute_capability", "0.0"))
+    if tuple(int(part) for part in capability.split(".")) < MIN_COMPUTE_CAPABILITY:
+        return False
+    spec = jax.ShapeDtypeStruct((1, 2, 1, head_dim), dtype)
     try:
-        from jax._src.lib import cuda_versions
-    except ImportError:  # a JAX without its CUDA plugin: no cuDNN to call
-        return 0
-    if cuda_versions is None:
-        return 0
-    cudnn = cuda_versions.cudnn_get_version()
-    device = jax.devices()[0]
-    capability = tuple(int(part) for part in str(getattr(device, "compute_capability", "0.0")).split("."))
-    if cudnn < MIN_CUDNN_VERSION or capability < MIN_COMPUTE_CAPABILITY:
-        return 0
-    if capability == (10, 3) and cudnn < 91100:  # JAX's own rule for that architecture
-        return 0
-    return 256 if capability >= (9, 0) else 128
+        jax.eval_shape(functools.partial(jax.nn.dot_product_attention, implementation="cudnn"), spec, spec, spec)
+    except Exception:  # JAX's refusal, whatever its type: XLA's attention instead
+        return False
+    return True
 
 
 def cudnn_attention_applies(query, key, value):
     """True where `jax.nn.dot_product_attention(..., implementation="cudnn")` takes these (batch, tokens, heads,
-    head_dim) tensors once their lengths are even: see the module docstring."""
+    head_dim) tensors once their lengths are even."""
+    dtype = keras.backend.standardize_dtype(query.dtype)
     head_dim = query.shape[-1]
     return (
-        keras.backend.standardize_dtype(query.dtype) in CUDNN_DTYPES
+        dtype in CUDNN_DTYPES
         and query.dtype == key.dtype == value.dtype
         and key.shape[-1] == value.shape[-1] == head_dim
         and head_dim % 8 == 0
-        and head_dim <= _cudnn_max_head_dim()
+        and _cudnn_takes(dtype, head_dim)
     )
 
 
 def padded_attention(query, key, value, scale, implementation="cudnn"):
-    """`jax.nn.dot_product_attention` with query, key and value padded to even lengths and the true lengths given.
-
-    The padded keys are masked out by `key_value_seq_lengths` and the padded query rows are dropped from the result,
-    so it equals the unpadded attention; cuDNN needs the even lengths to differentiate (see the module docstring).
-    `implementation="xla"` computes the same padded problem with XLA (the tests compare the two).
-    """
+    """`jax.nn.dot_product_attention` with query, key and value padded to even lengths and the true lengths given:
+    the padded keys are masked out and the padded query rows dropped, so it equals the unpadded attention.
+    `implementation="xla"` computes the same padded problem with XLA (the tests compare the two)."""
     import jax
     import jax.numpy as jnp
 
@@ -114,14 +96,25 @@ def jax_attention(query, key, value, scale, mask=None, is_causal=False, fused=No
                                         implementation="xla")  # fmt: skip
 
 
+def matmul_attention(query, key, value, scale):
+    """softmax(q k^T * scale) v of (batch, tokens, heads, head_dim) tensors as batched matmuls, the query scaled first
+    (tokens x head_dim values instead of tokens x tokens) and the softmax computed in float32, as Keras does."""
+    # (batch, tokens, heads, head_dim) -> (batch, heads, tokens, head_dim); keys -> (batch, heads, head_dim, tokens)
+    query = ops.transpose(query * ops.cast(scale, query.dtype), (0, 2, 1, 3))
+    logits = ops.matmul(query, ops.transpose(key, (0, 2, 3, 1)))
+    probs = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), value.dtype)
+    return ops.transpose(ops.matmul(probs, ops.transpose(value, (0, 2, 1, 3))), (0, 2, 1, 3))
+
+
 @keras.saving.register_keras_serializable(package="keras_vitres")
 class ViTMultiHeadAttention(keras.layers.MultiHeadAttention):
     """`keras.layers.MultiHeadAttention` with a matmul attention core on TensorFlow and cuDNN's fused attention for
     any token count on JAX (see the module docstring).
 
     Args:
-        **kwargs: the arguments of `keras.layers.MultiHeadAttention` (`num_heads`, `key_dim`, `dropout`, ...);
-            with `keras.config.disable_flash_attention()` JAX keeps XLA's attention.
+        flash_attention: as in Keras' layer: None (default) to let JAX use cuDNN's fused attention where it applies,
+            False (or `keras.config.disable_flash_attention()`) to keep XLA's.
+        **kwargs: the other arguments of `keras.layers.MultiHeadAttention` (`num_heads`, `key_dim`, `dropout`, ...).
 
     Examples:
         >>> import numpy as np
@@ -131,47 +124,62 @@ class ViTMultiHeadAttention(keras.layers.MultiHeadAttention):
         (3, 5, 8)
     """
 
-    def _compute_attention(
-        self,
-        query,
-        key,
-        value,
-        attention_mask=None,
-        training=None,
-        return_attention_scores=False,
-        use_causal_mask=False,
-    ):
+    def __init__(self, *args, flash_attention=None, **kwargs):
+        super().__init__(*args, flash_attention=flash_attention, **kwargs)
+        self._fused = flash_attention or keras.config.is_flash_attention_enabled()  # as Keras' layer reads it
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        super().build(query_shape, value_shape, key_shape)
+        config = self.get_config()
+        # The core attends over the one token axis of (batch, tokens, width) inputs, with neither gate nor window.
+        self._core_fits = (len(query_shape) == 3 and len(self.attention_axes) == 1 and not config["use_gate"]
+                           and config["sliding_window"] is None)  # fmt: skip
+
+    @property
+    def projections(self):
+        """The query, key, value and output projections (EinsumDense), once built."""
+        return (self.query_dense, self.key_dense, self.value_dense, self.output_dense) if self.built else ()
+
+    def get_config(self):
+        return with_sublayer_policies(self, super().get_config(), self.projections)
+
+    def call(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
+             return_attention_scores=False, training=None, use_causal_mask=False):  # fmt: skip
+        core = self._core(query, (query_mask, value_mask, key_mask), attention_mask is not None or use_causal_mask,
+                          return_attention_scores, training)  # fmt: skip
+        if core is None:
+            return super().call(query, value, key=key, query_mask=query_mask, value_mask=value_mask,
+                                key_mask=key_mask, attention_mask=attention_mask,
+                                return_attention_scores=return_attention_scores, training=training,
+                                use_causal_mask=use_causal_mask)  # fmt: skip
+        query = self.query_dense(query)
+        key = self.key_dense(value if key is None else key)
+        value = self.value_dense(value)
+        scale = 1.0 / math.sqrt(float(self.key_dim))
+        if core == "matmul":
+            return self.output_dense(matmul_attention(query, key, value, scale))
+        if attention_mask is not None:  # (batch, T, S) -> (batch, 1, T, S): broadcast over heads, as Keras does
+            while len(attention_mask.shape) < 4:
+                attention_mask = ops.expand_dims(attention_mask, -3)
+            attention_mask = ops.cast(attention_mask, "bool")
+        output = jax_attention(query, key, value, scale, mask=attention_mask, is_causal=use_causal_mask,
+                               fused=self._fused)  # fmt: skip
+        return self.output_dense(output)
+
+    def _core(self, query, implicit_masks, masked, return_attention_scores, training):
+        """"matmul" or "jax" where this layer computes the attention core itself, None where Keras' `call` runs."""
         backend = keras.backend.backend()
-        keras_path = (
-            backend not in ("tensorflow", "jax")
-            or return_attention_scores
-            or (self._dropout > 0.0 and (training or backend != "jax"))
-            or len(query.shape) != 4
-            or len(self._attention_axes) != 1
-        )
-        if not keras_path and backend == "jax":
-            if attention_mask is not None:  # (batch, T, S) -> (batch, 1, T, S): broadcast over heads, as Keras does
-                while len(attention_mask.shape) < 4:
-                    attention_mask = ops.expand_dims(attention_mask, -3)
-                attention_mask = ops.cast(attention_mask, "bool")
-            output = jax_attention(query, key, value, self._inverse_sqrt_key_dim, mask=attention_mask,
-                                   is_causal=use_causal_mask, fused=self._flash_attention)  # fmt: skip
-            return output, None
-        if keras_path or attention_mask is not None or use_causal_mask:
-            return super()._compute_attention(
-                query,
-                key,
-                value,
-                attention_mask=attention_mask,
-                training=training,
-                return_attention_scores=return_attention_scores,
-                use_causal_mask=use_causal_mask,
-            )
-        # (batch, tokens, heads, head_dim) -> (batch, heads, tokens, head_dim); keys -> (batch, heads, head_dim, tokens)
-        query = ops.transpose(query * ops.cast(self._inverse_sqrt_key_dim, query.dtype), (0, 2, 1, 3))
-        logits = ops.matmul(query, ops.transpose(key, (0, 2, 3, 1)))
-        probs = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), value.dtype)
-        return ops.transpose(ops.matmul(probs, ops.transpose(value, (0, 2, 1, 3))), (0, 2, 1, 3)), None
+        if (backend not in ("tensorflow", "jax") or not self._core_fits or return_attention_scores
+                or any(mask is not None for mask in implicit_masks)):  # fmt: skip
+            return None
+        if self.dropout > 0.0 and (training or backend != "jax"):  # dropout on the attention weights: Keras' path
+            return None
+        if backend == "jax":
+            import jax
+
+            if keras.backend.standardize_dtype(query.dtype) != "float16" or jax.default_backend() != "cpu":
+                return "jax"
+        return None if masked else "matmul"
 
 
 # Files saved before the rename (keras-vitres 0.1.0) name this class "keras_vitres>MultiHeadAttention".

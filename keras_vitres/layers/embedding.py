@@ -173,6 +173,9 @@ class AddPositionEmbedding(keras.layers.Layer):
     def call(self, tokens):
         return tokens + ops.cast(self.embedding, tokens.dtype)
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self):
         config = super().get_config()
         config.update(

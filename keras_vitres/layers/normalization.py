@@ -99,16 +99,18 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         import tensorflow as tf  # only reached on the TensorFlow backend
 
         channels = x.shape[-1]
-        gamma = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones([channels], "float32")
-        beta = tf.convert_to_tensor(self.beta) if self.center else tf.zeros([channels], "float32")
+        # The kernel takes float32 scale, offset and statistics whatever x's type (its attribute U); the variables
+        # are bfloat16 under the "bfloat16" policy, so they are read as float32, as Keras' layer computes in float32.
+        gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels], "float32")
+        beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels], "float32")
+        moving_mean, moving_variance = (tf.cast(v, "float32") for v in (self.moving_mean, self.moving_variance))
         if bias is not None:
-            inv = gamma * tf.math.rsqrt(tf.convert_to_tensor(self.moving_variance) + self.epsilon)
+            inv = gamma * tf.math.rsqrt(moving_variance + self.epsilon)
             beta = beta + tf.cast(bias, "float32") * inv
         if not training:
             y = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=gamma, offset=beta, mean=tf.convert_to_tensor(self.moving_mean),
-                variance=tf.convert_to_tensor(self.moving_variance), epsilon=self.epsilon, data_format="NHWC",
-                is_training=False,
+                x=x, scale=gamma, offset=beta, mean=moving_mean, variance=moving_variance, epsilon=self.epsilon,
+                data_format="NHWC", is_training=False,
             )[0]
             return tf.cast(y, self.compute_dtype)
         empty = tf.zeros([0], "float32")
@@ -119,8 +121,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         # The kernel returns the unbiased (n - 1) batch variance; Keras keeps the biased one, as it normalizes with.
         count = tf.cast(tf.size(x) // channels, "float32")
         variance = tf.where(count > 1.0, variance * (count - 1.0) / tf.maximum(count, 1.0), tf.zeros_like(variance))
-        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return tf.cast(y, self.compute_dtype)
 
     def get_config(self):

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_vitres.layers.attention import ViTMultiHeadAttention
+from keras_vitres.layers.quantization import with_sublayer_policies
 from keras_vitres.layers.remat import check_remat, rematerialized
 
 SQRT_HALF = 0.7071067811865476
@@ -175,6 +176,9 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_dense_2.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
 
     def call(self, x, training=None, return_attention_scores=False):
+        # Layer.__call__ has cast x already; Keras' compute_output_spec traces `call` on the spec as given (float32
+        # under a mixed policy), where the residual sum would mix float32 and the sublayers' compute dtype.
+        x = ops.cast(x, self.compute_dtype)
         if self.remat and training and not return_attention_scores:
             return rematerialized(self, lambda inputs: self._forward(inputs, training), x)
         return self._forward(x, training, return_attention_scores)
@@ -208,4 +212,4 @@ class TransformerBlock(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(keras.initializers.get(self.kernel_initializer)),
             remat=self.remat,
         )
-        return config
+        return with_sublayer_policies(self, config, (*self.attention.projections, self.mlp_dense_1, self.mlp_dense_2))

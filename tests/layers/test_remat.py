@@ -8,7 +8,7 @@ import keras_vitres
 from keras_vitres.layers import BasicBlock, BottleneckBlock, TransformerBlock
 from keras_vitres.models.resnet import ResNet
 from keras_vitres.models.vit import VisionTransformer
-from tests.helpers import assert_keras_round_trip
+from tests.helpers import assert_close, assert_keras_round_trip
 
 BLOCKS = (BasicBlock, BottleneckBlock, TransformerBlock)
 
@@ -41,14 +41,16 @@ def test_remat_model_trains_exactly_like_the_plain_one(kind):
     rng = np.random.default_rng(0)
     x = rng.random((4, 32, 32, 3), dtype="float32")
     y = rng.integers(0, 10, 4)
-    np.testing.assert_allclose(remat.predict_on_batch(x), plain.predict_on_batch(x), atol=1e-5)
+    # The same forward pass (measured 0).
+    assert_close(remat.predict_on_batch(x), plain.predict_on_batch(x), 16, name="prediction")
 
     loss_plain, loss_remat = _train_step(plain, x, y), _train_step(remat, x, y)
-    assert loss_remat == pytest.approx(loss_plain, rel=1e-5)
+    assert_close(loss_remat, loss_plain, 32, name="loss")  # a mean of cross-entropies of the same logits
     for a, b in zip(plain.weights, remat.weights):
         # BatchNorm moving statistics and dropout seeds too: the recomputation must not update them a second time.
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), atol=1e-5,
-                                   err_msg=a.path)  # fmt: skip
+        # The recomputed backward pass sums in another order, over a few hundred values per BN channel (measured 8
+        # ulps).
+        assert_close(b, a, 64, name=a.path)
 
 
 def test_remat_is_a_builder_option_that_saves_and_validates(tmp_path):
