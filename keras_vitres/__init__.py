@@ -23,7 +23,7 @@ _EXPORTS = {
     "feature_extractor": "keras_vitres.models",
     "resize_vit": "keras_vitres.models",
     "export_saved_model": "keras_vitres.export",
-    "build_model": "keras_vitres.presets",
+    "build_model": "keras_vitres.presets.build",
     "get_preset": "keras_vitres.presets",
     "list_presets": "keras_vitres.presets",
     "preset_weights": "keras_vitres.presets",
