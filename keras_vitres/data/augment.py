@@ -33,7 +33,7 @@ def cifar_augment(image, seed, padding=4):
         seed: int tensor of shape (2,).
         padding: int. Pixels of zero padding on each side.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
     shape = tf.shape(image)
@@ -116,7 +116,7 @@ class LabelMixer:
         return out["images"], out["labels"]
 
     def __call__(self, images, labels, switch_seed):
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
         if self.mixup is not None and self.cutmix is not None:
             use_mixup = tf.random.stateless_uniform([], seed=switch_seed) < 0.5
@@ -128,7 +128,7 @@ class LabelMixer:
         return self._apply(self.mixup or self.cutmix, images, labels)
 
 
-def random_shift(dataset, max_fraction, image_shape, seed):
+def random_shift(dataset, max_fraction, image_size, seed):
     """Shifts every image of a batched (images, labels) dataset by up to `max_fraction` of its height and width,
     zero-filled: pad, then crop back at a random offset.
 
@@ -139,15 +139,16 @@ def random_shift(dataset, max_fraction, image_shape, seed):
     Args:
         dataset: a batched tf.data.Dataset of (images (B, H, W, C), labels, ...).
         max_fraction: float in (0, 0.5). The largest shift, as a fraction of the height and width.
-        image_shape: (H, W, C) of the images.
+        image_size: (height, width) of the images.
         seed: int. Seeds the offsets.
 
     Returns:
         The dataset with its images shifted.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
-    height, width, channels = image_shape
+    height, width = image_size
+    channels = dataset.element_spec[0].shape[-1]
     pad_h, pad_w = max(1, round(max_fraction * height)), max(1, round(max_fraction * width))
     seeds = tf.data.Dataset.random(seed=seed + 7919, rerandomize_each_iteration=True).batch(2)
 

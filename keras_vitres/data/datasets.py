@@ -40,7 +40,7 @@ def _load_tfds(name, path, image_size):
         raise ImportError(
             f"dataset name {TFDS_PREFIX + name!r} needs tensorflow_datasets: `pip install tensorflow-datasets`."
         ) from error
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     image_size = folder.check_image_size(image_size)
     try:

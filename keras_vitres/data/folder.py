@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from keras_vitres.data.checks import check_positive_int, is_positive_int
 from keras_vitres.data.splits import stratified_split, take
 
 SPLIT_DIRS = {"train": ("train",), "test": ("test",), "validation": ("validation", "val")}
@@ -30,7 +31,7 @@ def check_image_size(image_size, allow_none=True):
         size = tuple(size)
     except TypeError:
         size = ()
-    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size):
+    if len(size) != 2 or not all(map(is_positive_int, size)):
         raise ValueError(
             "`image_size` must be a positive int or (height, width) of positive ints"
             f"{' or None' if allow_none else ''}; received image_size={image_size!r}."
@@ -89,7 +90,7 @@ def decode_image(contents, image_size=None):
 
     Runs in a tf.data graph or eagerly; raises (tf.errors.InvalidArgumentError) for data that is not an image.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
     image.set_shape([None, None, 3])
@@ -102,7 +103,7 @@ def decode_image(contents, image_size=None):
 
 def _readable(files, image_size=None):
     """Decodes every file in parallel, dropping failures; returns a tf.data.Dataset of (index, image)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     indices = tf.data.Dataset.range(len(files))
     paths = tf.data.Dataset.from_tensor_slices(tf.constant(files, dtype=tf.string))
@@ -277,11 +278,10 @@ def image_folder_dataset(directory, image_size, batch_size=None, *, class_names=
         (dataset, class_names, skipped_count): elements are (uint8 image (H, W, 3), int64 label), batched when
         `batch_size` is given; skipped_count is an int, or None when `prescan=False`.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     image_size = check_image_size(image_size, allow_none=False)
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-        raise ValueError(f"`batch_size` must be None or a positive int; received batch_size={batch_size!r}.")
+    check_positive_int("batch_size", batch_size, allow_none=True)
     files, labels, class_names = scan_folder(directory, class_names)
     if not files:
         raise ValueError(f"`directory` {os.fspath(directory)!r} has class folders {class_names} but no files in them.")

@@ -52,7 +52,7 @@ def resize_and_crop(image, image_size, crop_fraction=1.0, method="bilinear", ant
     Returns:
         float32 tensor of shape (height, width, C).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     target_h, target_w = (int(s) for s in image_size)
     shape = tf.shape(image)
@@ -80,7 +80,7 @@ def random_resized_crop(image, seed, image_size, area_range=DEFAULT_AREA_RANGE, 
         method: a `tf.image.resize` method.
         flip: bool. Also flip horizontally at random.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
