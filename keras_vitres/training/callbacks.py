@@ -14,6 +14,7 @@ import time
 
 import keras
 
+from keras_vitres.data.checks import check_positive_int
 from keras_vitres.training.schedules import find_warmup
 
 # What a run prints while it trains: Keras' progress bar, one `EpochLog` line per epoch, or nothing but its summary;
@@ -149,8 +150,7 @@ class TerminateOnNaN(keras.callbacks.Callback):
 
     def __init__(self, snapshot_every=1):
         super().__init__()
-        if not isinstance(snapshot_every, int) or isinstance(snapshot_every, bool) or snapshot_every < 1:
-            raise ValueError(f"`snapshot_every` must be an int >= 1; received snapshot_every={snapshot_every!r}.")
+        check_positive_int("snapshot_every", snapshot_every)
         self.snapshot_every = snapshot_every
         self.stopped_at_step = None
         self.restored_step = None
@@ -211,8 +211,7 @@ class StopAtStep(keras.callbacks.Callback):
 
     def __init__(self, total_steps):
         super().__init__()
-        if not isinstance(total_steps, int) or isinstance(total_steps, bool) or total_steps < 1:
-            raise ValueError(f"`total_steps` must be an int >= 1; received total_steps={total_steps!r}.")
+        check_positive_int("total_steps", total_steps)
         self.total_steps = total_steps
 
     def on_train_batch_end(self, batch, logs=None):

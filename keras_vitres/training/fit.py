@@ -13,6 +13,9 @@ import math
 
 import numpy as np
 
+from keras_vitres.data.augment import random_shift
+from keras_vitres.data.pipeline import make_pipeline
+from keras_vitres.training.distribute import get_distribution
 from keras_vitres.training.factories import build_loss, build_optimizer, build_schedule, uses_one_hot
 
 
@@ -64,23 +67,19 @@ def compile_for_recipe(model, recipe, plan, jit_compile="auto"):
     return loss
 
 
-def training_stream(x, y, recipe, *, num_classes, image_shape, seed, skip_steps=0, distribution=None):
+def training_stream(x, y, recipe, *, num_classes, image_size, seed, skip_steps=0, distribution=None):
     """The training batches: one seeded stream across epochs (the recipe's augmentations included), repeated, and
     fast-forwarded past `skip_steps` batches; with several processes, this process's slice of each batch.
 
     Args:
-        x, y: training images in raw pixels (N, H, W, C) and int labels (N,).
+        x, y: training images in raw pixels (N, H, W, C) or their file paths, and int labels (N,).
         recipe: a `Recipe` (batch size, augmentations, image size, labels).
         num_classes: int.
-        image_shape: (H, W, C) of the model's input.
+        image_size: (height, width) of the model's input.
         seed: int. Seeds the shuffle and the augmentations.
         skip_steps: int. Batches already trained on.
         distribution: a `keras_vitres.training.distribute.Distribution`; default one device.
     """
-    from keras_vitres.data import make_pipeline
-    from keras_vitres.data.augment import random_shift
-    from keras_vitres.training.distribute import get_distribution
-
     distribution = distribution or get_distribution("one")
     data = make_pipeline(
         x, y, batch_size=recipe.batch_size, training=True, num_classes=num_classes, augment=recipe.augment,
@@ -91,16 +90,15 @@ def training_stream(x, y, recipe, *, num_classes, image_shape, seed, skip_steps=
         crop_fraction=recipe.crop_fraction if recipe.image_size is not None else None,
     )
     if recipe.random_translation:
-        data = random_shift(data, recipe.random_translation, image_shape, seed)
+        data = random_shift(data, recipe.random_translation, image_size, seed)
     data = data.repeat()
     if skip_steps:
         data = data.skip(skip_steps)
     data = distribution.process_batch(data, recipe.batch_size)
     if distribution.backend == "tensorflow" and distribution.name == "one":
-        # Keras' fit draws a batch from a first iterator to build the model under a tf.distribute strategy
-        # and on JAX, then trains on a new iterator; the reshuffling pipeline gives each iterator its own
-        # order. The one-device TensorFlow path draws that batch here, so every strategy trains on the same
-        # stream.
+        # Keras' fit draws a batch from a first iterator to build the model under a tf.distribute strategy and on
+        # JAX, then trains on a new iterator, and the reshuffling pipeline gives each iterator its own order: the
+        # one-device TensorFlow path draws that batch here, so every strategy trains on the same stream.
         next(iter(data))
     return data
 
@@ -113,8 +111,6 @@ def evaluation_stream(x, y, recipe, *, num_classes, batch_size=None, distributio
         (dataset, loss_scale): the loss Keras reports averages over the padded rows too, so the mean loss of the
         real rows is `reported * loss_scale`; the (weighted) accuracy needs no correction.
     """
-    from keras_vitres.data import make_pipeline
-
     batch_size = batch_size or recipe.batch_size
     # The evaluation crop of the model's `Preprocessing` (resize to cover size / crop_fraction, take the centre).
     options = dict(batch_size=batch_size, training=False, num_classes=num_classes, one_hot=uses_one_hot(recipe),
@@ -122,7 +118,7 @@ def evaluation_stream(x, y, recipe, *, num_classes, batch_size=None, distributio
                    crop_fraction=recipe.crop_fraction if recipe.image_size is not None else None)
     if distribution is None or distribution.num_processes == 1:
         return make_pipeline(x, y, **options), 1.0
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     pad = -len(y) % batch_size
     x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])  # zero-weight copies of the first (image or file)
@@ -134,8 +130,8 @@ def evaluation_stream(x, y, recipe, *, num_classes, batch_size=None, distributio
     return distribution.process_batch(data, batch_size), len(y) / (len(y) - pad)
 
 
-def fit_model(model, recipe, train, validation=None, *, plan, seed=0, image_shape=None, distribution=None, start_step=0,
-        callbacks=(), verbose=0, should_stop=None):
+def fit_model(model, recipe, train, validation=None, *, plan, seed=0, distribution=None, start_step=0, callbacks=(),
+              verbose=0, should_stop=None):
     """Trains a compiled `model` on the recipe's training stream for `plan`, from `start_step`.
 
     A run resumed in the middle of an epoch (after Ctrl-C) first finishes that epoch, so that the epochs (their
@@ -149,7 +145,6 @@ def fit_model(model, recipe, train, validation=None, *, plan, seed=0, image_shap
             every epoch.
         plan: the `StepPlan` (`plan_steps(recipe, len(y))`).
         seed: int. Seeds the batch order and the augmentations.
-        image_shape: (H, W, C) of the model's input; default the images'.
         distribution: a `Distribution`; default one device.
         start_step: int. Steps already trained (a resumed run).
         callbacks: `keras.callbacks.Callback`s.
@@ -162,7 +157,7 @@ def fit_model(model, recipe, train, validation=None, *, plan, seed=0, image_shap
     """
     x, y = train
     num_classes = model.output_shape[-1]
-    image_shape = tuple(image_shape or np.shape(x)[1:])
+    image_size = recipe.image_size or tuple(np.shape(x)[1:3])
     if validation is not None and isinstance(validation, (tuple, list)):
         validation = evaluation_stream(*validation, recipe, num_classes=num_classes, distribution=distribution)[0]
     steps_per_epoch, initial_epoch = plan.steps_per_epoch, start_step // plan.steps_per_epoch
@@ -176,7 +171,7 @@ def fit_model(model, recipe, train, validation=None, *, plan, seed=0, image_shap
             segments.append((first, plan.epochs, steps_per_epoch, first * steps_per_epoch))
     logs = {}
     for first_epoch, end_epoch, steps, done in segments:
-        stream = training_stream(x, y, recipe, num_classes=num_classes, image_shape=image_shape, seed=seed,
+        stream = training_stream(x, y, recipe, num_classes=num_classes, image_size=image_size, seed=seed,
                                  skip_steps=done, distribution=distribution)
         history = model.fit(stream, initial_epoch=first_epoch, epochs=end_epoch, steps_per_epoch=steps,
                             validation_data=validation, callbacks=list(callbacks), verbose=verbose, shuffle=False)

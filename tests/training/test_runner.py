@@ -90,7 +90,7 @@ def test_a_run_writes_its_directory(tiny_run):
     resolved = config["resolved"]
     assert config["recipe"]["name"] == "digits_resnet" and config["recipe"]["model_overrides"] == {"depth": 8}
     assert (resolved["steps_per_epoch"], resolved["epochs"], resolved["total_steps"]) == (2, 2, 4)
-    assert resolved["preprocessing"]["mode"] == "pixel_mean"
+    assert resolved["preprocessing"]["normalization"] == "pixel_mean"
     assert resolved["preprocessing"]["layer"] == "ImagePreprocessing"
     assert resolved["preprocessing"]["formula"] == "x - mean (per pixel and channel)"
     assert resolved["preprocessing"]["mean_shape"] == [32, 32, 3] and resolved["preprocessing"]["mean_of"] == 1437
@@ -143,7 +143,7 @@ def test_a_finished_run_is_not_overwritten_and_the_default_dir_moves_on(tiny_run
     monkeypatch.chdir(tmp_path)
     os.makedirs("runs/resnet20_digits")
     open("runs/resnet20_digits/summary.json", "w").write("{}")
-    assert resolve_config("digits_resnet")["run_dir"] == os.path.join("runs", "resnet20_digits_2")
+    assert resolve_config("digits_resnet").run_dir == os.path.join("runs", "resnet20_digits_2")
 
 
 def test_an_unwritable_run_dir_fails_before_any_data_or_model(tmp_path, monkeypatch):
