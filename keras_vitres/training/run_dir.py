@@ -29,7 +29,8 @@ CSV_LOG = os.path.join("logs", "training.csv")
 TENSORBOARD_DIR = os.path.join("logs", "tensorboard")
 BACKUP_DIR = "backup"
 WARMUP_STATE = "adaptive_warmup.json"
-# What must match for a run directory to be resumed (where and how fast it runs may change).
+# What must match for a run directory to be resumed (where and how fast it runs may change; a recipe's description
+# is no setting).
 RESUME_KEYS = ("recipe", "data_path", "seed", "validation_path", "weights")
 
 
@@ -69,7 +70,7 @@ def _changed_fields(previous, config):
     except (KeyError, TypeError, ValueError):  # not a configuration this version can read
         return ["recipe"]
     now = _json_ready(config.to_dict())
-    changed = [f"recipe.{k}" for k, v in now["recipe"].items() if before["recipe"].get(k) != v]
+    changed = [f"recipe.{k}" for k, v in now["recipe"].items() if before["recipe"].get(k) != v and k != "description"]
     return changed + [k for k in RESUME_KEYS if k != "recipe" and before.get(k) != now[k]]
 
 
