@@ -12,4 +12,5 @@ def is_positive_int(value):
 def check_positive_int(name, value, *, allow_none=False):
     """Raises a ValueError naming `name` unless `value` is an int >= 1 (or None, with `allow_none`)."""
     if not (is_positive_int(value) or (allow_none and value is None)):
-        raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}; received {name}={value!r}.")
+        or_none = " or None" if allow_none else ""
+        raise ValueError(f"`{name}` must be a positive int{or_none}; received {name}={value!r}.")

@@ -1,9 +1,9 @@
 """tf.data input pipelines for `model.fit`, and the per-pixel mean of the ResNet paper.
 
-Order of a training pipeline: cache the source -> shuffle -> per image (parallel map): float32, resize,
-"cifar" crop/flip or RandAugment -> batch -> per batch: the `augmenter` hook, keras-cv RandAugment, one-hot
-labels, MixUp/CutMix -> prefetch. Images stay in raw pixel units [0, 255]: normalisation (e.g. subtracting
-`pixel_mean`) belongs to the model's preprocessing layer, so a saved model takes raw pixels.
+A training pipeline: cache the source -> shuffle -> per image: decode, float32, resize or crop, "cifar" crop/flip
+or RandAugment -> batch -> per batch: the `augmenter`, keras-cv RandAugment, one-hot labels, MixUp/CutMix ->
+prefetch. Images stay in raw pixels [0, 255]: normalising is the model's preprocessing layer's job, so a saved model
+takes raw pixels.
 """
 
 import dataclasses
@@ -95,43 +95,34 @@ def make_pipeline(x, y=None, *, batch_size, training, num_classes=None, augment=
     """Builds a batched, prefetched tf.data.Dataset of (float32 images in [0, 255], labels) for `model.fit`.
 
     Args:
-        x: uint8 (or float) images (N, H, W, C), an unbatched tf.data.Dataset of (image, label) such as
-            `image_folder_dataset(...)[0]` (then `y` is None), or a 1-D array of image file paths (a streamed
-            folder: the paths are cached and shuffled, each file is read and decoded after the shuffle, so the
-            images never all sit in memory; they may differ in size and format, `image_size` is then required).
+        x: uint8 (or float) images (N, H, W, C), an unbatched tf.data.Dataset of (image, label) (then `y` is None),
+            or a 1-D array of image file paths, read and decoded after the shuffle so that the images never all sit
+            in memory (they may differ in size and format: `image_size` is then required).
         y: int class labels (N,).
         batch_size: int. Examples per batch.
         training: bool. True shuffles and augments; False keeps the order and applies no randomness.
         num_classes: int. Needed for one-hot labels (`one_hot`, MixUp, CutMix); also checks the labels' range.
-        augment: "none", "cifar" (4-pixel zero pad + random crop back to size + random horizontal flip, ResNet paper
-            §4.2), "randaugment" (`keras.layers.RandAugment`, per image), "keras_cv_randaugment" (keras-cv's
-            layer; needs `pip install keras-vitres[cv]`) or "random_resized_crop" (the Inception crop of
-            `crop_area_range` from the image at its own size, resized to `image_size`, and a random flip; it
-            replaces the resize). Applied only when `training`.
-        augmenter: optional callable (e.g. a Keras preprocessing layer or `keras.Sequential` of them) applied to
-            each batch of float32 images when `training`, after `augment`.
-        mixup_alpha: float >= 0. MixUp (`keras.layers.MixUp(alpha=...)`) on training batches; 0 is off.
-        cutmix_alpha: float >= 0. CutMix (`keras.layers.CutMix` with a fixed Beta(alpha, alpha) ratio and labels
-            weighted by the pasted area, see `augment.ExactAreaCutMix`) on training batches; 0 is off. With both on,
-            each batch gets one of the two, chosen with probability 1/2.
+        augment: one of `AUGMENTS` (see `keras_vitres.data.augment`), applied only when `training`;
+            "random_resized_crop" takes the crop of `crop_area_range` from the image at its own size, in place of
+            the resize.
+        augmenter: optional callable (e.g. Keras preprocessing layers) on each batch of float32 images when
+            `training`, after `augment`.
+        mixup_alpha, cutmix_alpha: float >= 0. MixUp (`keras.layers.MixUp`) and CutMix (`augment.ExactAreaCutMix`)
+            on training batches, 0 is off; with both on, each batch gets one of the two with probability 1/2.
         image_size: optional int or (height, width) to resize to (antialiased when shrinking).
         crop_fraction: None resizes to `image_size` as it is (stretching); a float in (0, 1] resizes to cover
             `image_size / crop_fraction`, keeping the aspect ratio, and takes the centre (`geometry.resize_and_crop`,
-            the evaluation crop of a `Preprocessing`; the export's bytes signature does the same).
+            the evaluation crop of a `Preprocessing`, which the export's bytes signature takes too).
         interpolation: the `tf.image.resize` method of every resize.
-        crop_area_range: (low, high) area fractions of augment="random_resized_crop".
-        one_hot: bool. Float32 one-hot labels (num_classes,). Labels are also one-hot whenever `mixup_alpha` or
-            `cutmix_alpha` is on, in training and evaluation pipelines alike, so one loss fits both.
-        shuffle_buffer: optional int. Shuffle buffer when training; default: the whole dataset (or 10,000 for a
-            dataset of unknown size).
+        one_hot: bool. Float32 one-hot labels (num_classes,), which MixUp and CutMix also give, in training and
+            evaluation pipelines alike, so one loss fits both.
+        shuffle_buffer: optional int. Default: the whole dataset (or 10,000 for a dataset of unknown size).
         seed: int. Seeds the shuffle and every augmentation: the same seed gives the same batches.
-        cache: True caches the source in memory, a str caches it in that file, False does not cache. The cache
-            holds the source (decoded images), so resized copies never fill memory.
+        cache: True caches the source (decoded images, before any resize) in memory, a str in that file, False not.
         drop_remainder: bool. Drop the last incomplete batch.
         crop_padding: int. Zero padding on each side for augment="cifar".
         deterministic: bool. True runs the Keras/keras-cv random layers in a sequential map, so a seed reproduces
-            the batches exactly; False runs them in parallel (faster on many cores, not reproducible). The
-            "cifar" augmentation is always parallel and reproducible.
+            the batches exactly; False runs them in parallel (faster on many cores, not reproducible).
 
     Returns:
         A tf.data.Dataset of (images float32 (B, H, W, C), labels int64 (B,) or float32 (B, num_classes)).
@@ -276,8 +267,8 @@ def _per_batch(dataset, options, cv_layer):
 
         dataset = dataset.map(augment_batch, **options.random_map(tf.data.AUTOTUNE))
     if options.one_hot_labels:
-        dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, options.num_classes, dtype=tf.float32)),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # fmt: skip
+        one_hot = lambda images, labels: (images, tf.one_hot(labels, options.num_classes, dtype=tf.float32))  # noqa: E731
+        dataset = dataset.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if options.training and (options.mixup_alpha > 0 or options.cutmix_alpha > 0):
         mixer = LabelMixer(options.mixup_alpha, options.cutmix_alpha, options.seed)
         switch_seeds = tf.data.Dataset.random(seed=options.seed + 2, rerandomize_each_iteration=True).batch(2)

@@ -20,11 +20,8 @@ from keras_vitres.training.run_dir import default_run_dir
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything a run needs: its `Recipe`, where its data and weights are, and how it computes.
-
-    `to_dict()` is what the run directory's config.json holds, and `from_dict` reads it back (the files of earlier
-    versions too); the arguments are those of `resolve_config`.
-    """
+    """Everything a run needs: its `Recipe`, where its data and weights are, and how it computes (the arguments of
+    `resolve_config`). `to_dict()` is what the run directory's config.json holds; `from_dict` reads it back."""
 
     recipe: Recipe
     run_dir: str
@@ -161,14 +158,12 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
         data_path: where the dataset is (see `load_dataset`). An image folder ("folder") is streamed from disk.
         run_dir: the run directory; default `default_run_dir(trained_name(recipe), dataset)`.
         seed: int. Seeds the weights, the validation split, the shuffle and the augmentations.
-        strategy: "auto", "one", "mirrored" or "multiworker" (see `keras_vitres.training.distribute`).
-        mixed_precision: "auto", "float32", "mixed_float16" or "mixed_bfloat16".
-        jit_compile: "auto", True or False.
+        strategy, coordinator, num_processes, process_id: see `keras_vitres.training.distribute`.
+        mixed_precision: "auto", "float32", "mixed_float16" or "mixed_bfloat16"; jit_compile: "auto", True or False.
         remat: bool. Recompute every block's activations in the backward pass (the builders' `remat`): less
-            training memory for more compute (docs/benchmarks.md). Like the precision, it changes how a run
-            computes, not what: a run may be resumed with another setting.
+            memory for more compute. Like the precision, it changes how a run computes, not what: a run may be
+            resumed with another setting.
         deterministic: bool. TensorFlow's op determinism (bit-identical reruns, a little slower).
-        coordinator, num_processes, process_id: for strategy="multiworker".
         weights: a weight name of the preset, or a local weights file to start from (any format the builders'
             `weights=` reads; a run's model.keras included): the head is replaced when its classes differ, and a
             ViT's position embedding resampled when the resolution does.

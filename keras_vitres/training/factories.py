@@ -63,15 +63,9 @@ def _streamed_pixel_mean(files, image_size, crop_fraction):
 def build_preprocessing(normalization, train_images, image_size, crop_fraction=1.0, weights_entry=None):
     """The `Preprocessing` that a recipe's `normalization` gives a model taking `image_size` images.
 
-    Args:
-        normalization: "pixel_mean" (subtract the training images' per-pixel mean, arXiv:1512.03385 §4.2; resized
-            to `image_size` when the pipeline resizes), "rescale" (pixels to [-1, 1], the ViT convention), "none",
-            or "weights" (that of `weights_entry`).
-        train_images: (N, H, W, C) training images in raw pixels, or their file paths (a streamed folder: the
-            mean is then taken over the evaluation crops); only read for "pixel_mean".
-        image_size: (height, width) of the model's input.
-        crop_fraction: the evaluation crop (`Preprocessing.crop_fraction`): the recipe's.
-        weights_entry: for "weights", the named-weights entry (`keras_vitres.preset_weights(preset)[name]`).
+    `normalization` is a `Recipe.normalization`: "pixel_mean" takes the mean of `train_images` (raw pixels, or the
+    evaluation crops of image files), resized to `image_size`; "weights" the preprocessing of `weights_entry` (the
+    named weights' entry, `keras_vitres.preset_weights(preset)[name]`). `crop_fraction` is the recipe's.
     """
     image_size = tuple(image_size)
     if normalization == "weights":
@@ -124,19 +118,11 @@ def _builder_arguments(recipe, remat, weights):
 def build_training_model(recipe, image_size, num_classes, preprocessing, remat=False, weights=None, name=None):
     """`input (raw pixels) -> "preprocessing" -> preset model`, as one functional model.
 
-    Args:
-        recipe: a `Recipe` (its preset, model overrides and weight decay).
-        image_size: (height, width) of the input.
-        num_classes: int.
-        preprocessing: a `Preprocessing` (or anything `Preprocessing.resolve` accepts): built in as the model's
-            first layer, an `ImagePreprocessing` named "preprocessing" that computes in float32.
-        remat: bool. Build the preset with rematerialised blocks.
-        weights: None, or a weights file for the preset model (its `weights=`): a head for other classes is
-            replaced, a ViT's position embedding resampled; what was loaded is the model's `loaded_weights`.
-        name: the model's name (default "{preset}_trained").
-
-    Returns:
-        The model; `model.loaded_weights` is the loader's report (None without `weights`).
+    The preset (the recipe's, with its model overrides and weight decay, rematerialised with `remat`) takes
+    `image_size` images and has `num_classes` outputs; `preprocessing` (anything `Preprocessing.resolve` accepts) is
+    its first layer, an `ImagePreprocessing` named "preprocessing" that computes in float32. `weights` (the preset's
+    `weights=`) replaces a head for other classes and resamples a ViT's position embedding; the model's
+    `loaded_weights` is the loader's report (None without weights).
     """
     input_shape = (*image_size, CHANNELS)
     network = build_model(recipe.preset, input_shape=input_shape, classes=num_classes,

@@ -21,14 +21,8 @@ from keras_vitres.training.factories import build_loss, build_optimizer, build_s
 
 @dataclasses.dataclass(frozen=True)
 class StepPlan:
-    """How long a run is, in optimizer steps.
-
-    Attributes:
-        steps_per_epoch: steps between validations (and backups).
-        total_steps: the run's length.
-        epochs: epochs of `steps_per_epoch` steps that cover `total_steps` (the last may stop early).
-        warmup_steps: the warmup's length.
-    """
+    """How long a run is, in optimizer steps: `total_steps`, in `epochs` of `steps_per_epoch` (between validations
+    and backups; the last epoch may stop early), of which `warmup_steps` warm up."""
 
     steps_per_epoch: int
     total_steps: int
@@ -37,11 +31,8 @@ class StepPlan:
 
 
 def plan_steps(recipe, train_examples):
-    """The `StepPlan` of `recipe` on a training set of `train_examples` examples.
-
-    Raises:
-        ValueError: the run is not longer than its warmup.
-    """
+    """The `StepPlan` of `recipe` on a training set of `train_examples` examples; a ValueError when the run is not
+    longer than its warmup."""
     passes = math.ceil(train_examples / recipe.batch_size)  # steps in one pass over the training set
     steps_per_epoch = recipe.steps_per_epoch or passes
     total_steps = recipe.steps or recipe.epochs * passes
@@ -53,14 +44,9 @@ def plan_steps(recipe, train_examples):
 
 
 def compile_for_recipe(model, recipe, plan, jit_compile="auto"):
-    """Compiles `model` with the recipe's optimizer on its schedule, its loss, and (weighted) accuracy.
-
-    Call it inside the distribution's scope (and dtype policy) that built the model. Accuracy is a weighted
-    metric, so the zero-weight rows that pad multi-process evaluation batches do not count.
-
-    Returns:
-        The loss (a `keras.losses.Loss`).
-    """
+    """Compiles `model` with the recipe's optimizer on its schedule and its loss (returned), inside the scope and
+    dtype policy that built the model. Accuracy is a weighted metric, so the zero-weight rows that pad
+    multi-process evaluation batches do not count."""
     optimizer = build_optimizer(recipe, build_schedule(recipe, plan.total_steps, plan.warmup_steps))
     loss = build_loss(recipe)
     model.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"], jit_compile=jit_compile)
@@ -68,18 +54,9 @@ def compile_for_recipe(model, recipe, plan, jit_compile="auto"):
 
 
 def training_stream(x, y, recipe, *, num_classes, image_size, seed, skip_steps=0, distribution=None):
-    """The training batches: one seeded stream across epochs (the recipe's augmentations included), repeated, and
-    fast-forwarded past `skip_steps` batches; with several processes, this process's slice of each batch.
-
-    Args:
-        x, y: training images in raw pixels (N, H, W, C) or their file paths, and int labels (N,).
-        recipe: a `Recipe` (batch size, augmentations, image size, labels).
-        num_classes: int.
-        image_size: (height, width) of the model's input.
-        seed: int. Seeds the shuffle and the augmentations.
-        skip_steps: int. Batches already trained on.
-        distribution: a `keras_vitres.training.distribute.Distribution`; default one device.
-    """
+    """The training batches of images `x` (raw pixels or file paths) and labels `y` at the model's `image_size`: one
+    stream across epochs seeded by `seed` (the recipe's augmentations included), repeated, and fast-forwarded past
+    `skip_steps` batches; with several processes (`distribution`), this process's slice of each batch."""
     distribution = distribution or get_distribution("one")
     data = make_pipeline(
         x, y, batch_size=recipe.batch_size, training=True, num_classes=num_classes, augment=recipe.augment,
@@ -141,14 +118,12 @@ def fit_model(model, recipe, train, validation=None, *, plan, seed=0, distributi
         model: a `keras.Model` compiled by `compile_for_recipe`.
         recipe: a `Recipe`.
         train: (x, y) training images in the units the model takes and int labels.
-        validation: None, (x, y), or a ready evaluation dataset (see `evaluation_stream`), measured after
-            every epoch.
+        validation: None, (x, y), or a ready evaluation dataset (`evaluation_stream`), measured after every epoch.
         plan: the `StepPlan` (`plan_steps(recipe, len(y))`).
         seed: int. Seeds the batch order and the augmentations.
         distribution: a `Distribution`; default one device.
         start_step: int. Steps already trained (a resumed run).
-        callbacks: `keras.callbacks.Callback`s.
-        verbose: Keras' fit verbosity.
+        callbacks, verbose: as `model.fit` takes them.
         should_stop: optional callable; True after an epoch ends the training (e.g. Ctrl-C asked for a stop).
 
     Returns:

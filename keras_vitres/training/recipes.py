@@ -49,54 +49,36 @@ def with_current_names(fields):
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Every setting of a training run that is not about where it runs.
+    """Every setting of a training run that is not about where it runs (the fields: docs/training.md, "Recipes").
 
     Attributes:
-        name: the recipe's name.
-        description: one line.
-        preset: default preset (see `keras_vitres.list_presets()`).
-        dataset: default dataset name for `keras_vitres.data.load_dataset`.
-        model_overrides: builder arguments on top of the preset (e.g. a ViT's `patch_size` for 32x32 images);
-            `input_shape` and `classes` always come from the data.
+        name, description: the recipe's name and one line.
+        preset, dataset: the defaults of the run (`keras_vitres.list_presets()`, `keras_vitres.data.load_dataset`).
+        model_overrides: builder arguments on top of the preset; `input_shape` and `classes` come from the data.
         batch_size: global batch size (split across replicas and processes).
-        optimizer: "sgd" (with `momentum`, `nesterov`) or "adamw".
-        learning_rate: the base (peak) learning rate.
-        momentum, nesterov: SGD settings.
-        weight_decay: the decay coefficient.
-        weight_decay_mode: "l2": an L2 penalty `weight_decay / 2 * ||w||^2` on every convolution and dense kernel
-            through the builder's `kernel_regularizer` (gradient `weight_decay * w`, the paper's SGD weight decay;
-            ResNet builders only); "decoupled": the optimizer's own `weight_decay` (AdamW's), which skips biases,
-            normalisation scales, tokens and position embeddings.
-        schedule: "step" (divide by `1 / decay_factor` at `decay_boundaries`), "cosine", "linear" (decay to
-            `final_learning_rate` at the last step) or "constant".
-        decay_boundaries: steps of the step decay.
-        decay_factor: multiplier at each boundary.
-        final_learning_rate: rate at the end of a cosine or linear decay.
-        warmup_steps: warmup length in steps (its cap when `warmup_until_accuracy` is set).
-        warmup_epochs: warmup length in epochs; when set, it replaces `warmup_steps`.
-        warmup_mode: "linear" (from `warmup_learning_rate` up to the rate the schedule reaches) or "constant"
-            (hold `warmup_learning_rate`).
-        warmup_learning_rate: the warmup's starting (linear) or held (constant) rate.
-        warmup_until_accuracy: None, or the running training accuracy that ends the warmup early (the paper's
-            ResNet-110 rule: 0.2, i.e. training error below 80%).
-        steps: total optimizer steps; when set, it decides the length instead of `epochs`.
-        epochs: number of passes over the training set, when `steps` is None.
-        steps_per_epoch: steps between validations and backups; None = one pass over the training set.
-        validation_size: examples held out of the training set for validation (a count, or a float fraction in
-            (0, 1)), or None. Stratified and seeded by the run's seed.
-        augment: a `keras_vitres.data.AUGMENTS` name (see `keras_vitres.data.augment`).
-        random_translation: random zero-filled shifts of up to this fraction of the height and width, per image,
-            after `augment` (0 = off).
-        mixup_alpha, cutmix_alpha: MixUp / CutMix strengths (0 = off); either makes the labels one-hot.
-        label_smoothing: label smoothing of the cross-entropy.
+        optimizer: "sgd" (with `momentum`, `nesterov`) or "adamw"; learning_rate: the base (peak) rate.
+        weight_decay, weight_decay_mode: "l2" is a penalty `weight_decay / 2 * ||w||^2` on every kernel through the
+            builder's `kernel_regularizer` (the paper's SGD weight decay; ResNet builders), "decoupled" the
+            optimizer's own, which skips biases, normalisation scales, tokens and position embeddings.
+        schedule: "step" (times `decay_factor` at each of `decay_boundaries`), "cosine" or "linear" (to
+            `final_learning_rate` at the last step), or "constant".
+        warmup_steps, warmup_epochs (replaces the steps when set), warmup_mode ("linear" from `warmup_learning_rate`
+            to the schedule's rate, or "constant" at it), warmup_until_accuracy (None, or the running training
+            accuracy that ends the warmup early: the paper's ResNet-110 rule, 0.2; `warmup_steps` is then its cap).
+        steps, epochs: the run's length (`steps` when set); steps_per_epoch: steps between validations and backups
+            (None: one pass over the training set).
+        validation_size: held out of the training set for validation: a count, a fraction in (0, 1), or None.
+        augment: a `keras_vitres.data.AUGMENTS` name; random_translation: random shifts of up to this fraction of
+            the height and width (0 = off); mixup_alpha, cutmix_alpha: MixUp / CutMix strengths (0 = off);
+            label_smoothing. MixUp, CutMix and label smoothing make the labels one-hot.
         normalization: what the model's first layer ("preprocessing") does to raw pixels: "pixel_mean" (subtract
             the training set's per-pixel mean, arXiv:1512.03385 §4.2), "rescale" (to [-1, 1], ViT), "none", or
             "weights": the preprocessing of the named weights the run starts from (`resolve_config` sets it).
-        image_size: the model's input (height, width) (an int: square); images are resized to it in the pipeline.
-            None: the images' own size (for an image folder `resolve_config` sets the preset's).
-        crop_fraction: evaluation resizes to cover `image_size / crop_fraction` (aspect kept) and takes the centre
-            (1: the whole image); it is the model's `Preprocessing.crop_fraction`, so the export crops the same.
-        crop_area_range: (low, high) area fractions of augment="random_resized_crop".
+        image_size: the model's input (height, width) (an int: square), to which the pipeline resizes; None: the
+            images' own size (for an image folder `resolve_config` sets the preset's).
+        crop_fraction: evaluation resizes to cover `image_size / crop_fraction` and takes the centre; it is the
+            model's `Preprocessing.crop_fraction`, so the export crops the same. crop_area_range: the area
+            fractions of augment="random_resized_crop".
         gradient_clip_norm: clip the global gradient norm (ViT: 1), or None.
         preset_overrides: {preset name: {field: value}} applied when the run uses that preset.
     """
@@ -181,7 +163,8 @@ class Recipe:
         for field in RATES:
             if not (_is_number(getattr(self, field)) and getattr(self, field) >= 0):
                 raise ValueError(f"`{field}` must be a finite number >= 0; received {field}={getattr(self, field)!r}.")
-        if not (isinstance(self.warmup_steps, int) and not isinstance(self.warmup_steps, bool) and self.warmup_steps >= 0):
+        steps = self.warmup_steps
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
             raise ValueError(f"`warmup_steps` must be an int >= 0; received warmup_steps={self.warmup_steps!r}.")
         bounds = list(self.decay_boundaries)
         if not all(map(is_positive_int, bounds)) or bounds != sorted(set(bounds)):
@@ -193,7 +176,8 @@ class Recipe:
             raise ValueError("`warmup_until_accuracy` must be None or in (0, 1]; received "
                              f"warmup_until_accuracy={self.warmup_until_accuracy!r}.")
         if not (self.warmup_epochs is None or (_is_number(self.warmup_epochs) and self.warmup_epochs >= 0)):
-            raise ValueError(f"`warmup_epochs` must be None or a number >= 0; received warmup_epochs={self.warmup_epochs!r}.")
+            raise ValueError("`warmup_epochs` must be None or a number >= 0; received "
+                             f"warmup_epochs={self.warmup_epochs!r}.")
 
     def _check_data(self):
         if not (_is_number(self.random_translation) and 0 <= self.random_translation < 0.5):
@@ -314,11 +298,9 @@ RECIPES = {
         description="ViT fine-tuning (paper App. B.1.1): SGD 0.9, no weight decay, clip 1, warmup + cosine, new head",
         preset="vit_base_patch16_224",
         dataset="folder",
-        # arXiv:2010.11929 App. B.1.1: SGD with momentum 0.9, no weight decay, gradient clipping at global norm 1, a
-        # short linear warmup then cosine decay, batch 512 and a learning rate from {0.001, 0.003, 0.01, 0.03}; the
-        # head is replaced by a zero-initialised one (the builders do this when weights are loaded and the classes
-        # differ) and the position embeddings are resampled to a new resolution (§3.2; the weight loaders do this).
-        # Smaller batches for a small folder, with the rate of the paper's sweep that suits them.
+        # arXiv:2010.11929 App. B.1.1: batch 512 and a rate from {0.001, 0.003, 0.01, 0.03}; here smaller batches for
+        # a small folder, at the sweep's rate that suits them. The builders replace the head by a zero one, the
+        # loaders resample the position embedding (§3.2).
         batch_size=64,
         optimizer="sgd",
         learning_rate=0.01,
@@ -339,11 +321,8 @@ RECIPES = {
         description="ResNet fine-tuning: the paper's SGD 0.9 and wd 1e-4 at lr 0.01, cosine, Inception crop + flip",
         preset="resnet50",
         dataset="folder",
-        # The ResNet paper's ImageNet optimiser (arXiv:1512.03385 §3.4: SGD, momentum 0.9, weight decay 1e-4) at a
-        # tenth of its 0.1 starting rate, as fine-tuning from pre-trained weights does (torchvision's transfer-learning
-        # tutorial uses 0.001 at batch 4), with a cosine decay instead of the paper's divide-by-10 steps (the length
-        # of a fine-tuning run is not known in advance). Training input: the Inception crop and a horizontal flip
-        # of the torchvision reference; evaluation: the resize and 0.875 centre crop of §3.4's 224/256 testing.
+        # arXiv:1512.03385 §3.4's optimiser at a tenth of its 0.1, as fine-tuning does; a cosine decay, since a
+        # fine-tuning run's length is not known ahead; evaluation takes §3.4's 224/256 centre crop.
         batch_size=64,
         optimizer="sgd",
         learning_rate=0.01,

@@ -1,16 +1,5 @@
-"""A training run's directory: its layout, its default name, and the checks before a run writes into it.
-
-    run_dir/
-      config.json           the resolved configuration, with what was derived from the data ("resolved")
-      logs/training.csv     one row per epoch (CSVLogger; learning_rate included)
-      logs/tensorboard/     TensorBoard events
-      backup/               the last two training states while the run is unfinished (removed at the end):
-                            step-NNNNNNNN.weights.h5 and .json with its sha256 (`VerifiedBackup`)
-      checkpoints/best.keras  the best model so far (val_accuracy, or accuracy without a validation split)
-      model.keras           the final model; it takes raw [0, 255] pixels
-      curves.png            loss and accuracy per epoch
-      summary.txt           one line, also printed, with the test accuracy (summary.json: the same, as data)
-"""
+"""A training run's directory: its layout (the names below; docs/training.md describes each), its default name, and
+the checks before a run writes into it."""
 
 import json
 import os
@@ -40,8 +29,8 @@ def is_finished(run_dir):
 
 
 def default_run_dir(preset, dataset, root="runs"):
-    """`runs/{preset}_{dataset}` (the preset as trained: `config.trained_name`), or the first `_2`, `_3`, ... that holds no finished run (so the same command
-    resumes an unfinished run and starts a new directory after a finished one)."""
+    """`runs/{preset}_{dataset}` (the preset as trained: `config.trained_name`), or the first `_2`, `_3`, ... that
+    holds no finished run: the same command resumes an unfinished run and starts anew after a finished one."""
     base = os.path.join(root, f"{preset}_{dataset}")
     candidate, n = base, 1
     while is_finished(candidate):

@@ -1,15 +1,9 @@
-"""One training run, from a `RunConfig` (`resolve_config`) to a finished run directory.
+"""One training run, from a `RunConfig` (`resolve_config`) to a finished run directory: the data, the model
+`input -> "preprocessing" -> preset model`, `fit_model` with the run's callbacks, the final model and its score.
 
-`train(config)` loads the data, builds `input -> "preprocessing" -> preset model` (the recipe's `Preprocessing`,
-built in as an `ImagePreprocessing` layer), compiles, fits and writes the run directory (its layout:
-`keras_vitres.training.run_dir`).
-
-Running the same configuration again resumes an unfinished run from its newest intact backup (the end of an
-epoch, or the step at which Ctrl-C stopped it), with the same data stream (the training batches are one seeded
-stream, fast-forwarded past the steps already done), so a killed and resumed run ends with the weights of a run
-that was never killed. A truncated or corrupt backup is skipped, named, for the one before it. Ctrl-C (SIGINT)
-during training saves a backup after the step in progress and raises `TrainingInterrupted`. A run directory that
-cannot be written fails before the first step.
+Running the same configuration again resumes an unfinished run from its newest intact backup, on the same seeded
+stream of batches fast-forwarded past the steps done, so a killed and resumed run ends with the weights of one never
+killed (docs/training.md, "Fault tolerance").
 """
 
 import dataclasses
@@ -157,8 +151,8 @@ def _callbacks(config, model, plan, backup, monitor, initial_epoch, verbosity):
     nan_guard = callbacks_.TerminateOnNaN(snapshot_every=1 if model.count_params() < 5_000_000 else 100)
     callbacks = [nan_guard, callbacks_.StopAtStep(plan.total_steps)]
     if config.recipe.warmup_until_accuracy is not None:
-        callbacks.append(callbacks_.AdaptiveWarmup(config.recipe.warmup_until_accuracy,
-                                                   state_path=os.path.join(run_dir, WARMUP_STATE), verbose=int(verbose)))
+        callbacks.append(callbacks_.AdaptiveWarmup(config.recipe.warmup_until_accuracy, verbose=int(verbose),
+                                                   state_path=os.path.join(run_dir, WARMUP_STATE)))
     callbacks += [
         backup,
         callbacks_.LearningRateLogger(),

@@ -67,7 +67,7 @@ def test_every_recipe_is_valid_and_serialisable():
 
 
 def test_the_former_name_of_a_field_is_still_read():
-    """`normalization` was called `preprocessing`: config.json files written before the rename, and `--set`, still work."""
+    """`normalization` was called `preprocessing`: config.json files written before the rename, and `--set`, work."""
     assert get_recipe("cifar_resnet", preprocessing="rescale").normalization == "rescale"
     row = {**get_recipe("digits_vit").to_dict()}
     row["preprocessing"] = row.pop("normalization")
