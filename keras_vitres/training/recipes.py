@@ -62,9 +62,11 @@ class Recipe:
             optimizer's own, which skips biases, normalisation scales, tokens and position embeddings.
         schedule: "step" (times `decay_factor` at each of `decay_boundaries`), "cosine" or "linear" (to
             `final_learning_rate` at the last step), or "constant".
-        warmup_steps, warmup_epochs (replaces the steps when set), warmup_mode ("linear" from `warmup_learning_rate`
-            to the schedule's rate, or "constant" at it), warmup_until_accuracy (None, or the running training
-            accuracy that ends the warmup early: the paper's ResNet-110 rule, 0.2; `warmup_steps` is then its cap).
+        warmup_steps, warmup_epochs, warmup_mode, warmup_learning_rate: the warmup's length (`warmup_epochs`
+            replaces the steps when set), "linear" from `warmup_learning_rate` to the schedule's rate or "constant"
+            at it.
+        warmup_until_accuracy: None, or the running training accuracy that ends the warmup early (the paper's
+            ResNet-110 rule: 0.2); `warmup_steps` is then its cap.
         steps, epochs: the run's length (`steps` when set); steps_per_epoch: steps between validations and backups
             (None: one pass over the training set).
         validation_size: held out of the training set for validation: a count, a fraction in (0, 1), or None.
