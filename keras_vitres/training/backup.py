@@ -131,15 +131,6 @@ class VerifiedBackup(keras.callbacks.Callback):
             raise ValueError(f"its sha256 is {actual}, not the {digest} recorded when it was written: corrupt")
         return {**record, "path": weights}
 
-    def latest(self):
-        """The record of the newest intact backup (checked, not loaded), or None."""
-        for _, manifest in self._manifests():
-            try:
-                return self._check(manifest)
-            except ValueError:
-                continue
-        return None
-
     def restore(self, model):
         """Loads the newest intact backup into `model` (weights and optimizer state).
 

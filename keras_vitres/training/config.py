@@ -13,7 +13,7 @@ import re
 from keras_vitres.layers.remat import check_remat
 from keras_vitres.presets import get_preset
 from keras_vitres.presets.build import default_image_size
-from keras_vitres.training.distribute import PRECISIONS, STRATEGIES
+from keras_vitres.training.distribute import check_settings
 from keras_vitres.training.recipes import Recipe, get_recipe, with_current_names
 from keras_vitres.training.run_dir import default_run_dir
 
@@ -127,17 +127,12 @@ def _check_paths(recipe, data_path, validation_path, weights):
                                     f"or a weight name of preset {recipe.preset!r}).")
 
 
-def _check_settings(seed, strategy, mixed_precision, jit_compile, remat, deterministic):
+def _check_run_settings(seed, strategy, mixed_precision, jit_compile, remat, deterministic):
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"`seed` must be an int; received seed={seed!r}.")
     if not isinstance(deterministic, bool):
         raise ValueError(f"`deterministic` must be a bool; received deterministic={deterministic!r}.")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES}; received strategy={strategy!r}.")
-    if mixed_precision not in PRECISIONS:
-        raise ValueError(f"`mixed_precision` must be one of {PRECISIONS}; received mixed_precision={mixed_precision!r}.")
-    if jit_compile not in ("auto", True, False):
-        raise ValueError(f"`jit_compile` must be 'auto', True or False; received jit_compile={jit_compile!r}.")
+    check_settings(strategy, mixed_precision, jit_compile)
     check_remat(remat)
 
 
@@ -184,7 +179,7 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
     if resolved.dataset == "folder" and resolved.image_size is None:  # its images may differ in size
         resolved = dataclasses.replace(resolved, image_size=default_image_size(resolved.preset))
     _check_paths(resolved, data_path, validation_path, weights)
-    _check_settings(seed, strategy, mixed_precision, jit_compile, remat, deterministic)
+    _check_run_settings(seed, strategy, mixed_precision, jit_compile, remat, deterministic)
     name = trained_name(resolved)
     return RunConfig(
         recipe=resolved, name=name, run_dir=_path(run_dir) or default_run_dir(name, resolved.dataset),

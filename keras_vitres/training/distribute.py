@@ -13,6 +13,7 @@ import keras
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+JIT_COMPILE = ("auto", True, False)
 MULTIWORKER_TF_ERROR = (
     "strategy='multiworker' is not supported on the TensorFlow backend: Keras 3's model.fit fails under "
     "tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585: the trainer reduces a PerReplica batch "
@@ -71,10 +72,18 @@ def local_accelerators():
     return 0
 
 
+def check_settings(strategy="auto", mixed_precision="auto", jit_compile="auto"):
+    """Raises a ValueError naming the first of `strategy`, `mixed_precision` and `jit_compile` that is not one of
+    its valid values (`STRATEGIES`, `PRECISIONS`, `JIT_COMPILE`)."""
+    for name, value, valid in (("strategy", strategy, STRATEGIES), ("mixed_precision", mixed_precision, PRECISIONS),
+                               ("jit_compile", jit_compile, JIT_COMPILE)):  # fmt: skip
+        if value not in valid:
+            raise ValueError(f"`{name}` must be one of {valid}; received {name}={value!r}.")
+
+
 def resolve_strategy(strategy="auto"):
     """Resolves "auto" to "mirrored" (more than one local accelerator) or "one"; validates the name."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES}; received strategy={strategy!r}.")
+    check_settings(strategy=strategy)
     if strategy == "auto":
         return "mirrored" if local_accelerators() > 1 else "one"
     return strategy
@@ -138,8 +147,7 @@ def resolve_precision(mixed_precision="auto"):
     """The dtype policy name. "auto": mixed_bfloat16 on GPUs that compute in bfloat16 (compute capability 8.0+),
     mixed_float16 on older GPUs; on CPU, mixed_bfloat16 with TensorFlow where the CPU has bfloat16 instructions
     (`cpu_has_native_bfloat16`: faster at the same accuracy, docs/training.md), else float32."""
-    if mixed_precision not in PRECISIONS:
-        raise ValueError(f"`mixed_precision` must be one of {PRECISIONS}; received mixed_precision={mixed_precision!r}.")
+    check_settings(mixed_precision=mixed_precision)
     if mixed_precision != "auto":
         return mixed_precision
     if not local_accelerators():
@@ -158,8 +166,7 @@ def resolve_jit_compile(jit_compile="auto", distribution=None):
     """Whether the train step is XLA-compiled. "auto": always on JAX (its train step is jitted); on TensorFlow,
     on when a GPU is present and no `tf.distribute` strategy spans several replicas, off on CPU (slower there,
     docs/training.md)."""
-    if jit_compile not in ("auto", True, False):
-        raise ValueError(f"`jit_compile` must be 'auto', True or False; received jit_compile={jit_compile!r}.")
+    check_settings(jit_compile=jit_compile)
     if jit_compile != "auto":
         return jit_compile
     if keras.backend.backend() == "jax":

@@ -16,12 +16,12 @@ from keras_vitres.data.datasets import DATASETS, TFDS_PREFIX
 from keras_vitres.data.folder import check_image_size
 from keras_vitres.data.geometry import DEFAULT_AREA_RANGE, check_area_range, check_crop_fraction
 from keras_vitres.presets import list_presets
+from keras_vitres.training.schedules import WARMUP_MODES
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "linear", "constant")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 NORMALIZATIONS = ("pixel_mean", "rescale", "none", "weights")
-WARMUP_MODES = ("linear", "constant")
 FORMER_FIELDS = {"preprocessing": "normalization"}  # as config.json files written before the rename name them
 RATES = ("learning_rate", "momentum", "weight_decay", "final_learning_rate", "warmup_learning_rate", "mixup_alpha",
          "cutmix_alpha", "label_smoothing", "decay_factor")  # fmt: skip
