@@ -24,7 +24,7 @@ _EXPORTS = {
     "resize_vit": "keras_vitres.models",
     "export_model": "keras_vitres.export",
     "export_saved_model": "keras_vitres.export",
-    "build_model": "keras_vitres.presets",
+    "build_model": "keras_vitres.presets.build",
     "get_preset": "keras_vitres.presets",
     "list_presets": "keras_vitres.presets",
     "preset_weights": "keras_vitres.presets",

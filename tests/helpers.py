@@ -5,7 +5,6 @@ import os
 import keras
 import numpy as np
 
-
 # float32's machine epsilon (2**-23): tolerances in the suite are multiples of it times the size of what is compared.
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 

@@ -1,7 +1,7 @@
 """The package's floors: every module imports only from its own floor or the floors below it (docs/architecture.md).
 
 Imports are read with `ast` from every file of keras_vitres/, lazy ones inside functions included, and so are
-module names written as strings for `importlib.import_module` (the package root's and the presets' lazy names).
+module names written as strings for `importlib.import_module` (the package root's lazy names).
 """
 
 import ast

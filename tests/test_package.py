@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import keras_vitres
-from keras_vitres.presets import PRESETS, build_model
+from keras_vitres.presets import PRESETS
+from keras_vitres.presets.build import build_model
 from keras_vitres.weights.download import HASHES, SCHEMES
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_vitres.data import load_dataset
+from keras_vitres.data.checks import check_positive_int
 from keras_vitres.layers.preprocessing import Preprocessing
 from keras_vitres.models import ResNet
 from keras_vitres.training import fit
@@ -46,16 +47,11 @@ class AnalysisData:
         return tuple(self.x_train.shape[1:])
 
 
-def _check_positive(value, name):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; received {name}={value!r}.")
-    return int(value)
-
-
 def _subset(x, y, size, name, rng):
     if size is None:
         return x, y
-    keep = np.sort(rng.permutation(len(y))[:_check_positive(size, name)])
+    check_positive_int(name, size)
+    keep = np.sort(rng.permutation(len(y))[: int(size)])
     return x[keep], y[keep]
 
 
@@ -126,8 +122,8 @@ class TrainingSettings:
     seed: int = 0
 
     def __post_init__(self):
-        _check_positive(self.epochs, "epochs")
-        _check_positive(self.batch_size, "batch_size")
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0; received learning_rate={self.learning_rate!r}.")
         if not 0 <= self.momentum < 1:
@@ -152,7 +148,7 @@ class TrainingSettings:
             final_learning_rate=0.0,
             epochs=self.epochs,
             steps=None,
-            preprocessing="none",
+            normalization="none",
         )
 
     def regularizer(self):

@@ -10,7 +10,7 @@ from keras import ops
 
 from keras_vitres.layers.pooling import TokenPooling
 from keras_vitres.models.vit import VisionTransformer
-from keras_vitres.presets import build_model
+from keras_vitres.presets.build import build_model
 
 
 def _logits_head(x, classes):

@@ -23,6 +23,7 @@ def add_parser(subparsers):
 
 
 def run(args):
+    # `keras-vitres --help` imports every subcommand's module: training imports Keras (6-8 s) when a command runs.
     from keras_vitres.training import evaluate
 
     result = evaluate(args.model, args.dataset, data_path=args.data_path, split=args.split,

@@ -9,6 +9,8 @@ import importlib
 import os
 import sys
 
+from keras_vitres.version import __version__
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
 
 SUBCOMMANDS = ["train", "evaluate", "presets", "export", "predict", "benchmark", "analyze"]
@@ -19,18 +21,10 @@ def build_parser():
         prog="keras-vitres",
         description="ResNet and Vision Transformer for Keras 3: train, evaluate, export, benchmark, analyse.",
     )
-    from keras_vitres.version import __version__
-
     parser.add_argument("--version", action="version", version=f"keras-vitres {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"keras_vitres.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"keras_vitres.cli.{name}":
-                raise
-            continue  # subcommand not shipped yet
-        module.add_parser(subparsers)
+        importlib.import_module(f"keras_vitres.cli.{name}").add_parser(subparsers)
     return parser
 
 

@@ -5,6 +5,8 @@ import difflib
 import json
 import re
 
+from keras_vitres.presets import PRESETS
+
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -38,7 +40,6 @@ def select(names, text):
 
 def markdown_table(names):
     """The README's preset table: families in paper order, then by size."""
-    from keras_vitres.presets import PRESETS
 
     def key(name):
         row = PRESETS[name]
@@ -55,14 +56,12 @@ def markdown_table(names):
 
 
 def run(args):
-    from keras_vitres.presets import PRESETS, build_model
-
     names = select(list(PRESETS), args.filter)
     if args.markdown:
         print(markdown_table(names))
         return 0
     if args.json:
-        print(json.dumps({n: {k: v for k, v in PRESETS[n].items()} for n in names}, indent=2, default=str))
+        print(json.dumps({n: PRESETS[n] for n in names}, indent=2, default=str))
         return 0
     width = max(len(n) for n in names)
     weights = {n: ", ".join(PRESETS[n]["weights"]) or "-" for n in names}
@@ -73,6 +72,8 @@ def run(args):
         print(f"{n:<{width}}  {row['builder_name'] or '-':<12} {row['params']:>12,}  {weights[n]:<{weights_width}}  "
               f"{row['paper']}")
         if args.build:
+            from keras_vitres.presets.build import build_model  # imports Keras (6-8 s): only for --build
+
             model = build_model(n)
             print(f"{'':<{width}}  built: {model.count_params():,} parameters, output {model.output_shape}")
     return 0

@@ -137,12 +137,8 @@ def resume_command(args, run_dir):
 
 
 def run(args):
-    from keras_vitres.training import (
-        RECIPES,
-        TrainingInterrupted,
-        resolve_config,
-        train,
-    )
+    # `keras-vitres --help` imports every subcommand's module: training imports Keras (6-8 s) when a command runs.
+    from keras_vitres.training import RECIPES, TrainingInterrupted, resolve_config, train
 
     if args.list_recipes:
         for name in sorted(RECIPES):
@@ -162,17 +158,17 @@ def run(args):
         coordinator=args.coordinator, num_processes=args.num_processes, process_id=args.process_id, **overrides,
     )
     if args.print_config:
-        print(json.dumps(config, indent=2))
+        print(json.dumps(config.to_dict(), indent=2))
         return 0
     try:
         result = train(config, verbose=args.verbose, overwrite=args.overwrite)
     except TrainingInterrupted as stop:
         print(f"keras-vitres train: {stop}", file=sys.stderr)
-        print(f"Resume with:\n  {resume_command(args, config['run_dir'])}", file=sys.stderr, flush=True)
+        print(f"Resume with:\n  {resume_command(args, config.run_dir)}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:  # before or after the training steps: any backup written so far is kept
         print("keras-vitres train: interrupted outside the training steps; resume (from the last backup, if any) "
-              f"with:\n  {resume_command(args, config['run_dir'])}", file=sys.stderr, flush=True)
+              f"with:\n  {resume_command(args, config.run_dir)}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except OSError as error:
         if isinstance(error, FileNotFoundError):

@@ -23,17 +23,10 @@ CV_EXTRA_HINT = "pip install keras-vitres[cv]"
 
 
 def cifar_augment(image, seed, padding=4):
-    """Pads `padding` zero pixels on each side, crops back to the input size at a random offset, flips at random.
-
-    Uses stateless random ops keyed by a per-image `seed` (shape (2,)), so the result is reproducible under a
-    parallel tf.data map and every image gets its own crop (arXiv:1512.03385, §4.2).
-
-    Args:
-        image: float tensor (H, W, C).
-        seed: int tensor of shape (2,).
-        padding: int. Pixels of zero padding on each side.
-    """
-    import tensorflow as tf
+    """Pads a float (H, W, C) `image` with `padding` zero pixels on each side, crops back to its size at a random
+    offset and flips it at random (arXiv:1512.03385 §4.2), with stateless random ops keyed by the image's (2,)
+    `seed`: reproducible under a parallel tf.data map."""
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
     shape = tf.shape(image)
@@ -98,13 +91,7 @@ register_former_name(ExactAreaCutMix, "CutMix")
 
 
 class LabelMixer:
-    """Applies MixUp and/or CutMix to a batch of (images, one-hot labels).
-
-    Args:
-        mixup_alpha: float >= 0. Beta(alpha, alpha) concentration of MixUp's mixing weight; 0 turns MixUp off.
-        cutmix_alpha: float >= 0. Beta(alpha, alpha) concentration of CutMix's area ratio; 0 turns CutMix off.
-        seed: int.
-    """
+    """Applies MixUp and/or CutMix (each off at an alpha of 0) to a batch of (images, one-hot labels)."""
 
     def __init__(self, mixup_alpha, cutmix_alpha, seed):
         self.mixup = keras.layers.MixUp(alpha=mixup_alpha, seed=seed) if mixup_alpha > 0 else None
@@ -116,7 +103,7 @@ class LabelMixer:
         return out["images"], out["labels"]
 
     def __call__(self, images, labels, switch_seed):
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
         if self.mixup is not None and self.cutmix is not None:
             use_mixup = tf.random.stateless_uniform([], seed=switch_seed) < 0.5
@@ -128,26 +115,18 @@ class LabelMixer:
         return self._apply(self.mixup or self.cutmix, images, labels)
 
 
-def random_shift(dataset, max_fraction, image_shape, seed):
-    """Shifts every image of a batched (images, labels) dataset by up to `max_fraction` of its height and width,
-    zero-filled: pad, then crop back at a random offset.
+def random_shift(dataset, max_fraction, image_size, seed):
+    """Shifts every image of a batched (images, labels, ...) dataset of `image_size` images by up to `max_fraction`
+    (in [0, 0.5)) of its height and width, zero-filled: pad, then crop back at a random offset.
 
-    The offsets come from stateless random ops keyed by a seeded stream (`tf.data.Dataset.random`), so they depend
-    only on the seed and the pass over the data: a resumed run, or a first iterator that Keras opens and drops,
-    does not change them (a stateful `keras.layers.RandomTranslation` would).
-
-    Args:
-        dataset: a batched tf.data.Dataset of (images (B, H, W, C), labels, ...).
-        max_fraction: float in (0, 0.5). The largest shift, as a fraction of the height and width.
-        image_shape: (H, W, C) of the images.
-        seed: int. Seeds the offsets.
-
-    Returns:
-        The dataset with its images shifted.
+    The offsets come from stateless random ops keyed by a stream seeded by `seed`, so they depend only on the seed
+    and the pass over the data: a resumed run, or a first iterator that Keras opens and drops, does not change them
+    (a stateful `keras.layers.RandomTranslation` would).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
-    height, width, channels = image_shape
+    height, width = image_size
+    channels = dataset.element_spec[0].shape[-1]
     pad_h, pad_w = max(1, round(max_fraction * height)), max(1, round(max_fraction * width))
     seeds = tf.data.Dataset.random(seed=seed + 7919, rerandomize_each_iteration=True).batch(2)
 

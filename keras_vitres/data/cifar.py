@@ -15,9 +15,8 @@ import os
 import pickle
 import tarfile
 
+import keras
 import numpy as np
-
-IMAGE_SHAPE = (32, 32, 3)
 
 # The label names of the official `batches.meta` / `meta`, used when the data comes from keras.datasets, which
 # returns labels only.
@@ -231,8 +230,6 @@ def read_cifar(path, name="cifar10", label_mode="fine"):
 
 def download_cifar(name="cifar10", label_mode="fine"):
     """Loads CIFAR through `keras.datasets` (downloads to ~/.keras/datasets on first use; needs the network)."""
-    import keras
-
     try:
         if name == "cifar10":
             (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()

@@ -40,7 +40,7 @@ def _load_tfds(name, path, image_size):
         raise ImportError(
             f"dataset name {TFDS_PREFIX + name!r} needs tensorflow_datasets: `pip install tensorflow-datasets`."
         ) from error
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     image_size = folder.check_image_size(image_size)
     try:
@@ -67,6 +67,20 @@ def _load_tfds(name, path, image_size):
     return splits[0], splits[1], label_names
 
 
+def _load_cifar(name, path, label_mode, image_size, test_size):
+    """CIFAR-10 or -100 from the official archive or folder at `path`, or through `keras.datasets` without one."""
+    if image_size is not None:
+        raise ValueError(f"`image_size` does not apply to {name!r} (its images are 32x32); resize in "
+                         f"make_pipeline(image_size=...) instead; received image_size={image_size!r}.")
+    _refuse(name, test_size=test_size, **({} if name == "cifar100" else {"label_mode": label_mode}))
+    label_mode = label_mode or "fine"
+    if path is not None:
+        return cifar.read_cifar(path, name, label_mode)
+    if label_mode not in cifar.LABEL_MODES:
+        raise ValueError(f"`label_mode` must be one of {cifar.LABEL_MODES}; received label_mode={label_mode!r}.")
+    return cifar.download_cifar(name, label_mode)
+
+
 def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=None, image_size=None,
                  test_size=None, stream=False, validation_path=None):
     """Loads an image-classification dataset into memory as uint8 splits.
@@ -85,9 +99,8 @@ def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=No
             is the upscaled size (32 by default); for a folder, None requires all images to have one size. CIFAR
             stays at 32x32: resize in `make_pipeline(image_size=...)` instead, which costs no memory.
         test_size: "folder" without a test/ sub-folder only: the held-out test fraction or count (default 0.2).
-        stream: "folder" only. True keeps the images on disk: each split's `x` is a 1-D array of the readable files'
-            paths (unreadable ones skipped and counted), which `make_pipeline` reads as it goes; the images may then
-            differ in size (give `make_pipeline` an `image_size`). `image_shape` is (None, None, 3).
+        stream: "folder" only. True keeps the images on disk: each split's `x` holds the readable files' paths, which
+            `make_pipeline` reads as it goes, at its `image_size`; `image_shape` is then (None, None, 3).
         validation_path: "folder" only: a folder with the same class sub-folders, read as the validation split.
 
     Returns:
@@ -105,22 +118,9 @@ def load_dataset(name, path=None, validation_size=None, seed=0, *, label_mode=No
     validation, skipped = None, 0
     if name == "digits":
         _refuse(name, path=path, label_mode=label_mode, test_size=test_size)
-        size = folder.check_image_size(image_size) or digits.IMAGE_SIZE
-        train, test, class_names = digits.read_digits(size)
+        train, test, class_names = digits.read_digits(folder.check_image_size(image_size) or digits.IMAGE_SIZE)
     elif name in ("cifar10", "cifar100"):
-        if image_size is not None:
-            raise ValueError(
-                f"`image_size` does not apply to {name!r} (its images are 32x32); resize in "
-                f"make_pipeline(image_size=...) instead; received image_size={image_size!r}."
-            )
-        _refuse(name, test_size=test_size, **({} if name == "cifar100" else {"label_mode": label_mode}))
-        label_mode = label_mode or "fine"
-        if path is None:
-            if label_mode not in cifar.LABEL_MODES:
-                raise ValueError(f"`label_mode` must be one of {cifar.LABEL_MODES}; received label_mode={label_mode!r}.")
-            train, test, class_names = cifar.download_cifar(name, label_mode)
-        else:
-            train, test, class_names = cifar.read_cifar(path, name, label_mode)
+        train, test, class_names = _load_cifar(name, path, label_mode, image_size, test_size)
     elif name == "folder":
         _refuse(name, label_mode=label_mode)
         if stream and image_size is not None:

@@ -21,13 +21,8 @@ def read_digits(image_size=IMAGE_SIZE):
     Args:
         image_size: (height, width) to upscale the 8x8 scans to; (32, 32) by default.
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as error:
-        raise ImportError(
-            "the 'digits' dataset needs scikit-learn (it ships the data): `pip install scikit-learn`."
-        ) from error
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
+    from sklearn.datasets import load_digits  # lazy: 1.5 s to import, for this dataset only
 
     digits = load_digits()
     grey = digits.images.astype(np.float32) * (255.0 / 16.0)  # 4-bit grey levels 0..16 -> 0..255

@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from keras_vitres.data.checks import check_positive_int, is_positive_int
 from keras_vitres.data.splits import stratified_split, take
 
 SPLIT_DIRS = {"train": ("train",), "test": ("test",), "validation": ("validation", "val")}
@@ -30,7 +31,7 @@ def check_image_size(image_size, allow_none=True):
         size = tuple(size)
     except TypeError:
         size = ()
-    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size):
+    if len(size) != 2 or not all(map(is_positive_int, size)):
         raise ValueError(
             "`image_size` must be a positive int or (height, width) of positive ints"
             f"{' or None' if allow_none else ''}; received image_size={image_size!r}."
@@ -43,16 +44,9 @@ def _sub_dirs(directory):
 
 
 def scan_folder(directory, class_names=None):
-    """Lists the image candidates of a class-per-sub-folder directory.
-
-    Args:
-        directory: path whose sub-folders are the classes.
-        class_names: optional list of str fixing the label order (e.g. the training folder's classes when scanning
-            the test folder); every sub-folder must be one of them. By default the sorted sub-folder names.
-
-    Returns:
-        (files, labels, class_names): sorted file paths, int64 labels, and the class names.
-    """
+    """Lists the image candidates of a class-per-sub-folder directory: (sorted file paths, int64 labels,
+    class_names). `class_names` fixes the label order (e.g. the training folder's, for the test folder); every
+    sub-folder must be one of them. By default they are the sorted sub-folder names."""
     directory = os.path.expanduser(os.fspath(directory))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"`directory` is not a folder: directory={directory!r}.")
@@ -89,7 +83,7 @@ def decode_image(contents, image_size=None):
 
     Runs in a tf.data graph or eagerly; raises (tf.errors.InvalidArgumentError) for data that is not an image.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
     image.set_shape([None, None, 3])
@@ -102,7 +96,7 @@ def decode_image(contents, image_size=None):
 
 def _readable(files, image_size=None):
     """Decodes every file in parallel, dropping failures; returns a tf.data.Dataset of (index, image)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     indices = tf.data.Dataset.range(len(files))
     paths = tf.data.Dataset.from_tensor_slices(tf.constant(files, dtype=tf.string))
@@ -126,17 +120,9 @@ def _report(skipped_files, total, directory):
 
 
 def read_image_folder(directory, image_size=None, class_names=None):
-    """Decodes a class-per-sub-folder directory into memory.
-
-    Args:
-        directory: path whose sub-folders are the classes.
-        image_size: (height, width) to resize every image to. None keeps the decoded size, which then must be the
-            same for every image.
-        class_names: optional fixed label order (see `scan_folder`).
-
-    Returns:
-        ((x uint8 (N, H, W, 3), y int64 (N,)), class_names, skipped_files).
-    """
+    """Decodes a class-per-sub-folder directory into memory, resized to `image_size` (None: the images' own size,
+    which must then be the same for all); returns ((x uint8 (N, H, W, 3), y int64 (N,)), class_names, skipped
+    files). `class_names` as in `scan_folder`."""
     image_size = check_image_size(image_size)
     files, labels, class_names = scan_folder(directory, class_names)
     if not files:
@@ -160,14 +146,9 @@ def read_image_folder(directory, image_size=None, class_names=None):
 
 
 def list_image_files(directory, class_names=None):
-    """Lists the readable image files of a class-per-sub-folder directory, for streaming them from disk.
-
-    Every file is decoded once (in parallel, one at a time in memory) so that unreadable files are known, counted,
-    reported and left out; nothing is kept but the paths.
-
-    Returns:
-        ((paths: 1-D str array, labels: int64 array), class_names, skipped_files).
-    """
+    """Lists the readable image files of a class-per-sub-folder directory, for streaming them from disk: ((paths,
+    int64 labels), class_names, skipped files). Every file is decoded once, in parallel, so that unreadable ones are
+    known and left out; only the paths are kept."""
     files, labels, class_names = scan_folder(directory, class_names)
     if not files:
         raise ValueError(f"`directory` {os.fspath(directory)!r} has class folders {class_names} but no files in them.")
@@ -263,25 +244,21 @@ def image_folder_dataset(directory, image_size, batch_size=None, *, class_names=
     """Streams a class-per-sub-folder directory as a tf.data.Dataset, for folders too big for memory.
 
     Args:
-        directory: path whose sub-folders are the classes.
+        directory: path whose sub-folders are the classes (`class_names` as in `scan_folder`).
         image_size: int or (height, width) every image is resized to.
         batch_size: optional int; batches the elements when given.
-        class_names: optional fixed label order (e.g. the training folder's, for the test folder).
-        shuffle: bool. Shuffle the file order (seeded, reshuffled every epoch) before decoding.
-        seed: int. Seed of the shuffle.
-        prescan: bool. Decode every file once up front (in parallel) so that unreadable files are known, counted
-            and left out of the file list. False skips that pass and drops failures on the fly with tf.data's
-            `ignore_errors`; the count is then unknown (None).
+        shuffle, seed: shuffle the file order (seeded, reshuffled every epoch) before decoding.
+        prescan: bool. Decode every file once up front (`list_image_files`) so that unreadable files are counted
+            and left out; False drops failures on the fly (tf.data's `ignore_errors`), uncounted.
 
     Returns:
         (dataset, class_names, skipped_count): elements are (uint8 image (H, W, 3), int64 label), batched when
         `batch_size` is given; skipped_count is an int, or None when `prescan=False`.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     image_size = check_image_size(image_size, allow_none=False)
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-        raise ValueError(f"`batch_size` must be None or a positive int; received batch_size={batch_size!r}.")
+    check_positive_int("batch_size", batch_size, allow_none=True)
     files, labels, class_names = scan_folder(directory, class_names)
     if not files:
         raise ValueError(f"`directory` {os.fspath(directory)!r} has class folders {class_names} but no files in them.")

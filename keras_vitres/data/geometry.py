@@ -40,19 +40,9 @@ def check_area_range(area_range):
 
 
 def resize_and_crop(image, image_size, crop_fraction=1.0, method="bilinear", antialias=True):
-    """Resizes a float (H, W, C) image to cover `image_size / crop_fraction` (aspect kept), then centre-crops it.
-
-    Args:
-        image: float32 tensor (H, W, C).
-        image_size: (height, width) of the result.
-        crop_fraction: float in (0, 1]: the central fraction of the resized image that is kept.
-        method: a `tf.image.resize` method.
-        antialias: bool. Antialias when shrinking.
-
-    Returns:
-        float32 tensor of shape (height, width, C).
-    """
-    import tensorflow as tf
+    """Resizes a float32 (H, W, C) image to cover `image_size / crop_fraction` (aspect kept) with the
+    `tf.image.resize` `method`, then takes the central (height, width) `image_size`."""
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     target_h, target_w = (int(s) for s in image_size)
     shape = tf.shape(image)
@@ -69,18 +59,10 @@ def resize_and_crop(image, image_size, crop_fraction=1.0, method="bilinear", ant
 
 
 def random_resized_crop(image, seed, image_size, area_range=DEFAULT_AREA_RANGE, method="bilinear", flip=True):
-    """A random crop of `area_range` of the image's area and an aspect ratio in [3/4, 4/3], resized to
-    `image_size`, flipped left-right with probability 1/2 (stateless: the same `seed` gives the same crop).
-
-    Args:
-        image: float32 tensor (H, W, C).
-        seed: int tensor of shape (2,).
-        image_size: (height, width) of the result.
-        area_range: (low, high) fractions of the area.
-        method: a `tf.image.resize` method.
-        flip: bool. Also flip horizontally at random.
-    """
-    import tensorflow as tf
+    """A random crop of `area_range` (low, high) of a float32 (H, W, C) image's area and an aspect ratio in
+    [3/4, 4/3], resized to `image_size` with `method` and, with `flip`, flipped left-right with probability 1/2;
+    stateless: the same (2,) `seed` gives the same crop."""
+    import tensorflow as tf  # lazy: +3 s on the JAX backend (keras_vitres/data/__init__.py)
 
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(

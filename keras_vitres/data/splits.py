@@ -7,20 +7,10 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DataSplits:
-    """An image-classification dataset held in memory, split into train / validation / test.
-
-    Images are uint8 arrays of shape (N, H, W, 3) in raw pixel units; labels are int64 arrays of shape (N,).
-
-    Attributes:
-        train: (x, y) training images and labels.
-        validation: (x, y) or None. Carved out of the training set by `load_dataset(validation_size=...)` or read
-            from a `validation/` folder.
-        test: (x, y) held-out test images and labels.
-        class_names: list of str; label i is `class_names[i]`.
-        image_shape: (H, W, 3) of every image.
-        skipped: int. Files that could not be decoded and were left out (image folders only).
-        name: str. The dataset name given to `load_dataset`.
-    """
+    """An image-classification dataset split into train, validation (None unless `load_dataset` carved it out or
+    read a `validation/` folder) and test: each (x uint8 (N, H, W, 3) raw pixels, or file paths; y int64 (N,)).
+    Label i is `class_names[i]`; `image_shape` is every image's (H, W, 3); `skipped` counts the files that could not
+    be decoded (image folders only); `name` is the dataset's name in `load_dataset`."""
 
     train: tuple
     validation: tuple | None
@@ -60,20 +50,9 @@ def check_count(value, name, upper, allow_none=True):
 
 
 def stratified_split(labels, holdout_size, seed):
-    """Splits indices into (keep, holdout) with `holdout_size` examples held out, in class proportions.
-
-    Each class gives round(holdout_size * class_fraction) examples (largest remainders break ties so the total is
-    exact), drawn with a seeded permutation. Both index arrays are returned in ascending order, so the examples
-    keep their original order; shuffling is the pipeline's job.
-
-    Args:
-        labels: int array of shape (N,).
-        holdout_size: int in [1, N).
-        seed: int. Seed of the draw; the same seed gives the same split.
-
-    Returns:
-        (keep_indices, holdout_indices), int64 arrays.
-    """
+    """Splits the indices of `labels` (N,) into ascending int64 (keep, holdout) arrays with `holdout_size` (in
+    [1, N)) held out in class proportions: each class gives round(holdout_size * its fraction) examples (largest
+    remainders make the total exact), drawn with a permutation seeded by `seed`."""
     labels = np.asarray(labels)
     holdout_size = check_count(holdout_size, "holdout_size", len(labels), allow_none=False)
     classes, counts = np.unique(labels, return_counts=True)

@@ -9,7 +9,7 @@ import importlib
 
 # Public name -> the module that defines it.
 _EXPORTS = {
-    "PREPROCESSING_PRESETS": "preprocessing",
+    "PREPROCESSING_CONVENTIONS": "preprocessing",
     "apply_preprocessing_numpy": "preprocessing",
     "model_preprocessing": "preprocessing",
     "resolve_preprocessing": "preprocessing",

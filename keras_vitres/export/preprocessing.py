@@ -8,9 +8,9 @@ Both are a `keras_vitres.layers.Preprocessing`, the package's one description of
 
 import numpy as np
 
-from keras_vitres.layers.preprocessing import PREPROCESSING_PRESETS, Preprocessing, find_preprocessing
+from keras_vitres.layers.preprocessing import PREPROCESSING_CONVENTIONS, Preprocessing, find_preprocessing
 
-__all__ = ["PREPROCESSING_PRESETS", "apply_preprocessing_numpy", "model_preprocessing", "resolve_preprocessing"]
+__all__ = ["PREPROCESSING_CONVENTIONS", "apply_preprocessing_numpy", "model_preprocessing", "resolve_preprocessing"]
 
 PREPROCESSING_LAYER = "preprocessing"
 
@@ -20,7 +20,7 @@ def resolve_preprocessing(preprocessing, channels=3):
     as one number per channel), or raises a ValueError naming what was received.
 
     Args:
-        preprocessing: None or "raw" (identity), a preset name from `PREPROCESSING_PRESETS` ("unit",
+        preprocessing: None or "raw" (identity), a convention name from `PREPROCESSING_CONVENTIONS` ("unit",
             "inception", "imagenet", "caffe"), a dict of `Preprocessing` fields (`channel_order` "rgb" or "bgr",
             `scale`, `offset`, `mean`, `std`, ...), or a `Preprocessing`.
         channels: int. Channels of the images.

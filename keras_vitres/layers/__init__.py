@@ -6,7 +6,7 @@ from keras_vitres.layers.embedding import AddPositionEmbedding, ClassToken, Patc
 from keras_vitres.layers.normalization import FusedBatchNormalization
 from keras_vitres.layers.pooling import TokenPooling
 from keras_vitres.layers.preprocessing import (
-    PREPROCESSING_PRESETS,
+    PREPROCESSING_CONVENTIONS,
     ImagePreprocessing,
     Preprocessing,
     find_preprocessing,
@@ -15,7 +15,7 @@ from keras_vitres.layers.residual import BasicBlock, BottleneckBlock, GroupNormB
 from keras_vitres.layers.transformer import DropPath, TransformerBlock, gelu
 
 __all__ = [
-    "PREPROCESSING_PRESETS",
+    "PREPROCESSING_CONVENTIONS",
     "AddPositionEmbedding",
     "BasicBlock",
     "BottleneckBlock",

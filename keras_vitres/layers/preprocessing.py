@@ -15,7 +15,7 @@ The geometry fields say how an image of another size becomes a model input; the 
 SavedModel's `serving_bytes` signature, data pipelines), not the layer: keep the central `crop_fraction` of the
 height and width, then resize to `image_size` with `interpolation` (antialiased when shrinking).
 
-Named conventions (`PREPROCESSING_PRESETS`) cover the usual published checkpoints: "raw", "unit" ([0, 1]),
+Named conventions (`PREPROCESSING_CONVENTIONS`) cover the usual published checkpoints: "raw", "unit" ([0, 1]),
 "inception" ([-1, 1], the official ViT checkpoints), "imagenet" (torchvision/timm mean and std) and "caffe"
 (keras.applications ResNet: BGR minus the ImageNet mean in [0, 255]).
 """
@@ -27,7 +27,7 @@ import math
 import keras
 import numpy as np
 
-PREPROCESSING_PRESETS = {
+PREPROCESSING_CONVENTIONS = {
     # Raw pixels in, as the CIFAR presets expect.
     "raw": dict(),
     # [0, 1]
@@ -193,7 +193,7 @@ class Preprocessing:
         """A description from any accepted form, or a ValueError/TypeError naming what was received.
 
         Args:
-            preprocessing: None or "raw" (pixels as they are), a name from `PREPROCESSING_PRESETS` ("unit",
+            preprocessing: None or "raw" (pixels as they are), a name from `PREPROCESSING_CONVENTIONS` ("unit",
                 "inception", "imagenet", "caffe"), a dict of fields, or a `Preprocessing`.
         """
         if isinstance(preprocessing, cls):
@@ -201,12 +201,12 @@ class Preprocessing:
         if preprocessing is None:
             return cls()
         if isinstance(preprocessing, str):
-            if preprocessing not in PREPROCESSING_PRESETS:
+            if preprocessing not in PREPROCESSING_CONVENTIONS:
                 raise ValueError(
-                    f"`preprocessing` must be one of {sorted(PREPROCESSING_PRESETS)} or a dict with keys "
+                    f"`preprocessing` must be one of {sorted(PREPROCESSING_CONVENTIONS)} or a dict with keys "
                     f"{cls.fields()}; received preprocessing={preprocessing!r}."
                 )
-            return cls(**PREPROCESSING_PRESETS[preprocessing])
+            return cls(**PREPROCESSING_CONVENTIONS[preprocessing])
         if not isinstance(preprocessing, dict):
             raise TypeError(
                 f"`preprocessing` must be None, a preset name, a dict with keys {cls.fields()} or a Preprocessing; "

@@ -10,13 +10,13 @@ Layers are named `stem_*`, `stage{s}_block{b}`, `post_norm`, `avg_pool` and `pre
 
 import keras
 
+from keras_vitres.data.checks import check_positive_int
 from keras_vitres.layers.convolution import StandardizedConv2D
 from keras_vitres.layers.residual import GroupNormBottleneck
 from keras_vitres.models.common import (
     check_head_args,
     check_input_shape,
     check_per_stage,
-    check_positive_int,
     convnet_head,
     imagenet_stem,
     load_weights,

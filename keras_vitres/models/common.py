@@ -6,6 +6,7 @@ import dataclasses
 
 import keras
 
+from keras_vitres.data.checks import is_positive_int
 from keras_vitres.layers.preprocessing import Preprocessing
 from keras_vitres.weights.loaders import load_weights as load_weights  # the builders call it from here
 
@@ -67,17 +68,6 @@ def check_head_args(include_top, pooling, classes, classifier_activation, poolin
             "`classifier_activation` must be None, an activation name (e.g. 'softmax', 'linear') or a callable; "
             f"received classifier_activation={classifier_activation!r}."
         ) from error
-
-
-def is_positive_int(value):
-    """Whether `value` is an int >= 1 (a bool is not)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def check_positive_int(name, value, *, allow_none=False):
-    """Raises a ValueError naming `name` unless `value` is an int >= 1 (or None, with `allow_none`)."""
-    if not (is_positive_int(value) or (allow_none and value is None)):
-        raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}; received {name}={value!r}.")
 
 
 def check_per_stage(name, values, *, stages=None, max_stages=None):

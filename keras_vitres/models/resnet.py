@@ -8,6 +8,7 @@ shortcut A. The "imagenet" stem (§3.4, Table 1): a 7x7/2 convolution and a 3x3/
 
 import keras
 
+from keras_vitres.data.checks import is_positive_int
 from keras_vitres.layers.normalization import FusedBatchNormalization
 from keras_vitres.layers.residual import BOTTLENECK_VERSIONS, BasicBlock, BottleneckBlock, check_shortcut
 from keras_vitres.models.common import (
@@ -16,7 +17,6 @@ from keras_vitres.models.common import (
     check_per_stage,
     convnet_head,
     imagenet_stem,
-    is_positive_int,
     load_weights,
     preprocess_inputs,
     stack_stages,

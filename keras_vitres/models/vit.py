@@ -10,6 +10,7 @@ after a trunk's `stem_*` and `stage{s}_block{b}`.
 import keras
 import numpy as np
 
+from keras_vitres.data.checks import check_positive_int, is_positive_int
 from keras_vitres.layers.embedding import (
     AddPositionEmbedding,
     ClassToken,
@@ -25,9 +26,7 @@ from keras_vitres.models.common import (
     check_head_args,
     check_input_shape,
     check_per_stage,
-    check_positive_int,
     classifier,
-    is_positive_int,
     load_weights,
     preprocess_inputs,
 )

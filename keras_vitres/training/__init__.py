@@ -9,7 +9,7 @@ from keras_vitres.training.callbacks import (
     StopAtStep,
     TerminateOnNaN,
 )
-from keras_vitres.training.config import resolve_config
+from keras_vitres.training.config import RunConfig, resolve_config
 from keras_vitres.training.distribute import (
     STRATEGIES,
     Distribution,
@@ -41,6 +41,7 @@ __all__ = [
     "EpochLog",
     "LearningRateLogger",
     "Recipe",
+    "RunConfig",
     "StepDecay",
     "StepPlan",
     "StopAtStep",

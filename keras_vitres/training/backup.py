@@ -1,8 +1,4 @@
-"""Verified rotating backups of the training state, which a run resumes from (after a crash, a kill or Ctrl-C).
-
-Keras' `BackupAndRestore` keeps one state and overwrites it in place; `VerifiedBackup` keeps several, each checked
-against its recorded size and sha256 before a run resumes from it.
-"""
+"""Verified rotating backups of the training state, which a run resumes from (after a crash, a kill or Ctrl-C)."""
 
 import glob
 import json
@@ -20,16 +16,11 @@ class VerifiedBackup(keras.callbacks.Callback):
     """Backs up the training state (weights and optimizer) at the end of every epoch, keeping the last `keep`
     backups, each verified against its recorded sha256 before a run resumes from it.
 
-    Keras' `BackupAndRestore` keeps one state (two with `double_checkpoint`), overwrites it in place, and falls
-    back to the older one only on an `OSError`, silently. Here every backup is two files, written under temporary
-    names and renamed: `step-{step:08d}.weights.h5` (`model.save_weights`, which holds the optimizer's variables
-    too), then `step-{step:08d}.json` with the step, the epoch and the weights' size and sha256. The JSON is
-    written last, so a backup without one was cut short and is never used. `restore(model)` tries the backups
-    newest first, skips (and names, with the reason) any whose record is unreadable or whose weights are missing,
-    truncated, corrupt or do not load, and restores the newest good one.
-
-    `request_stop()` (the runner calls it on Ctrl-C) makes the callback save a backup after the step in progress
-    and stop training, so an interrupted run resumes from that step rather than from its last epoch.
+    Keras' `BackupAndRestore` overwrites its state in place and falls back only on an `OSError`, silently. Here a
+    backup is two files, each written under a temporary name and renamed: `step-{step:08d}.weights.h5` (weights and
+    optimizer), then `step-{step:08d}.json` (step, epoch, the weights' size and sha256), written last, so a backup
+    without one was cut short. `restore(model)` restores the newest intact backup and names each one it skips, with
+    the reason. `request_stop()` (Ctrl-C) saves a backup after the step in progress and stops the training.
 
     Args:
         backup_dir: str. The folder of the backups (created when the first one is written).
@@ -140,15 +131,6 @@ class VerifiedBackup(keras.callbacks.Callback):
         if actual != digest:
             raise ValueError(f"its sha256 is {actual}, not the {digest} recorded when it was written: corrupt")
         return {**record, "path": weights}
-
-    def latest(self):
-        """The record of the newest intact backup (checked, not loaded), or None."""
-        for _, manifest in self._manifests():
-            try:
-                return self._check(manifest)
-            except ValueError:
-                continue
-        return None
 
     def restore(self, model):
         """Loads the newest intact backup into `model` (weights and optimizer state).

@@ -1,10 +1,5 @@
 """Training callbacks that Keras does not ship: the ResNet paper's adaptive warmup, a NaN guard that keeps the
-last good weights, a stop at an exact step count, the learning rate in the logs, and one log line per epoch.
-
-The verified backups a run resumes from are `keras_vitres.training.backup.VerifiedBackup`; the rest of a run's
-callbacks are Keras' own (`ModelCheckpoint`, `CSVLogger`, `TensorBoard`); `keras_vitres.training.runner` puts them
-together.
-"""
+last good weights, a stop at an exact step count, the learning rate in the logs, and one log line per epoch."""
 
 import json
 import math
@@ -14,6 +9,7 @@ import time
 
 import keras
 
+from keras_vitres.data.checks import check_positive_int
 from keras_vitres.training.schedules import find_warmup
 
 # What a run prints while it trains: Keras' progress bar, one `EpochLog` line per epoch, or nothing but its summary;
@@ -54,19 +50,17 @@ def current_learning_rate(optimizer):
 
 
 class AdaptiveWarmup(keras.callbacks.Callback):
-    """Ends a warmup once the running training accuracy passes a threshold (arXiv:1512.03385 §4.2).
+    """Ends a warmup once the running training accuracy passes a threshold (arXiv:1512.03385 §4.2: ResNet-110 warms
+    up at 0.01 "until the training error is below 80%").
 
-    The paper warms ResNet-110 up at lr 0.01 "until the training error is below 80% (about 400 iterations), and
-    then go[es] back to 0.1". The optimizer's learning rate must be a `Warmup(..., adaptive=True)`; after each
-    batch this callback reads the running accuracy (`logs[monitor]`, the epoch's mean so far) and, the first time
-    it reaches `threshold`, calls `Warmup.release(step)`. The switch happens exactly once; if the threshold is
-    never reached the warmup ends at the schedule's `warmup_steps`.
+    The optimizer's learning rate must be a `Warmup(..., adaptive=True)`; the first time the running accuracy
+    (`logs[monitor]`) reaches `threshold` after a batch, this calls `Warmup.release(step)`, once; otherwise the
+    warmup ends at the schedule's `warmup_steps`.
 
     Args:
         threshold: float. Accuracy at which the warmup ends (0.2, i.e. training error below 80%).
         monitor: str. The log entry holding the running training accuracy.
-        state_path: str or None. A JSON file that remembers the release step, so a run resumed by
-            `BackupAndRestore` keeps the schedule it had (the release happened at the same step).
+        state_path: str or None. A JSON file that remembers the release step, so a resumed run keeps its schedule.
         verbose: int. 1 prints one line when the warmup ends.
 
     Attributes:
@@ -131,15 +125,11 @@ class AdaptiveWarmup(keras.callbacks.Callback):
 
 
 class TerminateOnNaN(keras.callbacks.Callback):
-    """Stops training when the loss becomes NaN or infinite, and puts back the last good weights.
-
-    Keras' `TerminateOnNaN` stops, but leaves the weights that the diverging update produced. This one keeps a
-    copy of the weights every `snapshot_every` steps and, when the loss of step t is not finite, restores the
-    latest copy that produced a finite loss, then prints (and stores in `message`) which step failed.
+    """Stops training when the loss becomes NaN or infinite, and puts back the last weights that gave a finite loss
+    (Keras' `TerminateOnNaN` leaves those of the diverging update); prints, and keeps in `message`, which step failed.
 
     Args:
-        snapshot_every: int. Steps between weight copies (1 keeps the weights of the step just before; a copy
-            costs one device-to-host transfer of the weights).
+        snapshot_every: int. Steps between weight copies (each one device-to-host transfer of the weights).
 
     Attributes:
         stopped_at_step: the global step (1-based) whose loss was not finite, or None.
@@ -149,8 +139,7 @@ class TerminateOnNaN(keras.callbacks.Callback):
 
     def __init__(self, snapshot_every=1):
         super().__init__()
-        if not isinstance(snapshot_every, int) or isinstance(snapshot_every, bool) or snapshot_every < 1:
-            raise ValueError(f"`snapshot_every` must be an int >= 1; received snapshot_every={snapshot_every!r}.")
+        check_positive_int("snapshot_every", snapshot_every)
         self.snapshot_every = snapshot_every
         self.stopped_at_step = None
         self.restored_step = None
@@ -211,8 +200,7 @@ class StopAtStep(keras.callbacks.Callback):
 
     def __init__(self, total_steps):
         super().__init__()
-        if not isinstance(total_steps, int) or isinstance(total_steps, bool) or total_steps < 1:
-            raise ValueError(f"`total_steps` must be an int >= 1; received total_steps={total_steps!r}.")
+        check_positive_int("total_steps", total_steps)
         self.total_steps = total_steps
 
     def on_train_batch_end(self, batch, logs=None):
@@ -229,10 +217,8 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Prints one line per epoch: its number, time, the logs' metrics and the learning rate, e.g. `epoch 2/10 - 12.3s -
-    accuracy: 0.8750 - loss: 0.4123 - val_accuracy: 0.8400 - val_loss: 0.5012 - learning_rate: 0.1`.
-
-    Keras' `verbose=2` prints the same line without the epoch count and the learning rate.
+    """Prints one line per epoch: its number, time, the logs' metrics and the learning rate (Keras' `verbose=2` line
+    with the epoch count and the rate).
 
     Args:
         epochs: int. The run's number of epochs (a resumed run's `fit` starts at a later one).

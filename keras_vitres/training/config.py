@@ -1,4 +1,4 @@
-"""A run's configuration: a recipe, a preset, a dataset and overrides resolved into one JSON-ready dict.
+"""A run's configuration: a recipe, a preset, a dataset and overrides resolved into one `RunConfig`.
 
 Everything that can be checked without loading data is checked here, before a run directory exists: the recipe's
 fields, the data and validation folders, the weights file. A run's name (`trained_name`) says what it trains: the
@@ -7,52 +7,68 @@ preset as the overrides change it (a depth-8 ResNet is "resnet8", a ViT-Ti/16 gi
 """
 
 import dataclasses
-import inspect
 import os
 import re
 
 from keras_vitres.layers.remat import check_remat
-from keras_vitres.training.distribute import PRECISIONS, STRATEGIES
-from keras_vitres.training.recipes import Recipe, get_recipe
+from keras_vitres.presets import get_preset
+from keras_vitres.presets.build import default_image_size
+from keras_vitres.training.distribute import check_settings
+from keras_vitres.training.recipes import Recipe, get_recipe, with_current_names
 from keras_vitres.training.run_dir import default_run_dir
 
 
-def preset_image_size(preset):
-    """The (height, width) a preset takes by default: its row's `input_shape`, else its builder's default."""
-    from keras_vitres.presets import get_builder, get_preset
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs: its `Recipe`, where its data and weights are, and how it computes (the arguments of
+    `resolve_config`). `to_dict()` is what the run directory's config.json holds; `from_dict` reads it back."""
 
-    row = get_preset(preset)
-    shape = row["config"].get("input_shape")
-    if shape is None and row["builder"] == "ResNet":
-        from keras_vitres.models.resnet import DEFAULTS
+    recipe: Recipe
+    run_dir: str
+    name: str | None = None
+    data_path: str | None = None
+    validation_path: str | None = None
+    weights: str | None = None
+    seed: int = 0
+    strategy: str = "auto"
+    mixed_precision: str = "auto"
+    jit_compile: object = "auto"
+    remat: bool = False
+    deterministic: bool = False
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
 
-        shape = DEFAULTS[row["config"].get("stem", "imagenet")]["input_shape"]
-    if shape is None:
-        shape = inspect.signature(get_builder(row["builder"])).parameters["input_shape"].default
-    return tuple(int(s) for s in shape[:2])
+    def to_dict(self):
+        """A JSON-ready dict of every field, the recipe as `Recipe.to_dict()`."""
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "recipe": self.recipe.to_dict()}
+
+    @classmethod
+    def from_dict(cls, config):
+        """The configuration of a dict from `to_dict` (a run's config.json: its other keys, "resolved", are left)."""
+        fields = {f.name for f in dataclasses.fields(cls)} - {"recipe"}
+        return cls(recipe=Recipe.from_dict(config["recipe"]), **{k: v for k, v in config.items() if k in fields})
 
 
 def follow_named_weights(recipe, weights, overrides):
-    """The recipe with the preprocessing, evaluation crop and input size of the named weights the run starts from
-    (`weights` a weight name of its preset; else the recipe as it is): the model built with them applies that
-    preprocessing as its first layer, so the run trains, evaluates and exports with it. An explicit
-    `image_size` or `crop_fraction` stays; another `preprocessing` is refused (the weights would see other pixels).
+    """The recipe with the normalisation, evaluation crop and input size of the named weights the run starts from
+    (`weights` a weight name of its preset; else the recipe as it is): the model built with them applies their
+    preprocessing as its first layer, so the run trains, evaluates and exports with it. An explicit `image_size` or
+    `crop_fraction` stays; another `normalization` is refused (the weights would see other pixels).
     """
-    from keras_vitres.presets import get_preset
-
     entries = get_preset(recipe.preset).get("weights", {})
     if not isinstance(weights, str) or weights not in entries:
-        if recipe.preprocessing == "weights":
-            raise ValueError(f"preprocessing='weights' needs `weights` to name weights of preset {recipe.preset!r} "
+        if recipe.normalization == "weights":
+            raise ValueError(f"normalization='weights' needs `weights` to name weights of preset {recipe.preset!r} "
                              f"({sorted(entries) or 'it declares none'}); received weights={weights!r}.")
         return recipe
     expected = entries[weights]["preprocessing"]
-    if overrides.get("preprocessing", "weights") != "weights":
+    if overrides.get("normalization", "weights") != "weights":
         raise ValueError(
             f"weights={weights!r} bring their own preprocessing ({expected}), which the model applies; received "
-            f"preprocessing={overrides['preprocessing']!r}: leave it out."
+            f"normalization={overrides['normalization']!r}: leave it out."
         )
-    changes = dict(preprocessing="weights")
+    changes = dict(normalization="weights")
     if "crop_fraction" not in overrides:
         changes["crop_fraction"] = expected.get("crop_fraction", 1.0)
     if "image_size" not in overrides and expected.get("image_size"):
@@ -76,44 +92,59 @@ def trained_name(recipe):
     return name
 
 
-def _check_paths(resolved, data_path, validation_path, weights):
-    """Raises for a data path, validation folder or weights file that cannot be used (before any run directory)."""
-    dataset = resolved.dataset
+def _check_data_path(dataset, data_path):
+    """Raises for a data path that dataset `dataset` cannot read (before any run directory)."""
     if dataset == "folder":
         if data_path is None:
             raise ValueError("`data_path` is required for dataset 'folder': the directory with one sub-folder per "
                              "class (--data-path DIR).")
-        if not os.path.isdir(os.path.expanduser(os.fspath(data_path))):
-            raise FileNotFoundError(f"`data_path` is not a folder: data_path={os.fspath(data_path)!r}.")
         root = os.path.expanduser(os.fspath(data_path))
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"`data_path` is not a folder: data_path={os.fspath(data_path)!r}.")
         if not any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(root)):
             raise ValueError(f"`data_path` {root!r} has no sub-folders; expected one sub-folder per class.")
     elif dataset == "digits" and data_path is not None:
         raise ValueError(f"`data_path` does not apply to the embedded 'digits' dataset; received data_path={data_path!r}.")
     elif data_path is not None and not os.path.exists(os.path.expanduser(os.fspath(data_path))):
         raise FileNotFoundError(f"`data_path` does not exist: data_path={os.fspath(data_path)!r}.")
+
+
+def _check_paths(recipe, data_path, validation_path, weights):
+    """Raises for a data path, validation folder or weights file that cannot be used (before any run directory)."""
+    _check_data_path(recipe.dataset, data_path)
     if validation_path is not None:
-        if dataset != "folder":
-            raise ValueError(f"`validation_path` applies to dataset 'folder' only; received dataset={dataset!r}.")
-        if resolved.validation_size is not None:
+        if recipe.dataset != "folder":
+            raise ValueError(f"`validation_path` applies to dataset 'folder' only; received dataset={recipe.dataset!r}.")
+        if recipe.validation_size is not None:
             raise ValueError("Give `validation_path` or `validation_size` (--validation-split), not both; received "
-                             f"validation_size={resolved.validation_size!r}.")
+                             f"validation_size={recipe.validation_size!r}.")
         if not os.path.isdir(os.path.expanduser(os.fspath(validation_path))):
             raise FileNotFoundError(f"`validation_path` is not a folder: validation_path={os.fspath(validation_path)!r}.")
     if weights is not None:
-        from keras_vitres.presets import get_preset
-
-        named = weights in get_preset(resolved.preset).get("weights", {}) if isinstance(weights, str) else False
+        named = isinstance(weights, str) and weights in get_preset(recipe.preset).get("weights", {})
         if not named and not os.path.isfile(os.path.expanduser(os.fspath(weights))):
             raise FileNotFoundError(f"`weights` file not found: weights={os.fspath(weights)!r} (a local weights file "
-                                    f"or a weight name of preset {resolved.preset!r}).")
+                                    f"or a weight name of preset {recipe.preset!r}).")
+
+
+def _check_run_settings(seed, strategy, mixed_precision, jit_compile, remat, deterministic):
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"`seed` must be an int; received seed={seed!r}.")
+    if not isinstance(deterministic, bool):
+        raise ValueError(f"`deterministic` must be a bool; received deterministic={deterministic!r}.")
+    check_settings(strategy, mixed_precision, jit_compile)
+    check_remat(remat)
+
+
+def _path(value):
+    return os.fspath(value) if value is not None else None
 
 
 def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_path=None, run_dir=None, seed=0,
                    strategy="auto", mixed_precision="auto", jit_compile="auto", remat=False, deterministic=False,
                    coordinator=None, num_processes=None, process_id=None, weights=None, validation_path=None,
                    **overrides):
-    """Resolves a run's configuration into a JSON-ready dict.
+    """Resolves a run's configuration.
 
     Args:
         recipe: a recipe name (`keras_vitres.training.list_recipes()`).
@@ -122,26 +153,23 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
         data_path: where the dataset is (see `load_dataset`). An image folder ("folder") is streamed from disk.
         run_dir: the run directory; default `default_run_dir(trained_name(recipe), dataset)`.
         seed: int. Seeds the weights, the validation split, the shuffle and the augmentations.
-        strategy: "auto", "one", "mirrored" or "multiworker" (see `keras_vitres.training.distribute`).
-        mixed_precision: "auto", "float32", "mixed_float16" or "mixed_bfloat16".
-        jit_compile: "auto", True or False.
+        strategy, coordinator, num_processes, process_id: see `keras_vitres.training.distribute`.
+        mixed_precision: "auto", "float32", "mixed_float16" or "mixed_bfloat16"; jit_compile: "auto", True or False.
         remat: bool. Recompute every block's activations in the backward pass (the builders' `remat`): less
-            training memory (73% less for ViT-B/16, 56% for ResNet-110, with TensorFlow on CPU; on a GPU with JAX the
-            compiled step's temporaries fell 84% for ViT-B/16 and 75% for ResNet-110 on one H200; none with JAX on
-            CPU; docs/benchmarks.md) at 1.25x to 1.5x the step time on CPU. Like the precision, it changes how a run
-            computes, not what: a run may be resumed with another setting.
+            memory for more compute. Like the precision, it changes how a run computes, not what: a run may be
+            resumed with another setting.
         deterministic: bool. TensorFlow's op determinism (bit-identical reruns, a little slower).
-        coordinator, num_processes, process_id: for strategy="multiworker".
-        weights: a local weights file to start from (any format the builders' `weights=` reads; a run's
-            model.keras included): the head is replaced when its classes differ, and a ViT's position embedding
-            resampled when the resolution does.
+        weights: a weight name of the preset, or a local weights file to start from (any format the builders'
+            `weights=` reads; a run's model.keras included): the head is replaced when its classes differ, and a
+            ViT's position embedding resampled when the resolution does.
         validation_path: "folder" only: a folder of the same classes, the validation split.
         **overrides: any `Recipe` field (e.g. `epochs=3`, `learning_rate=0.05`). Giving `epochs` without
             `steps` makes the run's length epochs-based.
 
     Returns:
-        dict with "recipe" (every recipe field) and the run settings.
+        A `RunConfig`.
     """
+    overrides = with_current_names(overrides)
     if dataset is not None:
         overrides["dataset"] = dataset
     if "epochs" in overrides and "steps" not in overrides:
@@ -149,38 +177,13 @@ def resolve_config(recipe="digits_resnet", *, preset=None, dataset=None, data_pa
     resolved = get_recipe(recipe, preset=preset, **overrides)
     resolved = follow_named_weights(resolved, weights, overrides)
     if resolved.dataset == "folder" and resolved.image_size is None:  # its images may differ in size
-        resolved = dataclasses.replace(resolved, image_size=preset_image_size(resolved.preset))
+        resolved = dataclasses.replace(resolved, image_size=default_image_size(resolved.preset))
     _check_paths(resolved, data_path, validation_path, weights)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"`seed` must be an int; received seed={seed!r}.")
-    if not isinstance(deterministic, bool):
-        raise ValueError(f"`deterministic` must be a bool; received deterministic={deterministic!r}.")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES}; received strategy={strategy!r}.")
-    if mixed_precision not in PRECISIONS:
-        raise ValueError(f"`mixed_precision` must be one of {PRECISIONS}; received mixed_precision={mixed_precision!r}.")
-    if jit_compile not in ("auto", True, False):
-        raise ValueError(f"`jit_compile` must be 'auto', True or False; received jit_compile={jit_compile!r}.")
-    check_remat(remat)
-    return dict(
-        recipe=resolved.to_dict(),
-        name=trained_name(resolved),
-        run_dir=os.fspath(run_dir) if run_dir is not None else default_run_dir(trained_name(resolved), resolved.dataset),
-        data_path=os.fspath(data_path) if data_path is not None else None,
-        validation_path=os.fspath(validation_path) if validation_path is not None else None,
-        weights=os.fspath(weights) if weights is not None else None,
-        seed=seed,
-        strategy=strategy,
-        mixed_precision=mixed_precision,
-        jit_compile=jit_compile,
-        remat=remat,
-        deterministic=deterministic,
-        coordinator=coordinator,
-        num_processes=num_processes,
-        process_id=process_id,
+    _check_run_settings(seed, strategy, mixed_precision, jit_compile, remat, deterministic)
+    name = trained_name(resolved)
+    return RunConfig(
+        recipe=resolved, name=name, run_dir=_path(run_dir) or default_run_dir(name, resolved.dataset),
+        data_path=_path(data_path), validation_path=_path(validation_path), weights=_path(weights), seed=seed,
+        strategy=strategy, mixed_precision=mixed_precision, jit_compile=jit_compile, remat=remat,
+        deterministic=deterministic, coordinator=coordinator, num_processes=num_processes, process_id=process_id,
     )
-
-
-def recipe_fields():
-    """Names of every `Recipe` field (what `--set FIELD=VALUE` accepts)."""
-    return [f.name for f in dataclasses.fields(Recipe)]

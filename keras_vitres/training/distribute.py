@@ -1,17 +1,9 @@
-"""Distribution strategies: one device, several local devices, several hosts; and the precision/XLA defaults.
+"""Distribution strategies (one device, this host's devices, several hosts; docs/training.md, "Distribution") and the
+precision and XLA defaults.
 
-`strategy` names:
-    "one":         one device (the default `tf.distribute` strategy; no `keras.distribution` on JAX).
-    "mirrored":    synchronous data parallelism over this host's devices: `tf.distribute.MirroredStrategy` on
-                   TensorFlow, `keras.distribution.DataParallel` on JAX.
-    "multiworker": synchronous data parallelism over several processes/hosts. Supported on JAX only:
-                   `keras.distribution.initialize(...)` and `DataParallel(auto_shard_dataset=False)`, each process
-                   feeding its slice of every global batch. On TensorFlow, Keras 3's `model.fit` fails under
-                   `MultiWorkerMirroredStrategy` (keras-team/keras#20585), so the name raises an error there.
-    "auto":        "mirrored" when this host has more than one GPU (TensorFlow) or accelerator (JAX), else "one".
-
-BatchNormalization is not synchronised across replicas: each computes its statistics on its part of the batch,
-as the ResNet paper did on its two GPUs (arXiv:1512.03385 §4.2, "mini-batch size of 128 on two GPUs").
+"multiworker" runs on JAX only: Keras 3's `model.fit` fails under TensorFlow's `MultiWorkerMirroredStrategy`
+(keras-team/keras#20585). BatchNormalization is not synchronised across replicas, as on the ResNet paper's two GPUs
+(arXiv:1512.03385 §4.2).
 """
 
 import contextlib
@@ -21,6 +13,7 @@ import keras
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+JIT_COMPILE = ("auto", True, False)
 MULTIWORKER_TF_ERROR = (
     "strategy='multiworker' is not supported on the TensorFlow backend: Keras 3's model.fit fails under "
     "tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585: the trainer reduces a PerReplica batch "
@@ -32,16 +25,9 @@ MULTIWORKER_TF_ERROR = (
 
 @dataclasses.dataclass
 class Distribution:
-    """How a run is distributed: the resolved strategy name and what the runner needs from it.
-
-    Attributes:
-        name: "one", "mirrored" or "multiworker" (never "auto").
-        backend: the Keras backend.
-        num_replicas: devices that each take a part of every global batch.
-        num_processes: processes taking part (1 unless "multiworker").
-        process_id: this process's index.
-        strategy: the `tf.distribute.Strategy` (TensorFlow) or `keras.distribution.Distribution` (JAX), or None.
-    """
+    """How a run is distributed: the resolved strategy name ("one", "mirrored" or "multiworker"), the backend, the
+    devices that each take a part of every global batch, the processes and this one's index, and the
+    `tf.distribute.Strategy` (TensorFlow) or `keras.distribution.Distribution` (JAX), or None."""
 
     name: str
     backend: str
@@ -62,13 +48,9 @@ class Distribution:
         return self.strategy.scope()
 
     def process_batch(self, dataset, global_batch_size):
-        """This process's slice of every global batch of `dataset` (x, y[, sample_weight]); all of it with one
-        process.
-
-        Every process builds the same global batches (same seed, same order) and keeps rows
-        [i * b, (i + 1) * b) with b = global_batch_size / num_processes, so the processes together train on
-        exactly the global batch a single process would.
-        """
+        """This process's slice of every global batch of `dataset` (x, y[, sample_weight]): every process builds the
+        same global batches and keeps rows [i * b, (i + 1) * b), b = global_batch_size / num_processes, so together
+        they train on exactly the global batch a single process would."""
         if self.num_processes == 1:
             return dataset
         rows = global_batch_size // self.num_processes
@@ -80,36 +62,36 @@ def local_accelerators():
     """Number of GPUs (TensorFlow) or non-CPU devices (JAX) visible to this process."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # on the TensorFlow backend only
 
         return len(tf.config.list_physical_devices("GPU"))
     if backend == "jax":
-        import jax
+        import jax  # an optional extra, on the JAX backend only
 
         return sum(d.platform != "cpu" for d in jax.local_devices())
     return 0
 
 
+def check_settings(strategy="auto", mixed_precision="auto", jit_compile="auto"):
+    """Raises a ValueError naming the first of `strategy`, `mixed_precision` and `jit_compile` that is not one of
+    its valid values (`STRATEGIES`, `PRECISIONS`, `JIT_COMPILE`)."""
+    for name, value, valid in (("strategy", strategy, STRATEGIES), ("mixed_precision", mixed_precision, PRECISIONS),
+                               ("jit_compile", jit_compile, JIT_COMPILE)):  # fmt: skip
+        if value not in valid:
+            raise ValueError(f"`{name}` must be one of {valid}; received {name}={value!r}.")
+
+
 def resolve_strategy(strategy="auto"):
     """Resolves "auto" to "mirrored" (more than one local accelerator) or "one"; validates the name."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES}; received strategy={strategy!r}.")
+    check_settings(strategy=strategy)
     if strategy == "auto":
         return "mirrored" if local_accelerators() > 1 else "one"
     return strategy
 
 
 def get_distribution(strategy="auto", *, coordinator=None, num_processes=None, process_id=None):
-    """Sets up a strategy and returns its `Distribution`.
-
-    Args:
-        strategy: one of `STRATEGIES`.
-        coordinator: "host:port" of process 0, for "multiworker" (JAX).
-        num_processes: int, for "multiworker".
-        process_id: int in [0, num_processes), for "multiworker".
-
-    Returns:
-        A `Distribution`.
+    """Sets up `strategy` (one of `STRATEGIES`) and returns its `Distribution`; "multiworker" takes the
+    `coordinator` ("host:port" of process 0), `num_processes` and this `process_id`.
 
     Raises:
         ValueError: for an unknown name, missing multi-process arguments, or "multiworker" on TensorFlow.
@@ -133,7 +115,7 @@ def get_distribution(strategy="auto", *, coordinator=None, num_processes=None, p
         keras.distribution.set_distribution(distribution)
         return Distribution(name, backend, len(keras.distribution.list_devices()), num_processes, process_id, distribution)
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # on the TensorFlow backend only
 
         tf_strategy = tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
         return Distribution(name, backend, tf_strategy.num_replicas_in_sync, strategy=tf_strategy)
@@ -151,8 +133,7 @@ CPUINFO = "/proc/cpuinfo"
 
 def cpu_has_native_bfloat16(cpuinfo=None):
     """Whether this CPU multiplies bfloat16 natively: the x86 `avx512_bf16` or `amx_bf16` flags in `cpuinfo`
-    (default `CPUINFO`). CPUs without them (AVX2 only, or AVX-512 without BF16) have no bfloat16 arithmetic: there
-    ResNet-20 trained 8.3x slower in mixed_bfloat16 than in float32 (`benchmarks/results/cpu_avx2_bf16.json`)."""
+    (default `CPUINFO`); without them mixed_bfloat16 is much slower than float32 (docs/training.md)."""
     cpuinfo = CPUINFO if cpuinfo is None else cpuinfo
     try:
         with open(cpuinfo) as file:
@@ -165,10 +146,8 @@ def cpu_has_native_bfloat16(cpuinfo=None):
 def resolve_precision(mixed_precision="auto"):
     """The dtype policy name. "auto": mixed_bfloat16 on GPUs that compute in bfloat16 (compute capability 8.0+),
     mixed_float16 on older GPUs; on CPU, mixed_bfloat16 with TensorFlow where the CPU has bfloat16 instructions
-    (`cpu_has_native_bfloat16`; measured on 2 such cores: ResNet-50 trains 1.6x-2.9x and ViT-B/16 1.4x-1.6x faster
-    than in float32, and the digits default reaches the same test accuracy), else float32."""
-    if mixed_precision not in PRECISIONS:
-        raise ValueError(f"`mixed_precision` must be one of {PRECISIONS}; received mixed_precision={mixed_precision!r}.")
+    (`cpu_has_native_bfloat16`: faster at the same accuracy, docs/training.md), else float32."""
+    check_settings(mixed_precision=mixed_precision)
     if mixed_precision != "auto":
         return mixed_precision
     if not local_accelerators():
@@ -176,7 +155,7 @@ def resolve_precision(mixed_precision="auto"):
         return "mixed_bfloat16" if tensorflow_bf16 else "float32"
     if keras.backend.backend() != "tensorflow":
         return "mixed_bfloat16"
-    import tensorflow as tf
+    import tensorflow as tf  # on the TensorFlow backend only
 
     details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
     major = (details.get("compute_capability") or (0, 0))[0]
@@ -185,10 +164,9 @@ def resolve_precision(mixed_precision="auto"):
 
 def resolve_jit_compile(jit_compile="auto", distribution=None):
     """Whether the train step is XLA-compiled. "auto": always on JAX (its train step is jitted); on TensorFlow,
-    on when a GPU is present and no `tf.distribute` strategy spans several replicas, off on CPU (measured: a
-    keras.applications ResNet-50 trains at 3.3 img/s with XLA against 7.3 without on a 2-core CPU)."""
-    if jit_compile not in ("auto", True, False):
-        raise ValueError(f"`jit_compile` must be 'auto', True or False; received jit_compile={jit_compile!r}.")
+    on when a GPU is present and no `tf.distribute` strategy spans several replicas, off on CPU (slower there,
+    docs/training.md)."""
+    check_settings(jit_compile=jit_compile)
     if jit_compile != "auto":
         return jit_compile
     if keras.backend.backend() == "jax":

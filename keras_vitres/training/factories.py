@@ -8,13 +8,17 @@ import inspect
 import keras
 import numpy as np
 
-from keras_vitres.layers.preprocessing import PREPROCESSING_PRESETS, Preprocessing
+from keras_vitres.data.pipeline import is_file_list, make_pipeline, pixel_mean
+from keras_vitres.layers.preprocessing import PREPROCESSING_CONVENTIONS as CONVENTIONS
+from keras_vitres.layers.preprocessing import Preprocessing
+from keras_vitres.presets.build import build_model, builder_of
 from keras_vitres.training.schedules import StepDecay, Warmup
 
 # Weight decay never applies to these (AdamW practice for ViT: biases, normalisation, tokens, position embedding).
 NO_DECAY_NAMES = ["bias", "gamma", "beta", "token", "embedding"]
-# The recipes' `preprocessing` modes that name a fixed convention ("pixel_mean" is fitted on the training images).
-RECIPE_PREPROCESSINGS = {"rescale": "inception", "none": "raw"}
+# The recipes' normalisations that are a fixed convention ("pixel_mean" is fitted on the training images).
+FIXED_NORMALIZATIONS = {"rescale": "inception", "none": "raw"}
+CHANNELS = 3  # the data loaders' images are RGB
 
 
 def build_schedule(recipe, total_steps, warmup_steps):
@@ -45,58 +49,47 @@ def build_schedule(recipe, total_steps, warmup_steps):
     )
 
 
-def _streamed_pixel_mean(files, image_shape, crop_fraction):
+def _streamed_pixel_mean(files, image_size, crop_fraction):
     """The per-pixel mean of image files as the model sees them (the evaluation crop), one batch at a time."""
-    from keras_vitres.data import make_pipeline
-
-    total, count = np.zeros(image_shape, np.float64), 0
+    total, count = np.zeros((*image_size, CHANNELS), np.float64), 0
     labels = np.zeros(len(files), np.int64)
-    for batch, _ in make_pipeline(files, labels, batch_size=64, training=False, image_size=image_shape[:2],
+    for batch, _ in make_pipeline(files, labels, batch_size=64, training=False, image_size=image_size,
                                   crop_fraction=crop_fraction, cache=False).as_numpy_iterator():
         total += batch.sum(axis=0, dtype=np.float64)
         count += len(batch)
     return (total / count).astype(np.float32)
 
 
-def build_preprocessing(mode, train_images, image_shape, crop_fraction=1.0, weights=None):
-    """The `Preprocessing` a recipe's `preprocessing` mode gives a model that takes `image_shape` images.
+def build_preprocessing(normalization, train_images, image_size, crop_fraction=1.0, weights_entry=None):
+    """The `Preprocessing` that a recipe's `normalization` gives a model taking `image_size` images.
 
-    Args:
-        mode: "pixel_mean" (subtract the training images' per-pixel mean, arXiv:1512.03385 §4.2; resized to
-            `image_shape` when the pipeline resizes), "rescale" (pixels to [-1, 1], the ViT convention) or "none".
-        train_images: (N, H, W, C) training images in raw pixels, or their file paths (a streamed folder: the
-            mean is then taken over the evaluation crops); only read for "pixel_mean".
-        image_shape: (H, W, C) of the model's input.
-        crop_fraction: the evaluation crop (`Preprocessing.crop_fraction`): the recipe's.
-        weights: for mode "weights", the named-weights entry (`keras_vitres.preset_weights(preset)[name]`).
+    `normalization` is a `Recipe.normalization`: "pixel_mean" takes the mean of `train_images` (raw pixels, or the
+    evaluation crops of image files), resized to `image_size`; "weights" the preprocessing of `weights_entry` (the
+    named weights' entry, `keras_vitres.preset_weights(preset)[name]`). `crop_fraction` is the recipe's.
     """
-    from keras_vitres.data.pipeline import is_file_list
-
-    if mode == "weights":
-        described = Preprocessing.resolve(weights["preprocessing"])
-        return dataclasses.replace(described, image_size=tuple(image_shape[:2]), crop_fraction=crop_fraction)
-
-    if mode == "pixel_mean":
-        from keras_vitres.data import pixel_mean
-
+    image_size = tuple(image_size)
+    if normalization == "weights":
+        described = Preprocessing.resolve(weights_entry["preprocessing"])
+        return dataclasses.replace(described, image_size=image_size, crop_fraction=crop_fraction)
+    if normalization == "pixel_mean":
         if is_file_list(train_images):
-            mean = _streamed_pixel_mean(train_images, tuple(image_shape), crop_fraction)
+            mean = _streamed_pixel_mean(train_images, image_size, crop_fraction)
         else:
             mean = pixel_mean(train_images)
-        if mean.shape != tuple(image_shape):
-            mean = keras.ops.convert_to_numpy(keras.ops.image.resize(mean[None], image_shape[:2]))[0]
-        return Preprocessing(image_size=tuple(image_shape[:2]), mean=mean, crop_fraction=crop_fraction)
-    if mode not in RECIPE_PREPROCESSINGS:
-        raise ValueError(f"`preprocessing` must be one of {('pixel_mean', *RECIPE_PREPROCESSINGS)}; received "
-                         f"preprocessing={mode!r}.")
-    return Preprocessing(image_size=tuple(image_shape[:2]), crop_fraction=crop_fraction,
-                         **PREPROCESSING_PRESETS[RECIPE_PREPROCESSINGS[mode]])
+        if mean.shape[:2] != image_size:
+            mean = keras.ops.convert_to_numpy(keras.ops.image.resize(mean[None], image_size))[0]
+        return Preprocessing(image_size=image_size, mean=mean, crop_fraction=crop_fraction)
+    if normalization not in FIXED_NORMALIZATIONS:
+        raise ValueError(f"`normalization` must be one of {('pixel_mean', 'weights', *FIXED_NORMALIZATIONS)}; "
+                         f"received normalization={normalization!r}.")
+    return Preprocessing(image_size=image_size, crop_fraction=crop_fraction,
+                         **CONVENTIONS[FIXED_NORMALIZATIONS[normalization]])
 
 
-def describe_preprocessing(preprocessing, mode=None, examples=None):
+def describe_preprocessing(preprocessing, normalization=None, examples=None):
     """A short JSON-ready account of a `Preprocessing` for a run's config.json (a per-pixel mean is summarised by
     its range; the model's "preprocessing" layer holds all of it)."""
-    about = dict(mode=mode, layer="ImagePreprocessing", formula=preprocessing.formula(),
+    about = dict(normalization=normalization, layer="ImagePreprocessing", formula=preprocessing.formula(),
                  **preprocessing.to_dict(compact=True))
     if preprocessing.per_pixel_mean:
         mean = np.asarray(about.pop("mean"))
@@ -105,39 +98,36 @@ def describe_preprocessing(preprocessing, mode=None, examples=None):
     return about
 
 
-def build_training_model(recipe, image_shape, num_classes, preprocessing, remat=False, weights=None, name=None):
-    """`input (raw pixels) -> "preprocessing" -> preset model`, as one functional model.
-
-    Args:
-        recipe: a `Recipe` (its preset, model overrides and weight decay).
-        image_shape: (H, W, C) of the input.
-        num_classes: int.
-        preprocessing: a `Preprocessing` (or anything `Preprocessing.resolve` accepts): built in as the model's
-            first layer, an `ImagePreprocessing` named "preprocessing" that computes in float32.
-        remat: bool. Build the preset with rematerialised blocks.
-        weights: None, or a weights file for the preset model (its `weights=`): a head for other classes is
-            replaced, a ViT's position embedding resampled; what was loaded is the model's `loaded_weights`.
-        name: the model's name (default "{preset}_trained").
-
-    Returns:
-        The model; `model.loaded_weights` is the loader's report (None without `weights`).
-    """
-    from keras_vitres.presets import BUILDERS, build_model, get_preset
-
+def _builder_arguments(recipe, remat, weights):
+    """The builder arguments of a recipe's model: its overrides, remat, the weights and the L2 weight decay."""
     arguments = dict(recipe.model_overrides, **({"remat": True} if remat else {}))
+    if weights is not None:
+        arguments["weights"] = weights
     if recipe.weight_decay > 0 and recipe.weight_decay_mode == "l2":
-        builder = get_preset(recipe.preset)["builder"]
-        if "kernel_regularizer" not in inspect.signature(BUILDERS[builder]).parameters:
+        builder = builder_of(recipe.preset)
+        if "kernel_regularizer" not in inspect.signature(builder).parameters:
             raise ValueError(
                 f"weight_decay_mode='l2' needs a builder with `kernel_regularizer` (ResNet); preset "
-                f"{recipe.preset!r} is built by {builder}: use weight_decay_mode='decoupled'."
+                f"{recipe.preset!r} is built by {builder.__name__}: use weight_decay_mode='decoupled'."
             )
         # An L2 penalty c * ||w||^2 has gradient 2c * w: c = weight_decay / 2 gives the paper's SGD weight decay.
         arguments["kernel_regularizer"] = keras.regularizers.L2(recipe.weight_decay / 2)
-    if weights is not None:
-        arguments["weights"] = weights
-    network = build_model(recipe.preset, input_shape=tuple(image_shape), classes=num_classes, **arguments)
-    inputs = keras.Input(tuple(image_shape), name="images")
+    return arguments
+
+
+def build_training_model(recipe, image_size, num_classes, preprocessing, remat=False, weights=None, name=None):
+    """`input (raw pixels) -> "preprocessing" -> preset model`, as one functional model.
+
+    The preset (the recipe's, with its model overrides and weight decay, rematerialised with `remat`) takes
+    `image_size` images and has `num_classes` outputs; `preprocessing` (anything `Preprocessing.resolve` accepts) is
+    its first layer, an `ImagePreprocessing` named "preprocessing" that computes in float32. `weights` (the preset's
+    `weights=`) replaces a head for other classes and resamples a ViT's position embedding; the model's
+    `loaded_weights` is the loader's report (None without weights).
+    """
+    input_shape = (*image_size, CHANNELS)
+    network = build_model(recipe.preset, input_shape=input_shape, classes=num_classes,
+                          **_builder_arguments(recipe, remat, weights))
+    inputs = keras.Input(input_shape, name="images")
     if "preprocessing" in {layer.name for layer in network.layers}:  # named weights: the network applies theirs
         outputs = network(inputs)
     else:

@@ -1,20 +1,9 @@
-"""Training recipes: the papers' settings as rows of data, selectable by name, every field overridable.
-
-| recipe | source |
-|---|---|
-| "cifar_resnet" | ResNet paper §4.2: CIFAR-10, batch 128, SGD 0.9, lr 0.1 /10 at 32k and 48k, stop at 64k, wd 1e-4 |
-| "vit_small_data" | ViT from scratch on small data: AdamW, warmup + cosine, label smoothing, RandAugment, MixUp/CutMix |
-| "digits_resnet" | the offline default: ResNet-20 on the embedded digits, about 98% test accuracy in 1-2 CPU minutes |
-| "digits_vit" | its ViT counterpart: a small ViT/4 on the embedded digits with AdamW, in about a minute on a CPU |
-| "finetune_vit" | ViT paper App. B.1.1 fine-tuning on an image folder: SGD 0.9, no weight decay, clip 1, warmup + cosine |
-| "finetune_resnet" | a ResNet fine-tuned on an image folder: the paper's SGD at a tenth of its rate, cosine, Inception crop |
-| "bit_hyperrule" | BiT-HyperRule (arXiv:1912.11370 §3.3) fine-tuning: SGD 0.9, lr 0.003, batch 512, warmup, /10 at 30/60/90% |
-
-`bit_hyperrule(dataset_size, image_size)` gives the HyperRule's per-data-set fields (length, warmup, decay steps,
-MixUp, resolution) to pass to `get_recipe("bit_hyperrule", **...)`; the row itself holds CIFAR-10's.
+"""Training recipes: the papers' settings as rows of data (`RECIPES`, described in docs/training.md), selectable by
+name, every field overridable.
 
 `get_recipe(name, preset=None, **overrides)` returns the `Recipe` with the row's per-preset adjustments (e.g. the
-warmup the paper gives ResNet-110 and -1202) and then `overrides` applied.
+warmup the paper gives ResNet-110 and -1202), then `overrides`; `bit_hyperrule(dataset_size, image_size)` gives the
+BiT-HyperRule's per-data-set fields to pass as overrides.
 """
 
 import dataclasses
@@ -22,21 +11,20 @@ import difflib
 import math
 
 from keras_vitres.data.augment import AUGMENTS
+from keras_vitres.data.checks import check_positive_int, is_positive_int
 from keras_vitres.data.datasets import DATASETS, TFDS_PREFIX
 from keras_vitres.data.folder import check_image_size
 from keras_vitres.data.geometry import DEFAULT_AREA_RANGE, check_area_range, check_crop_fraction
+from keras_vitres.presets import list_presets
+from keras_vitres.training.schedules import WARMUP_MODES
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "linear", "constant")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
-PREPROCESSINGS = ("pixel_mean", "rescale", "none", "weights")
-WARMUP_MODES = ("linear", "constant")
-
-
-def _preset_names():
-    from keras_vitres.presets import list_presets  # presets come before training; imported late, as a leaf
-
-    return list_presets()
+NORMALIZATIONS = ("pixel_mean", "rescale", "none", "weights")
+FORMER_FIELDS = {"preprocessing": "normalization"}  # as config.json files written before the rename name them
+RATES = ("learning_rate", "momentum", "weight_decay", "final_learning_rate", "warmup_learning_rate", "mixup_alpha",
+         "cutmix_alpha", "label_smoothing", "decay_factor")  # fmt: skip
 
 
 def _check_name(field, value, names, extra=""):
@@ -49,60 +37,50 @@ def _check_name(field, value, names, extra=""):
     raise ValueError(f"Unknown {field}: received {field}={value!r}.{hint} Valid: {listing}{extra}.")
 
 
+def _is_number(value):
+    """Whether `value` is a finite int or float (NaN and inf pass `value < 0`; a bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def with_current_names(fields):
+    """`fields` with the former names of renamed fields (`FORMER_FIELDS`) replaced by the current ones."""
+    return {FORMER_FIELDS.get(key, key): value for key, value in fields.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Every setting of a training run that is not about where it runs.
+    """Every setting of a training run that is not about where it runs (the fields: docs/training.md, "Recipes").
 
     Attributes:
-        name: the recipe's name.
-        description: one line.
-        preset: default preset (see `keras_vitres.list_presets()`).
-        dataset: default dataset name for `keras_vitres.data.load_dataset`.
-        model_overrides: builder arguments on top of the preset (e.g. a ViT's `patch_size` for 32x32 images);
-            `input_shape` and `classes` always come from the data.
+        name, description: the recipe's name and one line.
+        preset, dataset: the defaults of the run (`keras_vitres.list_presets()`, `keras_vitres.data.load_dataset`).
+        model_overrides: builder arguments on top of the preset; `input_shape` and `classes` come from the data.
         batch_size: global batch size (split across replicas and processes).
-        optimizer: "sgd" (with `momentum`, `nesterov`) or "adamw".
-        learning_rate: the base (peak) learning rate.
-        momentum, nesterov: SGD settings.
-        weight_decay: the decay coefficient.
-        weight_decay_mode: "l2": an L2 penalty `weight_decay / 2 * ||w||^2` on every convolution and dense kernel
-            through the builder's `kernel_regularizer` (gradient `weight_decay * w`, the paper's SGD weight decay;
-            ResNet builders only); "decoupled": the optimizer's own `weight_decay` (AdamW's), which skips biases,
-            normalisation scales, tokens and position embeddings.
-        schedule: "step" (divide by `1 / decay_factor` at `decay_boundaries`), "cosine", "linear" (decay to
-            `final_learning_rate` at the last step) or "constant".
-        decay_boundaries: steps of the step decay.
-        decay_factor: multiplier at each boundary.
-        final_learning_rate: rate at the end of a cosine or linear decay.
-        warmup_steps: warmup length in steps (its cap when `warmup_until_accuracy` is set).
-        warmup_epochs: warmup length in epochs; when set, it replaces `warmup_steps`.
-        warmup_mode: "linear" (from `warmup_learning_rate` up to the rate the schedule reaches) or "constant"
-            (hold `warmup_learning_rate`).
-        warmup_learning_rate: the warmup's starting (linear) or held (constant) rate.
+        optimizer: "sgd" (with `momentum`, `nesterov`) or "adamw"; learning_rate: the base (peak) rate.
+        weight_decay, weight_decay_mode: "l2" is a penalty `weight_decay / 2 * ||w||^2` on every kernel through the
+            builder's `kernel_regularizer` (the paper's SGD weight decay; ResNet builders), "decoupled" the
+            optimizer's own, which skips biases, normalisation scales, tokens and position embeddings.
+        schedule: "step" (times `decay_factor` at each of `decay_boundaries`), "cosine" or "linear" (to
+            `final_learning_rate` at the last step), or "constant".
+        warmup_steps, warmup_epochs, warmup_mode, warmup_learning_rate: the warmup's length (`warmup_epochs`
+            replaces the steps when set), "linear" from `warmup_learning_rate` to the schedule's rate or "constant"
+            at it.
         warmup_until_accuracy: None, or the running training accuracy that ends the warmup early (the paper's
-            ResNet-110 rule: 0.2, i.e. training error below 80%).
-        steps: total optimizer steps (the paper's 64k); when set, it decides the length instead of `epochs`.
-        epochs: number of passes over the training set, when `steps` is None.
-        steps_per_epoch: steps between validations and backups; None = one pass over the training set.
-        validation_size: examples held out of the training set for validation (the paper's 45k/5k: 5000), a float
-            fraction in (0, 1) of it, or None. Stratified and seeded by the run's seed.
-        augment: "none", "cifar" (4-pixel pad, 32x32 random crop, horizontal flip), "randaugment" (core Keras),
-            "keras_cv_randaugment" (keras-cv's layer, with the `cv` extra) or "random_resized_crop" (the Inception
-            crop of `crop_area_range` and a horizontal flip, taken from each image at its own size).
-        random_translation: random shifts of up to this fraction of the height and width, zero-filled (pad, then
-            crop at a random offset, per image; after `augment`; 0 = off). The digits default uses it: digits
-            must not be flipped, so the "cifar" crop-and-flip does not fit them.
-        mixup_alpha, cutmix_alpha: MixUp / CutMix strengths (0 = off); either makes the labels one-hot.
-        label_smoothing: label smoothing of the cross-entropy.
-        preprocessing: the model's first layer: "pixel_mean" (subtract the training set's per-pixel mean, paper
-            §4.2), "rescale" (pixels to [-1, 1], ViT), "none", or "weights": that of the named weights the run
-            starts from (`resolve_config` sets it for `weights=NAME`; the model built with them applies it).
-        image_size: the model's input (height, width) (an int: square); images are resized to it in the pipeline.
-            None: the images' own size (for an image folder, whose images may differ in size, `resolve_config` sets
-            the preset's).
-        crop_fraction: evaluation resizes to cover `image_size / crop_fraction` (aspect kept) and takes the centre
-            (1: the whole image); it is the model's `Preprocessing.crop_fraction`, so the export crops the same.
-        crop_area_range: (low, high) area fractions of augment="random_resized_crop".
+            ResNet-110 rule: 0.2); `warmup_steps` is then its cap.
+        steps, epochs: the run's length (`steps` when set); steps_per_epoch: steps between validations and backups
+            (None: one pass over the training set).
+        validation_size: held out of the training set for validation: a count, a fraction in (0, 1), or None.
+        augment: a `keras_vitres.data.AUGMENTS` name; random_translation: random shifts of up to this fraction of
+            the height and width (0 = off); mixup_alpha, cutmix_alpha: MixUp / CutMix strengths (0 = off);
+            label_smoothing. MixUp, CutMix and label smoothing make the labels one-hot.
+        normalization: what the model's first layer ("preprocessing") does to raw pixels: "pixel_mean" (subtract
+            the training set's per-pixel mean, arXiv:1512.03385 §4.2), "rescale" (to [-1, 1], ViT), "none", or
+            "weights": the preprocessing of the named weights the run starts from (`resolve_config` sets it).
+        image_size: the model's input (height, width) (an int: square), to which the pipeline resizes; None: the
+            images' own size (for an image folder `resolve_config` sets the preset's).
+        crop_fraction: evaluation resizes to cover `image_size / crop_fraction` and takes the centre; it is the
+            model's `Preprocessing.crop_fraction`, so the export crops the same. crop_area_range: the area
+            fractions of augment="random_resized_crop".
         gradient_clip_norm: clip the global gradient norm (ViT: 1), or None.
         preset_overrides: {preset name: {field: value}} applied when the run uses that preset.
     """
@@ -137,7 +115,7 @@ class Recipe:
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     label_smoothing: float = 0.0
-    preprocessing: str = "pixel_mean"
+    normalization: str = "pixel_mean"
     image_size: int | tuple | None = None
     crop_fraction: float = 1.0
     crop_area_range: tuple = DEFAULT_AREA_RANGE
@@ -145,75 +123,71 @@ class Recipe:
     preset_overrides: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        choices = dict(
-            optimizer=OPTIMIZERS,
-            schedule=SCHEDULES,
-            weight_decay_mode=WEIGHT_DECAY_MODES,
-            preprocessing=PREPROCESSINGS,
-            augment=AUGMENTS,
-            warmup_mode=WARMUP_MODES,
-        )
-        for field, valid in choices.items():
-            if getattr(self, field) not in valid:
-                raise ValueError(f"`{field}` must be one of {valid}; received {field}={getattr(self, field)!r}.")
-        if isinstance(self.validation_size, float):
-            if not 0 < self.validation_size < 1:
-                raise ValueError("`validation_size` must be a count >= 1, a fraction in (0, 1) or None; received "
-                                 f"validation_size={self.validation_size!r}.")
-        elif self.validation_size is not None and (not isinstance(self.validation_size, int) or
-                                                   isinstance(self.validation_size, bool) or self.validation_size < 1):
-            raise ValueError("`validation_size` must be a count >= 1, a fraction in (0, 1) or None; received "
-                             f"validation_size={self.validation_size!r}.")
+        self._check_names()
+        self._check_length()
+        self._check_schedule()
+        self._check_data()
+        object.__setattr__(self, "decay_boundaries", tuple(self.decay_boundaries))
         object.__setattr__(self, "image_size", check_image_size(self.image_size))
         object.__setattr__(self, "crop_fraction", check_crop_fraction(self.crop_fraction))
         object.__setattr__(self, "crop_area_range", check_area_range(self.crop_area_range))
-        if not isinstance(self.preset_overrides, dict):
-            raise ValueError(f"`preset_overrides` must be a dict; received preset_overrides={self.preset_overrides!r}.")
+
+    def _check_names(self):
+        choices = dict(optimizer=OPTIMIZERS, schedule=SCHEDULES, weight_decay_mode=WEIGHT_DECAY_MODES,
+                       normalization=NORMALIZATIONS, augment=AUGMENTS, warmup_mode=WARMUP_MODES)  # fmt: skip
+        for field, valid in choices.items():
+            if getattr(self, field) not in valid:
+                raise ValueError(f"`{field}` must be one of {valid}; received {field}={getattr(self, field)!r}.")
+        _check_name("preset", self.preset, list_presets())
+        if not (isinstance(self.dataset, str) and self.dataset.startswith(TFDS_PREFIX) and len(self.dataset) > 5):
+            _check_name("dataset", self.dataset, DATASETS, extra=f" or '{TFDS_PREFIX}NAME'")
+        for field in ("model_overrides", "preset_overrides"):
+            if not isinstance(getattr(self, field), dict):
+                raise ValueError(f"`{field}` must be a dict; received {field}={getattr(self, field)!r}.")
+        if {"input_shape", "classes"} & set(self.model_overrides):
+            raise ValueError("`model_overrides` must be a dict of builder arguments without `input_shape` and "
+                             f"`classes` (they come from the data); received model_overrides={self.model_overrides!r}.")
+
+    def _check_length(self):
         for field in ("batch_size", "steps", "epochs", "steps_per_epoch"):
             value = getattr(self, field)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            if not (is_positive_int(value) or (value is None and field != "batch_size")):
                 raise ValueError(f"`{field}` must be a positive int{'' if field == 'batch_size' else ' or None'}; "
                                  f"received {field}={value!r}.")
         if self.steps is None and self.epochs is None:
             raise ValueError("Give the run a length: `steps` or `epochs`; received steps=None and epochs=None.")
-        for field in ("learning_rate", "momentum", "weight_decay", "final_learning_rate", "warmup_learning_rate",
-                      "mixup_alpha", "cutmix_alpha", "label_smoothing", "decay_factor"):
-            value = getattr(self, field)
-            # NaN and inf pass `value < 0`: require a finite number.
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"`{field}` must be a finite number >= 0; received {field}={value!r}.")
-        _check_name("preset", self.preset, _preset_names())
-        if not (isinstance(self.dataset, str) and self.dataset.startswith(TFDS_PREFIX) and len(self.dataset) > 5):
-            _check_name("dataset", self.dataset, DATASETS, extra=f" or '{TFDS_PREFIX}NAME'")
-        if not isinstance(self.warmup_steps, int) or isinstance(self.warmup_steps, bool) or self.warmup_steps < 0:
+        size = self.validation_size
+        if not (size is None or is_positive_int(size) or (isinstance(size, float) and 0 < size < 1)):
+            raise ValueError("`validation_size` must be a count >= 1, a fraction in (0, 1) or None; received "
+                             f"validation_size={size!r}.")
+
+    def _check_schedule(self):
+        for field in RATES:
+            if not (_is_number(getattr(self, field)) and getattr(self, field) >= 0):
+                raise ValueError(f"`{field}` must be a finite number >= 0; received {field}={getattr(self, field)!r}.")
+        steps = self.warmup_steps
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
             raise ValueError(f"`warmup_steps` must be an int >= 0; received warmup_steps={self.warmup_steps!r}.")
         bounds = list(self.decay_boundaries)
-        if any(not isinstance(b, int) or b < 1 for b in bounds) or bounds != sorted(set(bounds)):
-            raise ValueError(
-                f"`decay_boundaries` must be increasing positive ints; received decay_boundaries={self.decay_boundaries!r}."
-            )
+        if not all(map(is_positive_int, bounds)) or bounds != sorted(set(bounds)):
+            raise ValueError("`decay_boundaries` must be increasing positive ints; received "
+                             f"decay_boundaries={self.decay_boundaries!r}.")
         if self.schedule == "step" and not bounds:
             raise ValueError("schedule='step' needs `decay_boundaries`; received decay_boundaries=().")
         if self.warmup_until_accuracy is not None and not 0 < self.warmup_until_accuracy <= 1:
-            raise ValueError(
-                f"`warmup_until_accuracy` must be None or in (0, 1]; received warmup_until_accuracy={self.warmup_until_accuracy!r}."
-            )
-        if self.warmup_epochs is not None and (isinstance(self.warmup_epochs, bool) or
-                                               not isinstance(self.warmup_epochs, (int, float)) or self.warmup_epochs < 0):
-            raise ValueError(f"`warmup_epochs` must be None or a number >= 0; received warmup_epochs={self.warmup_epochs!r}.")
-        if isinstance(self.random_translation, bool) or not isinstance(self.random_translation, (int, float)) or \
-                not 0 <= self.random_translation < 0.5:
+            raise ValueError("`warmup_until_accuracy` must be None or in (0, 1]; received "
+                             f"warmup_until_accuracy={self.warmup_until_accuracy!r}.")
+        if not (self.warmup_epochs is None or (_is_number(self.warmup_epochs) and self.warmup_epochs >= 0)):
+            raise ValueError("`warmup_epochs` must be None or a number >= 0; received "
+                             f"warmup_epochs={self.warmup_epochs!r}.")
+
+    def _check_data(self):
+        if not (_is_number(self.random_translation) and 0 <= self.random_translation < 0.5):
             raise ValueError(
                 f"`random_translation` must be in [0, 0.5); received random_translation={self.random_translation!r}."
             )
-        if not 0 <= self.label_smoothing < 1:
+        if not self.label_smoothing < 1:
             raise ValueError(f"`label_smoothing` must be in [0, 1); received label_smoothing={self.label_smoothing!r}.")
-        if not isinstance(self.model_overrides, dict) or {"input_shape", "classes"} & set(self.model_overrides):
-            raise ValueError(
-                "`model_overrides` must be a dict of builder arguments without `input_shape` and `classes` (they "
-                f"come from the data); received model_overrides={self.model_overrides!r}."
-            )
-        object.__setattr__(self, "decay_boundaries", tuple(bounds))
 
     def to_dict(self):
         """The recipe as a JSON-ready dict (tuples become lists)."""
@@ -221,6 +195,11 @@ class Recipe:
         for field in ("decay_boundaries", "image_size", "crop_area_range"):
             row[field] = None if row[field] is None else list(row[field])
         return row
+
+    @classmethod
+    def from_dict(cls, row):
+        """The recipe of a dict from `to_dict` (a run's config.json; earlier versions' field names included)."""
+        return cls(**with_current_names(row))
 
 
 # From scratch on small images: Keras' glorot_uniform for the patch embedding (the paper's lecun_normal draws a 4x4x3
@@ -251,7 +230,7 @@ RECIPES = {
         epochs=None,
         validation_size=5000,
         augment="cifar",
-        preprocessing="pixel_mean",
+        normalization="pixel_mean",
         preset_overrides={"resnet110": PAPER_CIFAR_WARMUP, "resnet1202": PAPER_CIFAR_WARMUP},
     ),
     "vit_small_data": Recipe(
@@ -275,12 +254,12 @@ RECIPES = {
         mixup_alpha=0.8,
         cutmix_alpha=1.0,
         label_smoothing=0.1,
-        preprocessing="rescale",
+        normalization="rescale",
         gradient_clip_norm=1.0,
     ),
     "digits_resnet": Recipe(
         name="digits_resnet",
-        description="ResNet-20 on the embedded digits (offline default): about 98% test accuracy in 1-2 CPU minutes",
+        description="ResNet-20 on the embedded digits (the offline default): SGD 0.9, warmup + cosine, random shifts",
         preset="resnet20",
         dataset="digits",
         batch_size=64,
@@ -294,12 +273,12 @@ RECIPES = {
         warmup_mode="linear",
         epochs=12,
         augment="none",
-        random_translation=0.1,  # shifts of up to 3 pixels (98.3% and 98.1% at seed 0 in docs/training.md)
-        preprocessing="pixel_mean",
+        random_translation=0.1,  # shifts of up to 3 pixels: digits must not be flipped, so no "cifar" crop-and-flip
+        normalization="pixel_mean",
     ),
     "digits_vit": Recipe(
         name="digits_vit",
-        description="A small ViT/4 on the embedded digits: AdamW, warmup + cosine, about a minute on a CPU",
+        description="A small ViT/4 on the embedded digits: AdamW, warmup + cosine, random shifts",
         preset="vit_digits_patch4_32",
         dataset="digits",
         model_overrides=dict(SCRATCH_VIT_INITIALIZERS),
@@ -314,18 +293,16 @@ RECIPES = {
         epochs=20,
         augment="none",
         random_translation=0.1,
-        preprocessing="rescale",
+        normalization="rescale",
     ),
     "finetune_vit": Recipe(
         name="finetune_vit",
         description="ViT fine-tuning (paper App. B.1.1): SGD 0.9, no weight decay, clip 1, warmup + cosine, new head",
         preset="vit_base_patch16_224",
         dataset="folder",
-        # arXiv:2010.11929 App. B.1.1: SGD with momentum 0.9, no weight decay, gradient clipping at global norm 1, a
-        # short linear warmup then cosine decay, batch 512 and a learning rate from {0.001, 0.003, 0.01, 0.03}; the
-        # head is replaced by a zero-initialised one (the builders do this when weights are loaded and the classes
-        # differ) and the position embeddings are resampled to a new resolution (§3.2; the weight loaders do this).
-        # Smaller batches for a small folder, with the rate of the paper's sweep that suits them.
+        # arXiv:2010.11929 App. B.1.1: batch 512 and a rate from {0.001, 0.003, 0.01, 0.03}; here smaller batches for
+        # a small folder, at the sweep's rate that suits them. The builders replace the head by a zero one, the
+        # loaders resample the position embedding (§3.2).
         batch_size=64,
         optimizer="sgd",
         learning_rate=0.01,
@@ -337,7 +314,7 @@ RECIPES = {
         warmup_mode="linear",
         epochs=10,
         augment="random_resized_crop",  # big_vision's fine-tuning input: inception_crop, flip_lr
-        preprocessing="rescale",  # [-1, 1], the official checkpoints' convention
+        normalization="rescale",  # [-1, 1], the official checkpoints' convention
         crop_fraction=0.875,
         gradient_clip_norm=1.0,
     ),
@@ -346,11 +323,8 @@ RECIPES = {
         description="ResNet fine-tuning: the paper's SGD 0.9 and wd 1e-4 at lr 0.01, cosine, Inception crop + flip",
         preset="resnet50",
         dataset="folder",
-        # The ResNet paper's ImageNet optimiser (arXiv:1512.03385 §3.4: SGD, momentum 0.9, weight decay 1e-4) at a
-        # tenth of its 0.1 starting rate, as fine-tuning from pre-trained weights does (torchvision's transfer-learning
-        # tutorial uses 0.001 at batch 4), with a cosine decay instead of the paper's divide-by-10 steps (the length
-        # of a fine-tuning run is not known in advance). Training input: the Inception crop and a horizontal flip
-        # of the torchvision reference; evaluation: the resize and 0.875 centre crop of §3.4's 224/256 testing.
+        # arXiv:1512.03385 §3.4's optimiser at a tenth of its 0.1, as fine-tuning does; a cosine decay, since a
+        # fine-tuning run's length is not known ahead; evaluation takes §3.4's 224/256 centre crop.
         batch_size=64,
         optimizer="sgd",
         learning_rate=0.01,
@@ -360,7 +334,7 @@ RECIPES = {
         schedule="cosine",
         epochs=10,
         augment="random_resized_crop",
-        preprocessing="rescale",
+        normalization="rescale",
         crop_fraction=0.875,
     ),
 }
@@ -368,13 +342,10 @@ RECIPES = {
 
 def bit_hyperrule(dataset_size, image_size):
     """The BiT-HyperRule's fields for a data set (Kolesnikov et al., arXiv:1912.11370, §3.3), with the numbers of
-    the official `bit_hyperrule.py` (google-research/big_transfer).
-
-    Schedule length by the number of training examples: under 20k, 500 steps (warmup 100, /10 at 200, 300, 400);
-    under 500k, 10k steps (warmup 500, /10 at 3k, 6k, 9k: 30/60/90%); else 20k steps (warmup 500, /10 at 6k, 12k,
-    18k). MixUp with alpha 0.1 from 20k examples on. Resolution by the images' area: under 96x96 pixels, crops of
-    128 (from 160); else 480 (from 512; the paper's text gives 384 from 448). The package's pipeline resizes to the
-    crop size and crops after a 4-pixel padding (`augment="cifar"`), its closest to resize-then-random-crop.
+    the official `bit_hyperrule.py` (google-research/big_transfer): the schedule by the number of training examples,
+    MixUp from 20k examples, the resolution by the images' area (the code's 480 where the paper's text says 384).
+    The package's pipeline resizes to the crop size and crops after a 4-pixel padding (`augment="cifar"`), its
+    closest to resize-then-random-crop.
 
     Args:
         dataset_size: int. Number of training examples.
@@ -387,8 +358,7 @@ def bit_hyperrule(dataset_size, image_size):
         >>> bit_hyperrule(50_000, (32, 32))["decay_boundaries"]
         (3000, 6000, 9000)
     """
-    if not isinstance(dataset_size, int) or isinstance(dataset_size, bool) or dataset_size < 1:
-        raise ValueError(f"`dataset_size` must be a positive int; received dataset_size={dataset_size!r}.")
+    check_positive_int("dataset_size", dataset_size)
     try:
         height, width = image_size
     except (TypeError, ValueError):
@@ -425,7 +395,7 @@ RECIPES["bit_hyperrule"] = Recipe(
     warmup_learning_rate=0.0,
     epochs=None,
     augment="cifar",
-    preprocessing="rescale",  # pixels to [-1, 1], as the BiT models were trained
+    normalization="rescale",  # pixels to [-1, 1], as the BiT models were trained
     **bit_hyperrule(50_000, (32, 32)),  # CIFAR-10: 10k steps, MixUp 0.1, 128x128
 )
 
@@ -460,6 +430,7 @@ def get_recipe(name, preset=None, **overrides):
         raise ValueError(f"Unknown recipe: received name={name!r}.{hint} Recipes: {list_recipes()}.")
     else:
         recipe = RECIPES[name]
+    overrides = with_current_names(overrides)
     fields = {f.name for f in dataclasses.fields(Recipe)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

@@ -1,16 +1,5 @@
-"""A training run's directory: its layout, its default name, and the checks before a run writes into it.
-
-    run_dir/
-      config.json           the resolved configuration, with what was derived from the data ("resolved")
-      logs/training.csv     one row per epoch (CSVLogger; learning_rate included)
-      logs/tensorboard/     TensorBoard events
-      backup/               the last two training states while the run is unfinished (removed at the end):
-                            step-NNNNNNNN.weights.h5 and .json with its sha256 (`VerifiedBackup`)
-      checkpoints/best.keras  the best model so far (val_accuracy, or accuracy without a validation split)
-      model.keras           the final model; it takes raw [0, 255] pixels
-      curves.png            loss and accuracy per epoch
-      summary.txt           one line, also printed, with the test accuracy (summary.json: the same, as data)
-"""
+"""A training run's directory: its layout (the names below; docs/training.md describes each), its default name, and
+the checks before a run writes into it."""
 
 import json
 import os
@@ -29,7 +18,8 @@ CSV_LOG = os.path.join("logs", "training.csv")
 TENSORBOARD_DIR = os.path.join("logs", "tensorboard")
 BACKUP_DIR = "backup"
 WARMUP_STATE = "adaptive_warmup.json"
-# What must match for a run directory to be resumed (where and how fast it runs may change).
+# What must match for a run directory to be resumed (where and how fast it runs may change; a recipe's description
+# is no setting).
 RESUME_KEYS = ("recipe", "data_path", "seed", "validation_path", "weights")
 
 
@@ -39,8 +29,8 @@ def is_finished(run_dir):
 
 
 def default_run_dir(preset, dataset, root="runs"):
-    """`runs/{preset}_{dataset}` (the preset as trained: `config.trained_name`), or the first `_2`, `_3`, ... that holds no finished run (so the same command
-    resumes an unfinished run and starts a new directory after a finished one)."""
+    """`runs/{preset}_{dataset}` (the preset as trained: `config.trained_name`), or the first `_2`, `_3`, ... that
+    holds no finished run: the same command resumes an unfinished run and starts anew after a finished one."""
     base = os.path.join(root, f"{preset}_{dataset}")
     candidate, n = base, 1
     while is_finished(candidate):
@@ -57,46 +47,62 @@ def write_json(path, data):
     os.replace(tmp, path)
 
 
+def _json_ready(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _changed_fields(previous, config):
+    """The fields that must match for resuming (`RESUME_KEYS`; recipe fields as "recipe.FIELD") that differ between
+    the run directory's config.json (`previous`, a dict) and `config` (a `RunConfig`)."""
+    try:
+        before = _json_ready(type(config).from_dict(previous).to_dict())
+    except (KeyError, TypeError, ValueError):  # not a configuration this version can read
+        return ["recipe"]
+    now = _json_ready(config.to_dict())
+    changed = [f"recipe.{k}" for k, v in now["recipe"].items() if before["recipe"].get(k) != v and k != "description"]
+    return changed + [k for k in RESUME_KEYS if k != "recipe" and before.get(k) != now[k]]
+
+
+def _check_existing(run_dir, config, overwrite):
+    """Raises unless `run_dir` (not empty) can take the run; with `overwrite`, empties it."""
+    config_path = os.path.join(run_dir, CONFIG_FILE)
+    # Sub-directories of the other processes of a multi-process run are theirs, not this run's.
+    entries = [e for e in os.listdir(run_dir) if not WORKER_DIR.fullmatch(e)]
+    if entries and not os.path.exists(config_path):
+        raise ValueError(f"`run_dir` {run_dir!r} is not empty and holds no {CONFIG_FILE}: not a keras-vitres run "
+                         "directory; choose a new or empty directory.")
+    if entries and overwrite:
+        for entry in entries:
+            path = os.path.join(run_dir, entry)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    elif is_finished(run_dir):
+        raise ValueError(f"`run_dir` {run_dir!r} already holds a finished run ({SUMMARY_FILE} exists); pass "
+                         "overwrite=True (--overwrite) to train again there, or choose another run_dir.")
+    elif os.path.isdir(os.path.join(run_dir, BACKUP_DIR)):  # an unfinished run that saved a backup
+        with open(config_path) as f:
+            changed = _changed_fields(json.load(f), config)
+        if changed:
+            raise ValueError(f"`run_dir` {run_dir!r} holds an unfinished run with another configuration (differs in "
+                             f"{changed}); resume it with the same settings, pass overwrite=True, or choose another "
+                             "run_dir.")
+
+
 def prepare_run_dir(config, overwrite=False):
-    """Creates the run directory and writes config.json into it, or raises before any training.
+    """Creates the run directory of `config` (a `RunConfig`) and writes config.json into it, or raises before any
+    training.
 
     Raises:
         PermissionError / OSError: the directory cannot be created or written (named in the message).
         ValueError: it holds a finished run (without `overwrite`), a run with another configuration, or files
             that are not a run's.
     """
-    run_dir = config["run_dir"]
-    config_path = os.path.join(run_dir, CONFIG_FILE)
-    # Sub-directories of the other processes of a multi-process run are theirs, not this run's.
-    entries = [e for e in os.listdir(run_dir) if not WORKER_DIR.fullmatch(e)] if os.path.isdir(run_dir) else []
-    if entries:
-        if not os.path.exists(config_path):
-            raise ValueError(f"`run_dir` {run_dir!r} is not empty and holds no {CONFIG_FILE}: not a keras-vitres run "
-                             "directory; choose a new or empty directory.")
-        if overwrite:
-            for entry in entries:
-                path = os.path.join(run_dir, entry)
-                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        elif is_finished(run_dir):
-            raise ValueError(f"`run_dir` {run_dir!r} already holds a finished run ({SUMMARY_FILE} exists); pass "
-                             "overwrite=True (--overwrite) to train again there, or choose another run_dir.")
-        elif os.path.isdir(os.path.join(run_dir, BACKUP_DIR)):  # an unfinished run that saved a backup
-            with open(config_path) as f:
-                previous = json.load(f)
-            changed = [k for k in RESUME_KEYS if previous.get(k) != json.loads(json.dumps(config[k], default=str))]
-            if changed:
-                fields = changed
-                if "recipe" in changed:
-                    fields = [f"recipe.{k}" for k, v in config["recipe"].items()
-                              if json.loads(json.dumps(v)) != previous.get("recipe", {}).get(k)] + \
-                             [k for k in changed if k != "recipe"]
-                raise ValueError(f"`run_dir` {run_dir!r} holds an unfinished run with another configuration "
-                                 f"(differs in {fields}); resume it with the same settings, pass overwrite=True, "
-                                 "or choose another run_dir.")
+    run_dir = config.run_dir
+    if os.path.isdir(run_dir):
+        _check_existing(run_dir, config, overwrite)
     try:
         for sub in ("", "logs", "checkpoints"):
             os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
-        write_json(config_path, config)
+        write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
     except OSError as error:
         raise type(error)(f"run directory {run_dir!r} cannot be written: {error.strerror or error}") from error
     return run_dir

@@ -1,21 +1,13 @@
-"""One training run, from a resolved configuration (`resolve_config`) to a finished run directory.
+"""One training run, from a `RunConfig` (`resolve_config`) to a finished run directory: the data, the model
+`input -> "preprocessing" -> preset model`, `fit_model` with the run's callbacks, the final model and its score.
 
-`resolve_config(...)` turns a recipe name, a preset, a dataset and overrides into a JSON-ready dict;
-`train(config)` loads the data, builds `input -> "preprocessing" -> preset model` (the preprocessing is the
-recipe's `Preprocessing`, built in as an `ImagePreprocessing` layer), compiles, fits and writes a run directory
-(its layout: `keras_vitres.training.run_dir`). The pieces live in files of their own: `config` (resolve_config),
-`run_dir` (the directory), `factories` (model, preprocessing, schedule, optimizer, loss), `fit` (the training
-loop the analyses share), `backup` (`VerifiedBackup`), `interrupt` (Ctrl-C) and `evaluation` (`evaluate`).
-
-Running the same configuration again resumes an unfinished run from its newest intact backup (the end of an
-epoch, or the step at which Ctrl-C stopped it), with the same data stream (the training batches are one seeded
-stream, fast-forwarded past the steps already done), so a killed and resumed run ends with the weights of a run
-that was never killed. A truncated or corrupt backup is skipped, named, for the one before it. Ctrl-C (SIGINT)
-during training saves a backup after the step in progress and raises `TrainingInterrupted` (the command line
-prints the command that resumes, and exits with status 130). A run directory that cannot be written fails
-before the first step.
+Running the same configuration again resumes an unfinished run from its newest intact backup, on the same seeded
+stream of batches fast-forwarded past the steps done, so a killed and resumed run ends with the weights of one never
+killed (docs/training.md, "Fault tolerance").
 """
 
+import dataclasses
+import importlib.util
 import math
 import os
 import shutil
@@ -23,14 +15,14 @@ import time
 
 import keras
 
+from keras_vitres.data import load_dataset
 from keras_vitres.layers.remat import remat_saves_memory
 from keras_vitres.presets import preset_weights
 from keras_vitres.training import callbacks as callbacks_
 from keras_vitres.training.backup import VerifiedBackup
-from keras_vitres.training.config import resolve_config  # noqa: F401  (still importable from here)
+from keras_vitres.training.config import RunConfig
 from keras_vitres.training.curves import plot_curves, read_log
 from keras_vitres.training.distribute import get_distribution, resolve_jit_compile, resolve_precision
-from keras_vitres.training.evaluation import evaluate  # noqa: F401  (still importable from here)
 from keras_vitres.training.factories import (
     build_preprocessing,
     build_training_model,
@@ -40,7 +32,6 @@ from keras_vitres.training.factories import (
 )
 from keras_vitres.training.fit import compile_for_recipe, evaluation_stream, fit_model, plan_steps
 from keras_vitres.training.interrupt import TrainingInterrupted, stop_on_sigint
-from keras_vitres.training.recipes import Recipe
 from keras_vitres.training.run_dir import (
     BACKUP_DIR,
     BEST_FILE,
@@ -59,8 +50,6 @@ from keras_vitres.training.run_dir import (
 
 def has_tensorboard():
     """Whether the `tensorboard` package (which writes TensorBoard's event files) is installed."""
-    import importlib.util
-
     return importlib.util.find_spec("tensorboard") is not None
 
 
@@ -70,14 +59,14 @@ def _format_seconds(seconds):
 
 
 def train(config, *, verbose="auto", overwrite=False, callbacks=()):
-    """Runs the training that `config` (from `resolve_config`) describes and writes its run directory.
+    """Runs the training that `config` describes and writes its run directory.
 
     Args:
-        config: dict from `resolve_config`.
+        config: a `RunConfig` from `resolve_config` (or its `to_dict()`, such as a run's config.json).
         verbose: "auto" (the progress bar on a terminal, else one line per epoch), "bar" (Keras' progress bar),
             "epoch" (one line per epoch: `callbacks.EpochLog`) or "silent" (the summary line only); Keras' 0, 1
             and 2 are "silent", "bar" and "epoch".
-        overwrite: bool. Replace a finished run in `config["run_dir"]`.
+        overwrite: bool. Replace a finished run in `config.run_dir`.
         callbacks: extra `keras.callbacks.Callback`s, run after the run's own.
 
     Returns:
@@ -92,90 +81,80 @@ def train(config, *, verbose="auto", overwrite=False, callbacks=()):
     """
     started = time.time()
     verbosity = callbacks_.resolve_verbosity(verbose)  # a wrong value fails before any work
-    recipe = Recipe(**{**config["recipe"], "decay_boundaries": tuple(config["recipe"]["decay_boundaries"])})
-    run_dir = config["run_dir"]
-    if config["strategy"] == "multiworker" and config["process_id"]:
+    if not isinstance(config, RunConfig):
+        config = RunConfig.from_dict(config)
+    if config.strategy == "multiworker" and config.process_id:
         # Every process keeps its own state (backups, final model); the chief's directory is the run's.
-        run_dir = os.path.join(run_dir, f"worker{config['process_id']}")
+        config = dataclasses.replace(config, run_dir=os.path.join(config.run_dir, f"worker{config.process_id}"))
     # Fails here, before any data or model (or the wait for the other processes), if it cannot be written.
-    run_dir = prepare_run_dir({**config, "run_dir": run_dir}, overwrite=overwrite)
-    distribution = get_distribution(config["strategy"], coordinator=config["coordinator"],
-                                    num_processes=config["num_processes"], process_id=config["process_id"])
-    if config["deterministic"] and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    prepare_run_dir(config, overwrite=overwrite)
+    distribution = get_distribution(config.strategy, coordinator=config.coordinator,
+                                    num_processes=config.num_processes, process_id=config.process_id)
+    if config.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # the TensorFlow backend's own switch: imported on that backend only
 
         tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config["seed"])
-    precision = resolve_precision(config["mixed_precision"])
-    jit_compile = resolve_jit_compile(config["jit_compile"], distribution)
-    return _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbosity, callbacks)
+    keras.utils.set_random_seed(config.seed)
+    precision = resolve_precision(config.mixed_precision)
+    jit_compile = resolve_jit_compile(config.jit_compile, distribution)
+    return _train(config, distribution, precision, jit_compile, started, verbosity, callbacks)
 
 
-def _train(config, recipe, run_dir, distribution, precision, jit_compile, started, verbosity, extra_callbacks):
-    from keras_vitres.data import load_dataset
-
-    # An image folder is streamed: its splits hold file paths, read and cropped to `image_size` as training goes.
-    streamed = recipe.dataset == "folder"
-    folder_options = dict(stream=True, validation_path=config.get("validation_path")) if streamed else {}
-    splits = load_dataset(recipe.dataset, config["data_path"], validation_size=recipe.validation_size,
-                          seed=config["seed"], **folder_options)
-    x_train, y_train = splits.train
-    image_shape = (*recipe.image_size, 3) if recipe.image_size else tuple(splits.image_shape)
-    num_classes = splits.num_classes
+def _load_data(config, distribution):
+    """The run's splits; an image folder is streamed (its splits hold file paths, read as training goes)."""
+    recipe = config.recipe
+    folder = dict(stream=True, validation_path=config.validation_path) if recipe.dataset == "folder" else {}
+    splits = load_dataset(recipe.dataset, config.data_path, validation_size=recipe.validation_size, seed=config.seed,
+                          **folder)  # fmt: skip
     if recipe.batch_size % distribution.num_replicas:
         raise ValueError(f"`batch_size` ({recipe.batch_size}) must be a multiple of the {distribution.num_replicas} "
                          f"replicas of strategy {distribution.name!r}.")
-    plan = plan_steps(recipe, len(y_train))
+    return splits
 
-    verbose = verbosity != "silent"  # anything but the summary line
-    if verbose and config.get("remat") and not remat_saves_memory():
-        print("remat: Keras on JAX compiling for the CPU merges the recomputation back into the forward pass, so it "
-              "saves no memory here (it does on TensorFlow and on GPUs); the run goes on with it.")
-    entry = preset_weights(recipe.preset).get(config.get("weights")) if recipe.preprocessing == "weights" else None
-    preprocessing = build_preprocessing(recipe.preprocessing, x_train, image_shape, recipe.crop_fraction, entry)
-    name = config.get("name") or recipe.preset
+
+def _build(config, splits, image_size, plan, distribution, precision, jit_compile):
+    """The compiled model, its `Preprocessing` and its loss."""
+    recipe = config.recipe
+    entry = preset_weights(recipe.preset).get(config.weights) if recipe.normalization == "weights" else None
+    preprocessing = build_preprocessing(recipe.normalization, splits.train[0], image_size, recipe.crop_fraction,
+                                        entry)  # fmt: skip
     with distribution.scope(), dtype_policy(precision):
-        model = build_training_model(recipe, image_shape, num_classes, preprocessing, remat=config.get("remat", False),
-                                     weights=config.get("weights"), name=f"{name}_trained")
+        model = build_training_model(recipe, image_size, splits.num_classes, preprocessing, remat=config.remat,
+                                     weights=config.weights, name=f"{config.name or recipe.preset}_trained")
         loss = compile_for_recipe(model, recipe, plan, jit_compile=jit_compile)
-    loaded = model.loaded_weights
+    return model, preprocessing, loss
 
-    config = {**config, "resolved": dict(
+
+def _resolved(config, splits, image_size, plan, distribution, precision, jit_compile, model, preprocessing, loss):
+    """What the run derived from the data and the machine: config.json's "resolved"."""
+    validation = splits.validation
+    return dict(
         strategy=distribution.name, backend=distribution.backend, num_replicas=distribution.num_replicas,
         num_processes=distribution.num_processes, mixed_precision=precision, jit_compile=jit_compile,
         steps_per_epoch=plan.steps_per_epoch, epochs=plan.epochs, total_steps=plan.total_steps,
-        warmup_steps=plan.warmup_steps,
-        num_classes=num_classes, class_names=list(splits.class_names), image_shape=list(image_shape),
-        train_examples=len(y_train), validation_examples=len(splits.validation[1]) if splits.validation else 0,
-        test_examples=len(splits.test[1]), skipped_files=splits.skipped, streamed=streamed,
-        weights=loaded,
-        preprocessing=describe_preprocessing(preprocessing, recipe.preprocessing, len(x_train)),
-        loss=type(loss).__name__, labels="one-hot" if uses_one_hot(recipe) else "sparse",
-        parameters=model.count_params(),
-        tensorboard=has_tensorboard(),
-        keras_version=keras.__version__,
-    )}
-    write_json(os.path.join(run_dir, CONFIG_FILE), config)
+        warmup_steps=plan.warmup_steps, num_classes=splits.num_classes, class_names=list(splits.class_names),
+        image_size=list(image_size), train_examples=len(splits.train[1]),
+        validation_examples=len(validation[1]) if validation else 0, test_examples=len(splits.test[1]),
+        skipped_files=splits.skipped, streamed=config.recipe.dataset == "folder", weights=model.loaded_weights,
+        preprocessing=describe_preprocessing(preprocessing, config.recipe.normalization, len(splits.train[0])),
+        loss=type(loss).__name__, labels="one-hot" if uses_one_hot(config.recipe) else "sparse",
+        parameters=model.count_params(), tensorboard=has_tensorboard(), keras_version=keras.__version__,
+    )  # fmt: skip
 
-    # Resume from the newest intact backup (weights and optimizer state), if the run has one.
-    backup = VerifiedBackup(os.path.join(run_dir, BACKUP_DIR), keep=2)
-    with distribution.scope():
-        restored = backup.restore(model)
-    start_step = restored["step"] if restored else 0
-    initial_epoch = start_step // plan.steps_per_epoch
-    evaluate_args = dict(num_classes=num_classes, distribution=distribution)
-    # With several processes val_loss includes the padding rows (a factor of at most 1 + batch/size).
-    validation_data = evaluation_stream(*splits.validation, recipe, **evaluate_args)[0] if splits.validation else None
 
+def _callbacks(config, model, plan, backup, monitor, initial_epoch, verbosity):
+    """The run's callbacks, in order, and its NaN guard (first: a backup never holds a diverged step's weights)."""
+    run_dir, verbose = config.run_dir, verbosity != "silent"
     csv_path = os.path.join(run_dir, CSV_LOG)
     history = trim_csv_log(csv_path, initial_epoch)
-    monitor = "val_accuracy" if validation_data is not None else "accuracy"
     best_so_far = max((v for v in history.get(monitor, []) if not math.isnan(v)), default=None)
     nan_guard = callbacks_.TerminateOnNaN(snapshot_every=1 if model.count_params() < 5_000_000 else 100)
-    callbacks = [
-        nan_guard,
-        callbacks_.StopAtStep(plan.total_steps),
-        backup,  # after the NaN guard, so that a backup never holds the weights of a diverged step
+    callbacks = [nan_guard, callbacks_.StopAtStep(plan.total_steps)]
+    if config.recipe.warmup_until_accuracy is not None:
+        callbacks.append(callbacks_.AdaptiveWarmup(config.recipe.warmup_until_accuracy, verbose=int(verbose),
+                                                   state_path=os.path.join(run_dir, WARMUP_STATE)))
+    callbacks += [
+        backup,
         callbacks_.LearningRateLogger(),
         keras.callbacks.ModelCheckpoint(os.path.join(run_dir, BEST_FILE), monitor=monitor, mode="max",
                                         save_best_only=True, initial_value_threshold=best_so_far),
@@ -185,30 +164,62 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, TENSORBOARD_DIR)))
     elif verbose:
         print("TensorBoard is not installed (`pip install tensorboard`): no TensorBoard logs for this run.")
-    if recipe.warmup_until_accuracy is not None:
-        callbacks.insert(2, callbacks_.AdaptiveWarmup(
-            recipe.warmup_until_accuracy, state_path=os.path.join(run_dir, WARMUP_STATE), verbose=int(verbose)))
     if verbosity == "epoch":
         callbacks.append(callbacks_.EpochLog(plan.epochs))
-    callbacks += list(extra_callbacks)
-    if verbose and restored and start_step >= plan.total_steps:
-        print(f"Resuming {run_dir!r}: all {plan.total_steps} steps were trained; saving and evaluating the model.")
-    elif verbose and restored:
-        print(f"Resuming {run_dir!r} at epoch {initial_epoch + 1} of {plan.epochs}, step {start_step} of "
-              f"{plan.total_steps}.")
+    return callbacks, nan_guard
 
+
+def _say_where_it_resumes(run_dir, plan, start_step):
+    if start_step >= plan.total_steps:
+        print(f"Resuming {run_dir!r}: all {plan.total_steps} steps were trained; saving and evaluating the model.")
+    else:
+        print(f"Resuming {run_dir!r} at epoch {start_step // plan.steps_per_epoch + 1} of {plan.epochs}, step "
+              f"{start_step} of {plan.total_steps}.")
+
+
+def _train(config, distribution, precision, jit_compile, started, verbosity, extra_callbacks):
+    recipe, run_dir, verbose = config.recipe, config.run_dir, verbosity != "silent"
+    splits = _load_data(config, distribution)
+    image_size = recipe.image_size or tuple(splits.image_shape[:2])
+    plan = plan_steps(recipe, len(splits.train[1]))
+    if verbose and config.remat and not remat_saves_memory():
+        print("remat: Keras on JAX compiling for the CPU merges the recomputation back into the forward pass, so it "
+              "saves no memory here (it does on TensorFlow and on GPUs); the run goes on with it.")
+    model, preprocessing, loss = _build(config, splits, image_size, plan, distribution, precision, jit_compile)
+    resolved = _resolved(config, splits, image_size, plan, distribution, precision, jit_compile, model, preprocessing,
+                         loss)  # fmt: skip
+    write_json(os.path.join(run_dir, CONFIG_FILE), {**config.to_dict(), "resolved": resolved})
+
+    # Resume from the newest intact backup (weights and optimizer state), if the run has one.
+    backup = VerifiedBackup(os.path.join(run_dir, BACKUP_DIR), keep=2)
+    with distribution.scope():
+        restored = backup.restore(model)
+    start_step = restored["step"] if restored else 0
+    evaluate_args = dict(num_classes=splits.num_classes, distribution=distribution)
+    # With several processes val_loss includes the padding rows (a factor of at most 1 + batch/size).
+    validation = evaluation_stream(*splits.validation, recipe, **evaluate_args)[0] if splits.validation else None
+    monitor = "val_accuracy" if validation is not None else "accuracy"
+    callbacks, nan_guard = _callbacks(config, model, plan, backup, monitor, start_step // plan.steps_per_epoch,
+                                      verbosity)  # fmt: skip
+    if verbose and restored:
+        _say_where_it_resumes(run_dir, plan, start_step)
     with stop_on_sigint(backup):
-        fit_model(model, recipe, (x_train, y_train), validation_data, plan=plan, seed=config["seed"],
-            image_shape=image_shape, distribution=distribution, start_step=start_step, callbacks=callbacks,
-            verbose=int(verbosity == "bar"), should_stop=lambda: backup.stop_requested)
+        fit_model(model, recipe, splits.train, validation, plan=plan, seed=config.seed, distribution=distribution,
+                  start_step=start_step, callbacks=[*callbacks, *extra_callbacks], verbose=int(verbosity == "bar"),
+                  should_stop=lambda: backup.stop_requested)  # fmt: skip
         if backup.stop_requested:
             saved = backup.interrupt_backup or backup.save(model, reason="interrupted")
             raise TrainingInterrupted(run_dir, saved["step"], plan.total_steps, saved["path"])
-
-    steps_done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-    model_path = os.path.join(run_dir, MODEL_FILE)
-    model.save(model_path)
     test_data, loss_scale = evaluation_stream(*splits.test, recipe, **evaluate_args)
+    return _finish(config, model, test_data, loss_scale, plan, nan_guard, started, splits)
+
+
+def _finish(config, model, test_data, loss_scale, plan, nan_guard, started, splits):
+    """Saves and scores the final model, draws the curves, writes the summary and removes the backups."""
+    recipe, run_dir, name = config.recipe, config.run_dir, config.name or config.recipe.preset
+    steps_done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    model_path, best_path, csv_path = (os.path.join(run_dir, f) for f in (MODEL_FILE, BEST_FILE, CSV_LOG))
+    model.save(model_path)
     scores = model.evaluate(test_data, return_dict=True, verbose=0)
     scores["loss"] *= loss_scale
     plot_curves(csv_path, os.path.join(run_dir, "curves.png"), title=f"{name} on {recipe.dataset}")
@@ -221,18 +232,17 @@ def _train(config, recipe, run_dir, distribution, precision, jit_compile, starte
     result = dict(
         summary=line, test_accuracy=float(scores["accuracy"]), test_loss=float(scores["loss"]), steps=steps_done,
         total_steps=plan.total_steps, epochs=plan.epochs, wall_time_s=round(wall, 1),
-        stopped_on_nan=nan_guard.stopped_at_step,
-        message=nan_guard.message, run_dir=run_dir, model=model_path, class_names=list(splits.class_names), name=name,
+        stopped_on_nan=nan_guard.stopped_at_step, message=nan_guard.message, run_dir=run_dir, model=model_path,
+        class_names=list(splits.class_names), name=name,
         best_validation_accuracy=max((v for v in read_log(csv_path).get("val_accuracy", []) if not math.isnan(v)),
                                      default=None),
-        best_checkpoint=os.path.join(run_dir, BEST_FILE) if os.path.exists(os.path.join(run_dir, BEST_FILE)) else None,
+        best_checkpoint=best_path if os.path.exists(best_path) else None,
     )
     with open(os.path.join(run_dir, SUMMARY_FILE), "w") as f:
         f.write(line + "\n")
     write_json(os.path.join(run_dir, SUMMARY_JSON), result)
     shutil.rmtree(os.path.join(run_dir, BACKUP_DIR), ignore_errors=True)
-    for leftover in (WARMUP_STATE,):
-        if os.path.exists(os.path.join(run_dir, leftover)):
-            os.remove(os.path.join(run_dir, leftover))
+    if os.path.exists(os.path.join(run_dir, WARMUP_STATE)):
+        os.remove(os.path.join(run_dir, WARMUP_STATE))
     print(line)
     return result

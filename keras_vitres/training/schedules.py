@@ -1,14 +1,7 @@
-"""Learning-rate schedules of the two papers, as serialisable `keras.optimizers.schedules.LearningRateSchedule`s.
-
-ResNet (arXiv:1512.03385 §4.2): lr 0.1, divided by 10 at 32k and 48k iterations, training stops at 64k
-(`StepDecay`); ResNet-110 and -1202 first warm up at 0.01 "until the training error is below 80% (about 400
-iterations), and then go back to 0.1" (`Warmup(mode="constant")`, adaptively released by
-`keras_vitres.training.AdaptiveWarmup`). ViT (arXiv:2010.11929 §4.1, Appendix B.1): linear warmup, then cosine
-or linear decay (`warmup_cosine_decay`, `warmup_linear_decay`, built from `Warmup` around Keras' own
-`CosineDecay` and `PolynomialDecay`).
-
-Every schedule uses `keras.ops` only, so it runs inside a compiled (graph, XLA or `jax.jit`) train step, and
-round-trips through `get_config` / `from_config`, also inside a saved compiled model.
+"""Learning-rate schedules of the two papers, as serialisable `keras.optimizers.schedules.LearningRateSchedule`s:
+the ResNet paper's step decay and (adaptive) constant warmup (arXiv:1512.03385 §4.2), and the ViT paper's linear
+warmup before Keras' own cosine or linear decay (arXiv:2010.11929 §4.1, App. B.1). Written with `keras.ops` only,
+so they run inside compiled train steps and round-trip through `get_config`, also inside a saved model.
 """
 
 import math
@@ -53,7 +46,7 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         initial_learning_rate: float. The rate before the first boundary (0.1 in the paper).
         boundaries: increasing ints, the steps at which the rate decays ((32000, 48000) in the paper).
         factor: float. Multiplier applied at each boundary (0.1: "divide it by 10").
-        name: str. Name of the schedule.
+        name: str.
 
     Examples:
         >>> schedule = StepDecay(0.1, boundaries=(32000, 48000))
@@ -107,21 +100,15 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
     `shift_schedule=True` (the decay then starts at the end of the warmup, as in Keras' `CosineDecay(...,
     warmup_steps=...)`; the step decay's boundaries count from step 0 instead).
 
-    With `adaptive=True` the warmup ends at `min(warmup_steps, release_step)`, where `release_step` is a
-    non-trainable variable that `release(step)` sets once; `keras_vitres.training.AdaptiveWarmup` calls it when
-    the running training accuracy passes a threshold (the paper's "until the training error is below 80%").
-    `warmup_steps` is then the longest the warmup may last.
+    With `adaptive=True` the warmup ends at `min(warmup_steps, release_step)`, a non-trainable variable that
+    `release(step)` sets once (`keras_vitres.training.AdaptiveWarmup` calls it); `released_at` restores it from a
+    saved config.
 
     Args:
         schedule: a `LearningRateSchedule` or a float, the rate after the warmup.
         warmup_steps: int >= 0. Length of the warmup in steps (its upper bound when `adaptive=True`).
         warmup_learning_rate: float. The rate at step 0 (linear) or throughout the warmup (constant).
-        mode: "linear" or "constant".
-        shift_schedule: bool. Whether the wrapped schedule starts counting at the end of the warmup.
-        adaptive: bool. Whether `release(step)` may end the warmup early.
-        released_at: int or None. Step at which an adaptive warmup was released (restores a released schedule
-            from its config); None while it has not been.
-        name: str. Name of the schedule.
+        mode, shift_schedule, adaptive, released_at, name: as above.
 
     Examples:
         >>> schedule = Warmup(StepDecay(0.1), warmup_steps=400, warmup_learning_rate=0.01, mode="constant")
@@ -220,17 +207,7 @@ def warmup_cosine_decay(peak_learning_rate, total_steps, warmup_steps, initial_l
     """Linear warmup to `peak_learning_rate`, then cosine decay to `alpha * peak` at `total_steps` (ViT §4.1).
 
     Equal to `keras.optimizers.schedules.CosineDecay(initial_learning_rate, total_steps - warmup_steps, alpha,
-    warmup_target=peak_learning_rate, warmup_steps=warmup_steps)`, built as `Warmup` around `CosineDecay`.
-
-    Args:
-        peak_learning_rate: float. The rate at the end of the warmup.
-        total_steps: int. Length of the whole run; the rate reaches its minimum there.
-        warmup_steps: int. Length of the linear warmup.
-        initial_learning_rate: float. The rate at step 0.
-        alpha: float. The final rate as a fraction of the peak.
-
-    Returns:
-        A `Warmup` schedule.
+    warmup_target=peak_learning_rate, warmup_steps=warmup_steps)`, built as a `Warmup` around `CosineDecay`.
     """
     _check_decay_args(peak_learning_rate, total_steps, warmup_steps, initial_learning_rate)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
@@ -242,17 +219,7 @@ def warmup_cosine_decay(peak_learning_rate, total_steps, warmup_steps, initial_l
 def warmup_linear_decay(peak_learning_rate, total_steps, warmup_steps, initial_learning_rate=0.0, final_learning_rate=0.0):
     """Linear warmup to `peak_learning_rate`, then linear decay to `final_learning_rate` at `total_steps` (ViT §4.1).
 
-    Built as `Warmup` around `keras.optimizers.schedules.PolynomialDecay(power=1)`.
-
-    Args:
-        peak_learning_rate: float. The rate at the end of the warmup.
-        total_steps: int. Length of the whole run.
-        warmup_steps: int. Length of the linear warmup.
-        initial_learning_rate: float. The rate at step 0.
-        final_learning_rate: float. The rate at `total_steps` and after.
-
-    Returns:
-        A `Warmup` schedule.
+    Built as a `Warmup` around `keras.optimizers.schedules.PolynomialDecay(power=1)`.
     """
     _check_decay_args(peak_learning_rate, total_steps, warmup_steps, initial_learning_rate)
     _check_rate("final_learning_rate", final_learning_rate)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import keras_vitres
 from keras_vitres.export import export_saved_model, read_export_metadata
-from keras_vitres.presets import CAFFE
+from keras_vitres.presets.table import CAFFE
 
 
 def test_a_wrapped_model_exports_the_preprocessing_it_applies(tmp_path):

@@ -30,9 +30,8 @@ from keras_vitres.layers import (
 )
 from tests import reference
 from tests.helpers import (
-    assert_close,
     UNIT_ROUNDOFF,
-    assert_keras_round_trip,
+    assert_close,
     assert_trains_and_saves,
     assert_within_rounding,
 )

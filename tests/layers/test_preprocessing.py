@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_vitres.layers import PREPROCESSING_PRESETS, ImagePreprocessing, Preprocessing, find_preprocessing
+from keras_vitres.layers import PREPROCESSING_CONVENTIONS, ImagePreprocessing, Preprocessing, find_preprocessing
 from tests.helpers import assert_close
 
 RAW = np.random.default_rng(0).uniform(0, 255, size=(2, 4, 5, 3)).astype("float32")
@@ -32,7 +32,7 @@ def test_formulas_say_what_is_computed():
 
 
 @pytest.mark.backend_agnostic
-@pytest.mark.parametrize("name", [*PREPROCESSING_PRESETS, "per_pixel_mean"])
+@pytest.mark.parametrize("name", [*PREPROCESSING_CONVENTIONS, "per_pixel_mean"])
 def test_the_layer_applies_the_description_and_saves_it_as_its_config(name, tmp_path):
     description = Preprocessing(mean=PER_PIXEL_MEAN) if name == "per_pixel_mean" else Preprocessing.resolve(name)
     bgr = RAW[..., ::-1]

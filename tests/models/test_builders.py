@@ -252,9 +252,11 @@ def test_docstring_examples_run():
     import keras_vitres.models.features
     import keras_vitres.models.resnet
     import keras_vitres.models.vit
-    import keras_vitres.presets
+    import keras_vitres.presets.build
+    import keras_vitres.presets.table
 
-    for module in (keras_vitres.models.resnet, keras_vitres.models.vit, keras_vitres.models.features, keras_vitres.presets):
+    for module in (keras_vitres.models.resnet, keras_vitres.models.vit, keras_vitres.models.features,
+                   keras_vitres.presets.build, keras_vitres.presets.table):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

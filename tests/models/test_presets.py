@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import keras_vitres
-from keras_vitres.presets import NAMED_BUILDERS, PRESETS, build_model, get_preset, list_presets
+from keras_vitres.presets import NAMED_BUILDERS, PRESETS, get_preset, list_presets
+from keras_vitres.presets.build import build_model
 from tests.helpers import trainable_params
 
 # Under JAX too (CI's second step): one build per builder and block type; the counts do not depend on the backend.

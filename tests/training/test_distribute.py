@@ -90,7 +90,6 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras, numpy as np
 from keras_vitres.training import resolve_config, train
 from keras_vitres.training.factories import build_schedule
-from keras_vitres.training.recipes import Recipe
 
 root = sys.argv[1]
 common = dict(preset="vit_tiny_patch16_224", model_overrides=TINY_VIT, preprocessing="rescale", optimizer="sgd",
@@ -101,7 +100,7 @@ for strategy in ("mirrored", "one"):
     config = resolve_config("digits_resnet", run_dir=f"{root}/{strategy}", strategy=strategy, **common)
     result = train(config, verbose=0)
     resolved = json.load(open(f"{root}/{strategy}/config.json"))["resolved"]
-    schedule = build_schedule(Recipe(**{**config["recipe"], "decay_boundaries": ()}), 6, 2)
+    schedule = build_schedule(config.recipe, 6, 2)
     logged = [float(row.split(",")[2]) for row in open(f"{root}/{strategy}/logs/training.csv").read().split()[1:]]
     out[strategy] = dict(replicas=resolved["num_replicas"], accuracy=result["test_accuracy"], logged=logged,
                          expected=[float(schedule(3)), float(schedule(6))], steps=result["steps"])

@@ -96,7 +96,7 @@ def test_the_evaluation_crop_keeps_the_aspect_ratio_and_takes_the_centre():
 def test_the_export_crops_a_non_square_jpeg_as_evaluation_does(tmp_path):
     from keras_vitres.export import export_saved_model
     from keras_vitres.layers import Preprocessing
-    from keras_vitres.presets import build_model
+    from keras_vitres.presets.build import build_model
 
     photo = sample_photos()["chelsea"]  # 300 x 451
     path = tmp_path / "cat.jpg"
@@ -120,7 +120,7 @@ def test_the_export_crops_a_non_square_jpeg_as_evaluation_does(tmp_path):
 
 
 def test_a_keras_checkpoint_with_other_classes_loads_with_a_new_zero_head_and_resampled_positions(tmp_path):
-    from keras_vitres.presets import build_model
+    from keras_vitres.presets.build import build_model
 
     source = build_model("vit_digits_patch4_32", classes=10)
     inputs = keras.Input((32, 32, 3))
@@ -189,7 +189,7 @@ def test_set_fields_take_effect(tmp_path, capsys):
     assert main(["train", "--run-dir", str(run_dir), "--steps", "2", "--batch-size", "16", "--set", "warmup_steps=1",
                  "--set", 'model_overrides={"depth": 8}', "--image-size", "16,20", "--verbose", "0"]) == 0
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["resolved"]["image_shape"] == [16, 20, 3] and config["name"] == "resnet8"
+    assert config["resolved"]["image_size"] == [16, 20] and config["name"] == "resnet8"
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     assert model.input_shape == (None, 16, 20, 3) and model.name == "resnet8_trained"
     assert "resnet8 on digits" in (run_dir / "summary.txt").read_text()
@@ -201,18 +201,19 @@ def test_run_names_say_what_is_trained():
     assert trained_name(get_recipe("vit_small_data", image_size=(32, 48))) == "vit_tiny_patch4_32x48"
     assert trained_name(get_recipe("digits_vit")) == "vit_digits_patch4_32"
     config = resolve_config("vit_small_data", image_size=32)
-    assert config["name"] == "vit_tiny_patch4_32" and config["run_dir"].startswith(os.path.join("runs", "vit_tiny_patch4_32_"))
+    assert config.name == "vit_tiny_patch4_32" and config.run_dir.startswith(os.path.join("runs", "vit_tiny_patch4_32_"))
 
 
 def test_the_finetuning_recipes(photo_folder):
     vit = resolve_config("finetune_vit", data_path=photo_folder)
-    recipe = vit["recipe"]
-    assert (recipe["optimizer"], recipe["momentum"], recipe["weight_decay"], recipe["gradient_clip_norm"]) == \
-        ("sgd", 0.9, 0.0, 1.0)
-    assert recipe["schedule"] == "cosine" and recipe["warmup_epochs"] > 0 and recipe["augment"] == "random_resized_crop"
-    assert recipe["image_size"] == [224, 224]  # the preset's, for a folder of any sizes
-    resnet = resolve_config("finetune_resnet", data_path=photo_folder, preset="resnet20")
-    assert resnet["recipe"]["image_size"] == [32, 32] and resnet["recipe"]["weight_decay"] == 1e-4
+    recipe = vit.recipe
+    assert (recipe.optimizer, recipe.momentum, recipe.weight_decay, recipe.gradient_clip_norm) == ("sgd", 0.9, 0.0, 1.0)
+    assert recipe.schedule == "cosine" and recipe.warmup_epochs > 0 and recipe.augment == "random_resized_crop"
+    assert recipe.image_size == (224, 224)  # the preset's, for a folder of any sizes
+    resnet = resolve_config("finetune_resnet", data_path=photo_folder, preset="resnet20").recipe
+    assert resnet.image_size == (32, 32) and resnet.weight_decay == 1e-4
+    # A BiT preset takes the size BiTResNet builds at (its `input_shape` default is None).
+    assert resolve_config("finetune_resnet", data_path=photo_folder, preset="bit_r50x1").recipe.image_size == (224, 224)
 
 
 # --- the whole command ---------------------------------------------------------------------------------------------

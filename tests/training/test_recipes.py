@@ -1,6 +1,7 @@
 """Recipes: the papers' settings, per-preset adjustments, overrides, and what the runner builds from them."""
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -18,7 +19,7 @@ def test_the_paper_cifar_recipe():
     assert (recipe.weight_decay, recipe.weight_decay_mode) == (1e-4, "l2")
     assert (recipe.schedule, recipe.decay_boundaries, recipe.decay_factor, recipe.steps) == (
         "step", (32000, 48000), 0.1, 64000)
-    assert (recipe.validation_size, recipe.augment, recipe.preprocessing) == (5000, "cifar", "pixel_mean")
+    assert (recipe.validation_size, recipe.augment, recipe.normalization) == (5000, "cifar", "pixel_mean")
     assert recipe.warmup_until_accuracy is None  # ResNet-20..56 start at 0.1
     schedule = build_schedule(recipe, total_steps=64000, warmup_steps=0)
     rates = [float(schedule(s)) for s in (0, 31999, 32000, 47999, 48000, 63999)]
@@ -52,7 +53,7 @@ def test_overrides_beat_preset_adjustments_and_unknown_names_are_refused():
     "field, value",
     [("optimizer", "lamb"), ("schedule", "exponential"), ("augment", "autoaugment"), ("batch_size", 0),
      ("label_smoothing", 1.0), ("decay_boundaries", (48000, 32000)), ("warmup_until_accuracy", 1.5),
-     ("preprocessing", "imagenet"), ("model_overrides", {"classes": 5}), ("learning_rate", -0.1)],
+     ("normalization", "imagenet"), ("model_overrides", {"classes": 5}), ("learning_rate", -0.1)],
 )
 def test_invalid_fields_are_named(field, value):
     with pytest.raises(ValueError, match=field):
@@ -61,14 +62,21 @@ def test_invalid_fields_are_named(field, value):
 
 def test_every_recipe_is_valid_and_serialisable():
     for name, recipe in RECIPES.items():
-        row = recipe.to_dict()
-        assert Recipe(**{**row, "decay_boundaries": tuple(row["decay_boundaries"])}) == recipe
+        assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
         assert recipe.name == name and recipe.description
+
+
+def test_the_former_name_of_a_field_is_still_read():
+    """`normalization` was called `preprocessing`: config.json files written before the rename, and `--set`, work."""
+    assert get_recipe("cifar_resnet", preprocessing="rescale").normalization == "rescale"
+    row = {**get_recipe("digits_vit").to_dict()}
+    row["preprocessing"] = row.pop("normalization")
+    assert Recipe.from_dict(row) == get_recipe("digits_vit")
 
 
 def test_l2_weight_decay_gives_the_paper_sgd_gradient():
     recipe = get_recipe("cifar_resnet", model_overrides={"depth": 8})
-    model = build_training_model(recipe, (32, 32, 3), 10, Preprocessing())
+    model = build_training_model(recipe, (32, 32), 10, Preprocessing())
     network = model.layers[2]
     kernel = network.get_layer("stem_conv").kernel
     penalty = network.get_layer("stem_conv").kernel_regularizer
@@ -85,7 +93,7 @@ def test_l2_mode_needs_a_builder_with_kernel_regularizer_and_adamw_skips_norms()
     with pytest.raises(ValueError, match="weight_decay_mode='decoupled'"):
         build_training_model(get_recipe("vit_small_data", weight_decay_mode="l2",
                                         model_overrides={"patch_size": 8, "num_layers": 1}),
-                             (32, 32, 3), 10, Preprocessing())
+                             (32, 32), 10, Preprocessing())
     recipe = get_recipe("vit_small_data")
     optimizer = build_optimizer(recipe, 1e-3)
     assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == 0.05
@@ -93,7 +101,7 @@ def test_l2_mode_needs_a_builder_with_kernel_regularizer_and_adamw_skips_norms()
     model = build_training_model(
         dataclasses.replace(recipe, model_overrides={"patch_size": 8, "hidden_dim": 16, "num_layers": 1,
                                                      "num_heads": 2, "mlp_dim": 32}),
-        (32, 32, 3), 10, "inception")
+        (32, 32), 10, "inception")
     optimizer.build(model.trainable_variables)
     decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
     assert any(p.endswith("kernel") for p in decayed)
@@ -105,7 +113,7 @@ def test_bit_hyperrule():
     linear warmup, /10 at 30/60/90% (of 10k or 20k steps), MixUp 0.1 from 20k examples, resolution by image area."""
     recipe = get_recipe("bit_hyperrule")
     assert (recipe.optimizer, recipe.momentum, recipe.learning_rate, recipe.batch_size) == ("sgd", 0.9, 0.003, 512)
-    assert (recipe.preset, recipe.dataset, recipe.preprocessing) == ("bit_r50x1", "cifar10", "rescale")
+    assert (recipe.preset, recipe.dataset, recipe.normalization) == ("bit_r50x1", "cifar10", "rescale")
     assert (recipe.steps, recipe.warmup_steps, recipe.decay_boundaries) == (10_000, 500, (3000, 6000, 9000))
     assert (recipe.mixup_alpha, recipe.image_size, recipe.weight_decay) == (0.1, (128, 128), 0.0)
     schedule = build_schedule(recipe, total_steps=recipe.steps, warmup_steps=recipe.warmup_steps)
@@ -119,7 +127,7 @@ def test_bit_hyperrule():
     assert (large["steps"], large["decay_boundaries"], large["mixup_alpha"], large["image_size"]) == (
         20_000, (6000, 12_000, 18_000), 0.1, 128)
     assert bit_hyperrule(20_000, (96, 96))["mixup_alpha"] == 0.1 and bit_hyperrule(20_000, (96, 96))["image_size"] == 480
-    model = build_training_model(get_recipe("bit_hyperrule", model_overrides=dict(stage_blocks=(1, 1))), (32, 32, 3),
+    model = build_training_model(get_recipe("bit_hyperrule", model_overrides=dict(stage_blocks=(1, 1))), (32, 32),
                                  10, "inception")  # fmt: skip
     assert model.output_shape == (None, 10) and model.get_layer("bit_r50x1").get_layer("stage2_block1")
     with pytest.raises(ValueError, match="dataset_size=0"):

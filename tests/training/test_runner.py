@@ -5,11 +5,13 @@ import io
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -90,7 +92,7 @@ def test_a_run_writes_its_directory(tiny_run):
     resolved = config["resolved"]
     assert config["recipe"]["name"] == "digits_resnet" and config["recipe"]["model_overrides"] == {"depth": 8}
     assert (resolved["steps_per_epoch"], resolved["epochs"], resolved["total_steps"]) == (2, 2, 4)
-    assert resolved["preprocessing"]["mode"] == "pixel_mean"
+    assert resolved["preprocessing"]["normalization"] == "pixel_mean"
     assert resolved["preprocessing"]["layer"] == "ImagePreprocessing"
     assert resolved["preprocessing"]["formula"] == "x - mean (per pixel and channel)"
     assert resolved["preprocessing"]["mean_shape"] == [32, 32, 3] and resolved["preprocessing"]["mean_of"] == 1437
@@ -143,7 +145,7 @@ def test_a_finished_run_is_not_overwritten_and_the_default_dir_moves_on(tiny_run
     monkeypatch.chdir(tmp_path)
     os.makedirs("runs/resnet20_digits")
     open("runs/resnet20_digits/summary.json", "w").write("{}")
-    assert resolve_config("digits_resnet")["run_dir"] == os.path.join("runs", "resnet20_digits_2")
+    assert resolve_config("digits_resnet").run_dir == os.path.join("runs", "resnet20_digits_2")
 
 
 def test_an_unwritable_run_dir_fails_before_any_data_or_model(tmp_path, monkeypatch):
@@ -153,7 +155,7 @@ def test_an_unwritable_run_dir_fails_before_any_data_or_model(tmp_path, monkeypa
     def no_data(*args, **kwargs):
         raise AssertionError("the data was loaded before the run directory was checked")
 
-    monkeypatch.setattr("keras_vitres.data.load_dataset", no_data)
+    monkeypatch.setattr("keras_vitres.training.runner.load_dataset", no_data)
     run_dir = os.fspath(blocker / "run")
     config = resolve_config("digits_resnet", run_dir=run_dir, steps=4, **TINY_RESNET)
     with pytest.raises(OSError, match="run directory .* cannot be written") as caught:
@@ -177,6 +179,23 @@ def test_an_unfinished_run_resumes_only_with_its_own_configuration(tmp_path):
     changed = resolve_config("digits_resnet", run_dir=run_dir, steps=4, **{**TINY_RESNET, "batch_size": 64})
     with pytest.raises(ValueError, match=r"recipe\.batch_size"):
         run_dir_.prepare_run_dir(changed)
+
+
+def test_a_run_directory_written_before_the_renames_evaluates_and_resumes(tiny_run, tmp_path):
+    """`tiny_run`'s config.json as main's code wrote it at 22a67bd (the recipe's `preprocessing`, now `normalization`,
+    "resolved" with `image_shape`, another description of the recipe) is read by `evaluate` and resumes the run."""
+    run_dir = tmp_path / "old"
+    os.makedirs(run_dir / "backup")  # an unfinished run that saved a backup: resuming compares the configurations
+    shutil.copy(os.path.join(tiny_run[0], "model.keras"), run_dir)
+    old = json.loads((Path(__file__).parent / "fixtures" / "config_written_by_22a67bd.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**old, "run_dir": os.fspath(run_dir)}))
+    scores = evaluate(run_dir)
+    assert (scores["dataset"], scores["examples"]) == ("digits", 360)
+    assert scores["accuracy"] == pytest.approx(tiny_run[1]["test_accuracy"], abs=1e-6)
+    with pytest.raises(ValueError, match=r"differs in \['recipe\.normalization'\]"):
+        run_dir_.prepare_run_dir(resolve_config("digits_resnet", run_dir=os.fspath(run_dir), steps=4,
+                                                normalization="rescale", **TINY_RESNET))
+    run_dir_.prepare_run_dir(resolve_config("digits_resnet", run_dir=os.fspath(run_dir), steps=4, **TINY_RESNET))
 
 
 def test_vit_recipe_with_randaugment_mixup_cutmix_label_smoothing_bfloat16_and_remat(tmp_path):

@@ -5,7 +5,6 @@ would, in a fresh process that imports nothing first: the first call downloads (
 bar) and loads, the second asks the hub nothing, and a third, offline with the hub gone, loads from the cache.
 No network."""
 
-import importlib
 import sys
 
 import keras
@@ -16,7 +15,7 @@ from safetensors.numpy import save
 import keras_vitres
 from keras_vitres.presets import PRESETS
 from tests.weights import reference_forward as reference
-from tests.weights.hub_server import COMMIT, FakeHub, hub_environment, run_fresh, sha256
+from tests.weights.hub_server import COMMIT, hub_environment, run_fresh
 from tests.weights.test_state_dicts import VIT
 
 # CI's third step runs these, with the optional extras installed (without them they skip).
@@ -25,31 +24,6 @@ pytestmark = pytest.mark.extras
 TINY_RESNET = dict(stage_blocks=(1, 1), stage_filters=(8, 16), input_shape=(40, 40, 3), classes=6,
                    classifier_activation=None)  # fmt: skip
 TINY_VIT = dict(patch_size=8, hidden_dim=32, num_layers=1, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3))
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    """A stand-in hub for this process: huggingface_hub pointed at it, the caches under `tmp_path`."""
-    constants = importlib.import_module(pytest.importorskip("huggingface_hub").__name__ + ".constants")
-    server = FakeHub()
-    for key, value in hub_environment(tmp_path, HF_ENDPOINT=server.url).items():
-        if key.startswith(("HF_", "KERAS_VITRES_", "NO_PROXY", "no_proxy")):
-            monkeypatch.setenv(key, value)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # read at import: no registry request
-    yield server
-    server.stop()
-
-
-def serve_entry(hub, monkeypatch, preset, weight_name, data):
-    """Publishes `data` as the preset entry's file, at its pinned revision, and pins its sha256 to the data's where
-    the entry pins one (the published file's own sha256 is checked in test_hub_weight_rows.py)."""
-    entry = PRESETS[preset]["weights"][weight_name]
-    hub.publish(entry["repo_id"], entry["filename"], data, commit=entry.get("revision") or COMMIT)
-    if entry.get("sha256"):
-        monkeypatch.setitem(entry, "sha256", sha256(data))
-    return entry
 
 
 @pytest.fixture(scope="module")

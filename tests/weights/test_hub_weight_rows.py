@@ -25,6 +25,7 @@ from tests.weights.bit_reference import (
     random_bit,
     random_hybrid_trunk,
 )
+from tests.weights.conftest import serve_entry
 from tests.weights.reference_forward import (
     official_to_timm,
     random_official_vit,
@@ -32,7 +33,6 @@ from tests.weights.reference_forward import (
     resnet_forward,
     vit_forward,
 )
-from tests.weights.test_hf_hub import hub, serve_entry  # noqa: F401  (hub: the fixture)
 from tests.weights.timm_cfgs import pretrained_cfg, timm_folder
 
 # CI's third step runs these, with the optional extras installed (without them they skip).

@@ -1,40 +1,25 @@
-"""The preset registry: one row per named model, with its configuration, pinned parameter counts, paper table and
-named weights.
+"""The preset table: one row per named model, plain data (reading it imports neither Keras nor a backend).
 
-`params` is `model.count_params()` (BatchNorm moving statistics included); `trainable_params` counts weights,
-biases and BN scale/offset only, the figure that torchvision/timm publish. Both are pinned by the test suite for
-every row, and a row without them fails it.
+A row names its `builder` (a function of `keras_vitres.presets.build.BUILDERS`), the builder's `config`, the
+`builder_name` of its named builder (`keras_vitres.ResNet50`, or None), `params` (`model.count_params()`, BatchNorm
+moving statistics included) and `trainable_params` (weights, biases and BN scale/offset: the figure torchvision and
+timm publish), both pinned by the test suite for every row, its `paper` table and a `description`.
 
 `weights` maps weight names (`"imagenet"`, `"imagenet21k"`, ...) to entries that record:
     source, and where the weights come from: "keras.applications" (`files` top/notop with Keras' pinned md5,
         `base_url`), "url" (`url`, `sha256`), "keras_hub" (a preset `handle`) or "hf_hub" (`repo_id`,
         `filename`, and `revision`, `sha256` with their `pin_source` where published); `keras_vitres.weights.named`
         fetches and verifies them;
-    config: the builder options the weights need (e.g. `use_bias`, `bn_epsilon`, `version`,
-        `approximate_gelu`); a caller's option that contradicts one is a ValueError naming both;
+    config: the builder options the weights need (e.g. `use_bias`, `bn_epsilon`, `version`, `approximate_gelu`);
     preprocessing: the `keras_vitres.layers.Preprocessing` fields the weights expect (input size, channel order,
-        scale/offset or mean/std, interpolation, crop fraction); the model applies it as its first layer;
+        scale/offset or mean/std, interpolation, crop fraction), which the model applies as its first layer;
     description, licence and top1 (ImageNet top-1 as published, with `top1_source`, where a file available
         offline states it; else None).
-`build_model(name, weights="NAME")` builds with those options, fetches the weights and hands them to the builder;
-any other `weights=` (a local path) goes to the builder as it is. `preset_weights(name)` returns a row's entries.
-
-The table is plain data: reading it imports neither Keras nor a backend. The builders are imported when a model
-is built.
 """
 
 import copy
 import difflib
-import importlib
 import os
-
-# Builder name -> the module that defines it.
-BUILDER_MODULES = {
-    "ResNet": "keras_vitres.models.resnet",
-    "VisionTransformer": "keras_vitres.models.vit",
-    "HybridViT": "keras_vitres.models.hybrid",
-    "BiTResNet": "keras_vitres.models.bit",
-}
 
 RESNET_PAPER = "arXiv:1512.03385"
 VIT_PAPER = "arXiv:2010.11929"
@@ -429,34 +414,21 @@ PRESETS = {
 }  # fmt: skip
 
 
+
 def list_presets():
-    """Returns the names of every registered preset, sorted."""
+    """Returns the names of every preset, sorted."""
     return sorted(PRESETS)
 
 
 def get_preset(name):
-    """Returns the registry row of a preset, or raises a ValueError that suggests close names."""
+    """Returns the row of a preset, or raises a ValueError that suggests close names."""
     if not isinstance(name, str):  # a list or dict is unhashable, and bytes would never match
         raise ValueError(f"`name` must be a preset name (a str); received name={name!r}. `list_presets()` lists all "
                          f"{len(PRESETS)}.")
     if name not in PRESETS:
-        close = difflib.get_close_matches(str(name), PRESETS, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"Unknown preset: received name={name!r}.{hint} `list_presets()` lists all {len(PRESETS)}.")
+        raise ValueError(f"Unknown preset: received name={name!r}.{_did_you_mean(name, PRESETS)} `list_presets()` "
+                         f"lists all {len(PRESETS)}.")
     return PRESETS[name]
-
-
-def get_builder(builder):
-    """Returns the builder function named by a preset row's `builder` ("ResNet", "VisionTransformer", ...)."""
-    if builder not in BUILDER_MODULES:
-        raise ValueError(f"`builder` must be one of {sorted(BUILDER_MODULES)}; received builder={builder!r}.")
-    return getattr(importlib.import_module(BUILDER_MODULES[builder]), builder)
-
-
-def __getattr__(name):
-    if name == "BUILDERS":  # builder name -> function; imports the builders (and Keras) on first use
-        return {builder: get_builder(builder) for builder in BUILDER_MODULES}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def preset_weights(name):
@@ -469,12 +441,6 @@ def preset_weights(name):
         '2cb95161c43110f7111970584f804107'
     """
     return copy.deepcopy(get_preset(name)["weights"])
-
-
-def _same(a, b):
-    """Whether two option values agree (a list and a tuple of the same items do)."""
-    plain = lambda v: tuple(plain(x) for x in v) if isinstance(v, (list, tuple)) else v  # noqa: E731
-    return plain(a) == plain(b)
 
 
 def resolve_weights(name, weights):
@@ -490,97 +456,13 @@ def resolve_weights(name, weights):
         return declared[weights]
     if os.sep in weights or "/" in weights or "." in weights or os.path.exists(weights):
         return None  # a local file: the builder's loaders read it
-    close = difflib.get_close_matches(weights, declared, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     known = sorted(declared) or "none (pass the path of a local weights file)"
     raise ValueError(
-        f"Unknown weights for preset {name!r}: received weights={weights!r}.{hint} Its named weights are {known}; "
-        "`weights` may also be None or the path of a local weights file."
+        f"Unknown weights for preset {name!r}: received weights={weights!r}.{_did_you_mean(weights, declared)} Its "
+        f"named weights are {known}; `weights` may also be None or the path of a local weights file."
     )
 
 
-def _check_options(name, weights, entry, overrides):
-    """A caller's option that contradicts what the weights need is a ValueError naming both."""
-    for key, needed in entry.get("config", {}).items():
-        if key in overrides and not _same(overrides[key], needed):
-            raise ValueError(
-                f"weights={weights!r} of preset {name!r} need {key}={needed!r}; received {key}={overrides[key]!r}. "
-                f"Leave `{key}` out, or load other weights."
-            )
-    if overrides.get("preprocessing") is not None:
-        import dataclasses
-
-        from keras_vitres.layers.preprocessing import Preprocessing
-
-        given, needed = (dataclasses.replace(Preprocessing.resolve(p), image_size=None)
-                         for p in (overrides["preprocessing"], entry["preprocessing"]))  # fmt: skip
-        if given != needed:
-            raise ValueError(
-                f"weights={weights!r} of preset {name!r} need preprocessing={needed.to_dict(compact=True)!r} (built in "
-                f"as the model's first layer); received preprocessing={overrides['preprocessing']!r}. Leave "
-                "`preprocessing` out."
-            )
-
-
-def build_model(name, **overrides):
-    """Builds the preset `name`; keyword arguments override its configuration (e.g. `classes=10`).
-
-    `weights` is None, a local file (any format the builders read), or the name of weights the preset declares
-    (`preset_weights(name)`): those are fetched and verified (`keras_vitres.weights.named`), the model is built with
-    the options they need (a contradicting keyword argument is a ValueError naming both) and their preprocessing
-    as its first layer, and the input size they were trained at unless `input_shape` is given.
-
-    Examples:
-        >>> model = build_model("resnet20")
-        >>> model.name, model.count_params()
-        ('resnet20', 271098)
-    """
-    row = get_preset(name)
-    weights = overrides.get("weights")
-    entry = resolve_weights(name, weights)
-    config = {**row["config"], "name": name}
-    if entry is None:
-        return get_builder(row["builder"])(**{**config, **overrides})
-    _check_options(name, weights, entry, overrides)
-    config.update(entry.get("config", {}))
-    preprocessing = entry["preprocessing"]
-    if preprocessing.get("image_size") and "input_shape" not in overrides:
-        channels = (config.get("input_shape") or (None, None, 3))[2]
-        config["input_shape"] = (*preprocessing["image_size"], channels)
-    config.update(overrides)
-    config["preprocessing"] = preprocessing
-    from keras_vitres.weights.named import fetch_weights
-
-    config["weights"] = fetch_weights(entry, include_top=config.get("include_top", True))
-    return get_builder(row["builder"])(**config)
-
-
-def _weights_doc(row):
-    if not row["weights"]:
-        return ""
-    lines = ["Named weights (`weights=NAME`; `keras_vitres.preset_weights` gives the full entries):"]
-    for weight_name, entry in row["weights"].items():
-        options = ", ".join(f"{k}={v!r}" for k, v in entry.get("config", {}).items())
-        lines.append(f"    `{weight_name!r}`: {entry['description']}. Builds with {options or 'the preset options'}, and "
-                     f"their preprocessing as the first layer ({entry['source']}).")  # fmt: skip
-    return "\n".join(lines) + "\n\n"
-
-
-def _named_builder(preset):
-    row = PRESETS[preset]
-
-    def builder(**kwargs):
-        return build_model(preset, **kwargs)
-
-    builder.__name__ = builder.__qualname__ = row["builder_name"]
-    builder.__doc__ = (
-        f"{row['description']} ({row['paper']}).\n\n"
-        f"Preset `{preset}`: {row['params']:,} parameters ({row['trainable_params']:,} trainable). Keyword arguments "
-        f"override the preset's configuration and are those of `{row['builder']}` (`include_top`, `weights`, "
-        f"`input_shape`, `pooling`, `classes`, `classifier_activation`, ...).\n\n{_weights_doc(row)}"
-        "Returns:\n    A `keras.Model`.\n"
-    )
-    return builder
-
-
-NAMED_BUILDERS = {row["builder_name"]: _named_builder(name) for name, row in PRESETS.items() if row["builder_name"]}
+def _did_you_mean(value, names):
+    close = difflib.get_close_matches(str(value), names, n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
