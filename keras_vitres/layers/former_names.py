@@ -12,7 +12,8 @@ import keras
 
 def register_former_name(cls, name):
     """Registers with Keras (package "keras_vitres") a subclass of `cls` called `name`, the name `cls` had before it
-    was renamed; returns the subclass."""
+    was renamed; returns the subclass, whose `renamed_to` is `cls`."""
     doc = f"`{cls.__name__}` under its former name, for `.keras` files saved before the rename."
-    former = type(name, (cls,), {"__module__": cls.__module__, "__qualname__": name, "__doc__": doc})
+    attributes = {"__module__": cls.__module__, "__qualname__": name, "__doc__": doc, "renamed_to": cls}
+    former = type(name, (cls,), attributes)
     return keras.saving.register_keras_serializable(package="keras_vitres", name=name)(former)

@@ -16,15 +16,11 @@ import tempfile
 import h5py
 import keras
 
-# What `register_former_name` gives a former-name subclass: nothing of its own.
-_FORMER_NAME_ATTRIBUTES = {"__module__", "__qualname__", "__doc__"}
-
-
 def former_name(cls):
     """The name `cls` was registered under before it was renamed, or its own name."""
     for sub in cls.__subclasses__():
         registered = keras.saving.get_registered_object(f"keras_vitres>{sub.__name__}")
-        if registered is sub and set(vars(sub)) <= _FORMER_NAME_ATTRIBUTES:
+        if registered is sub and vars(sub).get("renamed_to") is cls:  # made by `register_former_name`
             return sub.__name__
     return cls.__name__
 

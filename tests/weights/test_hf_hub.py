@@ -137,12 +137,12 @@ def test_training_from_named_weights_applies_their_preprocessing_once(hub, hub_p
     params = reference.random_official_vit(np.random.default_rng(8), **dict(VIT, classes=10))
     hub.publish(hub_preset["repo_id"], hub_preset["filename"], save(reference.official_to_timm(params)))
     with pytest.raises(ValueError, match=r"weights='timm' bring their own preprocessing .* received "
-                                         r"preprocessing='pixel_mean'"):  # fmt: skip
-        resolve_config("digits_vit", weights="timm", preprocessing="pixel_mean")
+                                         r"normalization='pixel_mean'"):  # fmt: skip
+        resolve_config("digits_vit", weights="timm", normalization="pixel_mean")
     config = resolve_config("digits_vit", weights="timm", steps=2, warmup_epochs=0, learning_rate=0.0, weight_decay=0.0,
                             run_dir=str(tmp_path / "run"), mixed_precision="float32")  # fmt: skip
-    assert (config["recipe"]["preprocessing"], config["recipe"]["crop_fraction"]) == ("weights", 1.0)
-    assert tuple(config["recipe"]["image_size"]) == (32, 32)
+    assert (config.recipe.normalization, config.recipe.crop_fraction) == ("weights", 1.0)
+    assert tuple(config.recipe.image_size) == (32, 32)
     train(config, verbose=0)
     trained = keras.saving.load_model(str(tmp_path / "run" / "model.keras"), safe_mode=True)
     network = trained.layers[-1]
