@@ -5,6 +5,7 @@ import glob
 import json
 import os
 
+from keras_vitres.cli.arguments import parse_image_size
 from keras_vitres.export.catalog import FORMATS, PRECISIONS
 
 
@@ -45,7 +46,8 @@ def add_parser(subparsers):
         help="for models without a preprocessing layer: raw, unit, inception, imagenet, caffe, or a JSON dict "
         'such as \'{"mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7]}\'',
     )
-    parser.add_argument("--image-size", default=None, help="HxW (or one number) for models that accept any size")
+    parser.add_argument("--image-size", type=parse_image_size, default=None, metavar="H[,W]",
+                        help="H or H,W for models that accept any size")
     parser.add_argument(
         "--output", default="auto", choices=("auto", "probabilities", "logits"), help="what the model returns"
     )
@@ -105,19 +107,6 @@ def parse_class_names(value):
         with open(value) as f:
             return [line.strip() for line in f if line.strip()]
     return [n.strip() for n in value.split(",")]
-
-
-def parse_image_size(value):
-    if value is None:
-        return None
-    parts = value.lower().replace(",", "x").split("x")
-    try:
-        size = [int(p) for p in parts]
-    except ValueError:
-        size = []
-    if len(size) not in (1, 2):
-        raise ValueError(f"--image-size must be HxW or one number; received --image-size={value!r}.")
-    return size[0] if len(size) == 1 else tuple(size)
 
 
 def parse_preprocessing(value):
@@ -231,7 +220,7 @@ def run(args):
         path = export_model(
             model, args.export_dir, args.format, args.precision, version=args.version, class_names=class_names,
             top_k=args.top_k, preprocessing=parse_preprocessing(args.preprocessing),
-            image_size=parse_image_size(args.image_size), output=args.output, max_pixels=max_pixels,
+            image_size=args.image_size, output=args.output, max_pixels=max_pixels,
             calibration=calibration_source(args, data_path), overwrite=args.overwrite, preset=preset,
             weights=weights,
         )

@@ -9,6 +9,8 @@ import json
 import shlex
 import sys
 
+from keras_vitres.cli.arguments import parse_image_size
+
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 _PARSER = {}  # the `train` parser, for rebuilding a command line from parsed arguments
 
@@ -25,20 +27,6 @@ def _parse_set(items):
         except json.JSONDecodeError:
             overrides[field.strip()] = value
     return overrides
-
-
-def parse_image_size(value):
-    """`--image-size H[,W]`: one positive int (square) or two, comma-separated; returns [H, W]."""
-    parts = [p.strip() for p in str(value).replace("x", ",").split(",")]
-    try:
-        size = [int(p) for p in parts]
-    except ValueError:
-        size = []
-    if len(size) == 1:
-        size = size * 2
-    if len(size) != 2 or min(size) < 1:
-        raise argparse.ArgumentTypeError(f"expected H or H,W (positive ints, e.g. 64 or 64,96); received {value!r}")
-    return size
 
 
 def parse_fraction(value):

@@ -70,8 +70,22 @@ def export_model(
         format: "saved_model", "onnx", "openvino" or "litert" (see the module's table).
         precision: "f32" (every format), "bf16" (OpenVINO), "f16" (OpenVINO, LiteRT: float16 weights) or "int8"
             (ONNX, OpenVINO, LiteRT: the runtime's own post-training quantizer).
-        version, class_names, top_k, preprocessing, image_size, output: as `export_saved_model`.
-        resize_method, antialias, max_pixels, overwrite: as `export_saved_model`.
+        version: positive int, or None for the next free version (1 in a new folder).
+        class_names: None or one string per class; adds a `class_names` output.
+        top_k: int. Classes returned in `classes` / `scores` (at most the number of classes).
+        preprocessing: None, a convention name ("raw", "unit", "inception", "imagenet", "caffe"), a dict of
+            `Preprocessing` fields or a `keras_vitres.layers.Preprocessing`. Must be None when the model has its
+            own preprocessing layer (as the package's runner trains it), whose description the export states and
+            follows; None for another model means it takes raw pixels as they are (like the CIFAR presets).
+        image_size: (H, W) or int; required when the model accepts any size, else must match it.
+        output: "auto" (softmax ending -> probabilities, linear ending -> logits), "probabilities" or "logits".
+            Logits go through a softmax in the graph, so `probabilities` always sum to one.
+        resize_method: how `serving_bytes` resizes decoded images (a `tf.image.resize` method); default the
+            preprocessing description's `interpolation`.
+        antialias: whether that resize is antialiased.
+        max_pixels: int. `serving_bytes` refuses, before decoding, any image whose header declares more than
+            this many pixels (height x width; images are decoded one at a time, so this bounds a request's memory).
+        overwrite: bool. Replace an existing `version`.
         calibration: int8 only: the images to calibrate on, ideally from the training data: a folder (16 of its
             JPEG and PNG files), a list of image files, or raw pixels (N, H, W, C); default crops of scikit-learn's
             sample photos (`export.calibration`).
@@ -112,59 +126,14 @@ def export_model(
     return os.path.join(export_dir, str(version))
 
 
-def export_saved_model(
-    model,
-    export_dir,
-    version=None,
-    class_names=None,
-    top_k=5,
-    preprocessing=None,
-    image_size=None,
-    output="auto",
-    resize_method=None,
-    antialias=True,
-    overwrite=False,
-    max_pixels=DEFAULT_MAX_PIXELS,
-    preset=None,
-    weights=None,
-):
-    """Exports a classifier as a SavedModel in TF Serving's layout, `export_dir/<version>/`.
+def export_saved_model(model, export_dir, version=None, **options):
+    """Exports a classifier as a SavedModel in TF Serving's layout: `export_model(..., format="saved_model")`.
 
     The export has two signatures (see `export.saved_model`): `serving_default` takes raw float pixels named
     `images`, `serving_bytes` takes JPEG/PNG files named `image_bytes`; both return `probabilities`, top-k
-    `classes` and `scores`, and `class_names` when given. Preprocessing is part of the graph: a model with its own
-    `ImagePreprocessing` layer (as trained by the package's runner; also a Keras layer named "preprocessing")
-    already takes raw pixels, and its description is what the export states and the bytes signature follows; for
-    any other model pass `preprocessing` (None means the model takes raw pixels as they are, like the CIFAR
-    presets). It is `export_model(..., format="saved_model")`.
-
-    Args:
-        model: a `keras.Model` classifier with one (batch, H, W, C) input (TensorFlow backend).
-        export_dir: folder that holds the versions (the `model_base_path` of TF Serving).
-        version: positive int, or None for the next free version (1 in a new folder).
-        class_names: None or one string per class; adds a `class_names` output.
-        top_k: int. Classes returned in `classes` / `scores` (at most the number of classes).
-        preprocessing: None, a preset name ("raw", "unit", "inception", "imagenet", "caffe"), a dict of
-            `Preprocessing` fields (`channel_order`, `scale`, `offset`, `mean`, `std`, `interpolation`,
-            `crop_fraction`) or a `keras_vitres.layers.Preprocessing`. Must be None when the model has its own
-            preprocessing layer.
-        image_size: (H, W) or int; required when the model accepts any size, else must match it.
-        output: "auto" (softmax ending -> probabilities, linear ending -> logits), "probabilities" or "logits".
-            Logits go through a softmax in the graph, so `probabilities` always sum to one.
-        resize_method: how `serving_bytes` resizes decoded images (a `tf.image.resize` method); default the
-            preprocessing description's `interpolation` ("bilinear" unless it says otherwise).
-        antialias: whether that resize is antialiased.
-        overwrite: bool. Replace an existing `version`.
-        max_pixels: int. `serving_bytes` refuses, before decoding, any image whose header declares more than
-            this many pixels (height x width); default 16,000,000. Images are decoded one at a time, so this
-            bounds the memory a request needs (about 16 bytes per pixel while decoding and resizing: 250 MiB at
-            the default limit).
-        preset, weights: str or None. Where the model came from, recorded in the metadata.
+    `classes` and `scores`, and `class_names` when given. `options` are `export_model`'s.
 
     Returns:
         str: the path of the version folder written.
     """
-    return export_model(model, export_dir, "saved_model", version=version, class_names=class_names, top_k=top_k,
-                        preprocessing=preprocessing, image_size=image_size, output=output,
-                        resize_method=resize_method, antialias=antialias, max_pixels=max_pixels,
-                        overwrite=overwrite, preset=preset, weights=weights)
+    return export_model(model, export_dir, "saved_model", version=version, **options)

@@ -16,6 +16,7 @@ import tempfile
 import h5py
 import keras
 
+
 def former_name(cls):
     """The name `cls` was registered under before it was renamed, or its own name."""
     for sub in cls.__subclasses__():

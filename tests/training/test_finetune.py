@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from keras_vitres.cli.arguments import parse_image_size
 from keras_vitres.cli.main import main
-from keras_vitres.cli.train import parse_image_size
 from keras_vitres.data import load_dataset, make_pipeline
 from keras_vitres.data.geometry import resize_and_crop
 from keras_vitres.training import get_recipe, resolve_config
